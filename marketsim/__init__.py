@@ -1,0 +1,59 @@
+"""marketsim: an agent-based market simulator whose sellers' pricing strategies are plugins.
+
+The public API is the names in ``__all__``; everything else is internal.
+"""
+
+from marketsim.economics import Benchmark, Benchmarks, ExpectedDemand, compute_benchmarks, hhi
+from marketsim.hookspecs import hookimpl
+from marketsim.model import ConsumerPopulation, MarketModel, Seller
+from marketsim.registry import (
+    DuplicateStrategyError,
+    Registry,
+    UnknownStrategyError,
+    default_registry,
+    load_registry,
+    make_plugin_manager,
+)
+from marketsim.run import RunResult, simulate, write_run
+from marketsim.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+from marketsim.strategy import (
+    STRATEGY_API_VERSION,
+    InvalidPriceError,
+    MarketInfo,
+    Observation,
+    Outcome,
+    Strategy,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "STRATEGY_API_VERSION",
+    "Benchmark",
+    "Benchmarks",
+    "ConsumerPopulation",
+    "DuplicateStrategyError",
+    "ExpectedDemand",
+    "InvalidPriceError",
+    "MarketInfo",
+    "MarketModel",
+    "Observation",
+    "Outcome",
+    "Registry",
+    "RunResult",
+    "Scenario",
+    "ScenarioError",
+    "Seller",
+    "Strategy",
+    "UnknownStrategyError",
+    "compute_benchmarks",
+    "default_registry",
+    "hhi",
+    "hookimpl",
+    "load_registry",
+    "load_scenario",
+    "make_plugin_manager",
+    "parse_scenario",
+    "simulate",
+    "write_run",
+]

@@ -1,0 +1,173 @@
+"""The ``marketsim`` command line: run, validate, schema, plugins."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from marketsim.registry import Registry, default_registry
+from marketsim.scenario import Scenario, load_scenario, scenario_schema
+from marketsim.strategy import InvalidPriceError, parameters
+from marketsim.yamlsource import SourceError
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _fmt(v: float | None, digits: int = 4) -> str:
+    return "—" if v is None or v != v else f"{v:,.{digits}f}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a scenario, print the summary table and write the run folder."""
+    from marketsim.run import simulate, write_run
+
+    scenario = load_scenario(args.scenario)
+    overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
+    scenario = scenario.with_overrides(**overrides) if overrides else scenario
+    _warn_plugin_problems(default_registry())
+    with Progress(
+        TextColumn(f"[bold]{scenario.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True, disable=args.quiet,
+    ) as bar:
+        task = bar.add_task("run", total=scenario.steps)
+        result = simulate(scenario, progress=lambda k: bar.update(task, completed=k))
+    folder = write_run(result, args.out or Path("runs") / scenario.name)
+    if not args.quiet:
+        _print_summary(result, scenario)
+    out.print(f"run folder: [bold]{folder}[/]")
+    return 0
+
+
+def _print_summary(result, scenario: Scenario) -> None:
+    bench = result.benchmarks
+    table = Table(title=f"{scenario.name} — {scenario.steps} steps, seed {scenario.seed}, {scenario.demand.mode} demand")
+    for col in ("seller", "strategy", "mean price", "Nash price", "monopoly price", "share", "profit/step", "Δ"):
+        table.add_column(col, justify="left" if col in ("seller", "strategy") else "right")
+    for i, s in enumerate(result.sellers):
+        table.add_row(
+            s.name, s.strategy, _fmt(s.mean_price), _fmt(bench.nash.prices[i]), _fmt(bench.monopoly.prices[i]),
+            f"{s.share:.1%}", _fmt(s.mean_profit, 3), _fmt(s.profit_gain, 2),
+        )
+    out.print(table)
+    out.print(
+        f"consumer surplus/step {_fmt(result.consumer_surplus, 2)} (Nash {_fmt(bench.nash.consumer_surplus, 2)}, "
+        f"monopoly {_fmt(bench.monopoly.consumer_surplus, 2)}) · HHI {result.hhi:,.0f} · "
+        "Δ = (π − π_Nash)/(π_monopoly − π_Nash): 0 competitive, 1 collusive"
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate scenario files; print every problem, one per line."""
+    failed = 0
+    for path in args.files:
+        try:
+            scenario = load_scenario(path)
+        except SourceError as exc:
+            failed += 1
+            for problem in exc.problems:
+                err.print(str(problem), markup=False, highlight=False)
+            continue
+        out.print(f"[green]ok[/] {path}: {scenario.name}, {len(scenario.expanded_sellers())} sellers, {scenario.steps} steps")
+    return 2 if failed else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of the scenario format."""
+    text = json.dumps(scenario_schema(), indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def _plugin_rows(registry: Registry) -> list[dict]:
+    return [
+        {
+            "name": e.name,
+            "plugin": e.plugin,
+            "distribution": e.distribution,
+            "version": e.version,
+            "classifier": {k: list(v) if isinstance(v, tuple) else v for k, v in e.cls.classifier.items()},
+            "parameters": {p.name: (None if p.required else p.default) for p in parameters(e.cls)},
+            "summary": (e.cls.__doc__ or "").strip().splitlines()[0] if e.cls.__doc__ else "",
+        }
+        for e in registry
+    ]
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List registered strategies with their source, classifier and parameters."""
+    registry = default_registry()
+    rows = _plugin_rows(registry)
+    if args.json:
+        problems = [{"plugin": p.plugin, "reason": p.reason} for p in registry.problems]
+        print(json.dumps({"strategies": rows, "problems": problems}, indent=2))
+        return 0
+    table = Table(title=f"{len(rows)} registered strategies")
+    for col in ("name", "from", "learns", "stochastic", "parameters (defaults)", "what it does"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        params = ", ".join(f"{k}={v!r}" for k, v in r["parameters"].items()) or "—"
+        source = f"{r['distribution']} {r['version']}" if r["distribution"] else r["plugin"]
+        table.add_row(r["name"], source, str(r["classifier"]["learns"]), str(r["classifier"]["stochastic"]), params, r["summary"])
+    out.print(table)
+    _warn_plugin_problems(registry)
+    return 0
+
+
+def _warn_plugin_problems(registry: Registry) -> None:
+    for p in registry.problems:
+        err.print(f"[yellow]plugin {p.plugin!r} skipped:[/] {p.reason}", highlight=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="marketsim", description="Agent-based market simulator with plugin pricing strategies.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a scenario and write a run folder")
+    run.add_argument("scenario", help="scenario YAML file")
+    run.add_argument("--steps", type=int, help="override the scenario's number of steps")
+    run.add_argument("--seed", type=int, help="override the scenario's seed")
+    run.add_argument("--out", type=Path, help="run folder (default runs/<scenario name>)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    run.set_defaults(func=cmd_run)
+    val = sub.add_parser("validate", help="check scenario files without running them")
+    val.add_argument("files", nargs="+")
+    val.set_defaults(func=cmd_validate)
+    schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
+    schema.add_argument("--out", help="write to this file instead of stdout")
+    schema.set_defaults(func=cmd_schema)
+    plugins = sub.add_parser("plugins", help="list registered strategies and broken plugins")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(func=cmd_plugins)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SourceError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False, highlight=False)
+        return 2
+    except InvalidPriceError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing written")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

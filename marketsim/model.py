@@ -1,0 +1,284 @@
+"""The Mesa market model: sellers post prices, the market clears, sellers settle, strategies learn.
+
+One ``Seller`` agent per seller holds a strategy object; one ``ConsumerPopulation`` agent holds every
+consumer as numpy arrays. All randomness comes from the model's ``rng`` (seeded through Mesa).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mesa
+import numpy as np
+
+from marketsim import consumers, network
+from marketsim.economics import Benchmarks, ExpectedDemand, compute_benchmarks
+from marketsim.registry import Registry, default_registry
+from marketsim.scenario import Scenario
+from marketsim.scenario import Seller as SellerSpec
+from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy, checked_price
+
+
+@dataclass(frozen=True, slots=True)
+class Draws:
+    """The random numbers one step of shopping uses, drawn in a fixed order from the model's rng."""
+
+    active: np.ndarray | None  # indices of shoppers, None when everyone shops
+    u: np.ndarray  # (1 + sellers with a finite limit, n_shoppers) uniforms, one row per choice
+    order: np.ndarray | None  # random queue of shoppers, None when no seller can run out
+
+
+def draw_shopping(rng: np.random.Generator, n: int, arrival: float, n_limited: int) -> Draws:
+    """Draw who shops, their choice uniforms and the queue order (shared with the reference model)."""
+    active = np.flatnonzero(rng.random(n) < arrival) if arrival < 1.0 else None
+    m = n if active is None else len(active)
+    u = rng.random((1 + n_limited, m))
+    order = rng.permutation(m) if n_limited else None
+    return Draws(active, u, order)
+
+
+def wtp_population(scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
+    """Each consumer's base WTP, drawn from the scenario's distribution."""
+    dist = scenario.consumers.wtp.frozen()
+    size = scenario.consumers.size
+    if dist is None:
+        return np.full(size, scenario.consumers.wtp.value)
+    return dist.rvs(size=size, random_state=rng)
+
+
+def wtp_nodes(scenario: Scenario) -> np.ndarray:
+    """Quadrature nodes of the WTP distribution (quantile midpoints): the continuum population."""
+    dist = scenario.consumers.wtp.frozen()
+    if dist is None:
+        return np.array([scenario.consumers.wtp.value])
+    k = scenario.demand.quadrature
+    return dist.ppf((np.arange(k) + 0.5) / k)
+
+
+def expected_demand(scenario: Scenario) -> ExpectedDemand:
+    """The scenario's noise-free demand at its base arrival rate (no shocks, no capacity, full awareness)."""
+    sellers = scenario.expanded_sellers()
+    nodes = wtp_nodes(scenario)
+    c = scenario.consumers
+    return ExpectedDemand(
+        quality=np.array([s.quality for s in sellers]),
+        costs=np.array([s.cost for s in sellers]),
+        outside=c.outside_value,
+        mu=c.mu,
+        wtp=nodes,
+        mass=np.full(len(nodes), c.size * c.arrival / len(nodes)),
+    )
+
+
+class Seller(mesa.Agent):
+    """A seller: cost, price bounds, optional capacity and inventory, and the strategy it holds."""
+
+    def __init__(self, model: MarketModel, spec: SellerSpec, index: int, strategy: Strategy) -> None:
+        super().__init__(model)
+        self.spec, self.index, self.strategy = spec, index, strategy
+        self.name, self.cost, self.quality = spec.name, spec.cost, spec.quality
+        self.capacity = spec.capacity if spec.capacity is not None else math.inf
+        self.inventory = spec.inventory.initial if spec.inventory else math.inf
+        self.price = spec.start_price
+        self.units = self.revenue = self.profit = self.holding_cost = 0.0
+
+    @property
+    def limit(self) -> float:
+        """Most units it can sell this step."""
+        return min(self.capacity, self.inventory)
+
+    def observe(self, step: int, competitor_prices: tuple[float, ...]) -> Observation:
+        """The frozen observation its strategy prices from."""
+        return Observation(
+            step=step,
+            own_price=self.price,
+            cost=self.cost,
+            last_units=self.units,
+            last_profit=self.profit,
+            inventory=self.inventory,
+            capacity=self.capacity,
+            competitor_prices=competitor_prices,
+            price_min=self.spec.price_min,
+            price_max=self.spec.price_max,
+        )
+
+    def post_price(self, obs: Observation) -> float:
+        """Ask the strategy for a price, check it, and clip it to the allowed range."""
+        raw = self.strategy.price(obs)
+        price = checked_price(self.strategy.name, raw, obs.step)
+        self.price = min(max(price, self.spec.price_min), self.spec.price_max)
+        return self.price
+
+    def settle(self, units: float) -> None:
+        """Book the step's sales: revenue, cost, inventory, holding cost, profit, then restock."""
+        self.units = units
+        self.revenue = self.price * units
+        self.inventory -= units
+        held = self.inventory if math.isfinite(self.inventory) else 0.0
+        self.holding_cost = self.spec.inventory.holding_cost * held if self.spec.inventory else 0.0
+        self.profit = self.revenue - self.cost * units - self.holding_cost
+        self._restock()
+
+    def _restock(self) -> None:
+        rule = self.spec.inventory.restock if self.spec.inventory else None
+        if rule is None:
+            return
+        due = (
+            self.model.steps % rule.every == 0 if rule.every is not None else self.inventory <= rule.reorder_point
+        )
+        if due:
+            self.inventory = max(self.inventory, rule.up_to)
+
+    def outcome(self, step: int, competitor_prices: tuple[float, ...], next_obs: Observation) -> Outcome:
+        """What the strategy learns from after settlement."""
+        return Outcome(
+            step=step,
+            price=self.price,
+            units=self.units,
+            revenue=self.revenue,
+            variable_cost=self.cost * self.units,
+            holding_cost=self.holding_cost,
+            profit=self.profit,
+            inventory=self.inventory,
+            competitor_prices=competitor_prices,
+            next_observation=next_obs,
+        )
+
+
+class ConsumerPopulation(mesa.Agent):
+    """Every consumer as arrays: base WTP, per-node mass, and (with a network) awareness of sellers."""
+
+    def __init__(self, model: MarketModel, scenario: Scenario) -> None:
+        super().__init__(model)
+        self.spec = scenario.consumers
+        self.expected = scenario.demand.mode == "expected"
+        self.wtp = wtp_nodes(scenario) if self.expected else wtp_population(scenario, model.rng)
+        self.aware: np.ndarray | None = None
+        self.adjacency = None
+        self.net = scenario.network
+        if self.net is not None:
+            graph = network.build_graph(self.net.graph, len(self.wtp), model.rng)
+            self.adjacency = network.adjacency(graph, len(self.wtp))
+            n_sellers = len(scenario.expanded_sellers())
+            self.aware = network.initial_awareness(n_sellers, len(self.wtp), self.net.initial_awareness, model.rng)
+        self.shoppers = 0.0
+        self.buyers = 0.0
+        self.surplus = 0.0
+
+    def shop(self, x: np.ndarray, limits: np.ndarray, step: int) -> np.ndarray:
+        """Clear the market for seller values ``x = quality - price``; return units sold per seller."""
+        arrival = self.spec.arrival_at(step)
+        w = self.wtp + self.spec.wtp_shift_at(step)
+        if self.expected:
+            mass = np.full(len(w), self.spec.size * arrival / len(w))
+            units, self.surplus = consumers.clear_expected(w, mass, x, self.spec.outside_value, self.spec.mu, limits)
+            self.shoppers, self.buyers = float(mass.sum()), float(units.sum())
+            return units
+        draws = draw_shopping(self.model.rng, len(w), arrival, int(np.isfinite(limits).sum()))
+        who = draws.active
+        allowed = None if self.aware is None else (self.aware if who is None else self.aware[:, who])
+        result = consumers.clear_agents(
+            w if who is None else w[who], x, self.spec.outside_value, self.spec.mu, limits, draws.u, draws.order, allowed
+        )
+        bought = result.choice >= 0
+        self.shoppers, self.buyers = float(len(result.choice)), float(bought.sum())
+        self.surplus = float(result.surplus.sum())
+        if self.net is not None:
+            buyers = np.flatnonzero(bought) if who is None else who[bought]
+            network.spread_awareness(
+                self.aware, buyers, result.choice[bought], self.adjacency, self.net.spread, self.net.decay, self.model.rng
+            )
+        return result.units
+
+
+class MarketModel(mesa.Model):
+    """A market of competing sellers and a consumer population, built from a validated Scenario."""
+
+    def __init__(self, scenario: Scenario, registry: Registry | None = None, seed: int | None = None) -> None:
+        super().__init__(rng=scenario.seed if seed is None else seed)
+        self.scenario = scenario
+        registry = registry if registry is not None else default_registry()
+        specs = scenario.expanded_sellers()
+        self.demand = expected_demand(scenario)
+        self.price_min = np.array([s.price_min for s in specs])
+        self.price_max = np.array([s.price_max for s in specs])
+        self.benchmarks: Benchmarks = compute_benchmarks(self.demand, self.price_min, self.price_max)
+        strategy_rngs = self.rng.spawn(len(specs))
+        self.sellers: list[Seller] = []
+        for i, spec in enumerate(specs):
+            strategy = registry.create(spec.strategy, spec.params)
+            strategy.setup(self._market_info(i), strategy_rngs[i])
+            self.sellers.append(Seller(self, spec, i, strategy))
+        self.population = ConsumerPopulation(self, scenario)
+        self.observations = [s.observe(0, self._rivals(s, self._prices())) for s in self.sellers]
+        self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
+
+    def _market_info(self, i: int) -> MarketInfo:
+        return MarketInfo(
+            index=i,
+            n_sellers=len(self.price_min),
+            costs=tuple(float(c) for c in self.demand.costs),
+            price_min=float(self.price_min[i]),
+            price_max=float(self.price_max[i]),
+            nash_prices=self.benchmarks.nash.prices,
+            monopoly_prices=self.benchmarks.monopoly.prices,
+            expected_profit=self.demand.profits,
+        )
+
+    def _prices(self) -> np.ndarray:
+        return np.array([s.price for s in self.sellers])
+
+    @staticmethod
+    def _rivals(seller: Seller, prices: np.ndarray) -> tuple[float, ...]:
+        return tuple(float(p) for k, p in enumerate(prices) if k != seller.index)
+
+    def step(self) -> None:
+        """One period: post prices → clear the market → settle sellers → strategies learn → record."""
+        step = self.steps - 1  # Mesa counts steps from 1 inside step()
+        prices = self.post_prices()
+        units = self.clear_market(prices, step)
+        self.settle(units)
+        self.learn(prices, step)
+        self.datacollector.collect(self)
+
+    def post_prices(self) -> np.ndarray:
+        """Every seller posts a price from its current observation."""
+        return np.array([s.post_price(obs) for s, obs in zip(self.sellers, self.observations)])
+
+    def clear_market(self, prices: np.ndarray, step: int) -> np.ndarray:
+        """Consumers shop at the posted prices; returns units sold per seller."""
+        x = self.demand.quality - prices
+        limits = np.array([s.limit for s in self.sellers])
+        return self.population.shop(x, limits, step)
+
+    def settle(self, units: np.ndarray) -> None:
+        """Book sales, costs, inventory and profit for every seller."""
+        for seller, q in zip(self.sellers, units):
+            seller.settle(float(q))
+
+    def learn(self, prices: np.ndarray, step: int) -> None:
+        """Hand each strategy its outcome and next observation."""
+        self.observations = []
+        for seller in self.sellers:
+            rivals = self._rivals(seller, prices)
+            obs = seller.observe(step + 1, rivals)
+            seller.strategy.learn(seller.outcome(step, rivals, obs))
+            self.observations.append(obs)
+
+    def _reporters(self) -> dict:
+        pop = self.population
+        reporters = {
+            "step": lambda m: m.steps - 1,
+            "shoppers": lambda m: pop.shoppers,
+            "buyers": lambda m: pop.buyers,
+            "consumer_surplus": lambda m: pop.surplus,
+        }
+        for s in self.sellers:
+            reporters[f"{s.name}.price"] = lambda m, s=s: s.price
+            reporters[f"{s.name}.units"] = lambda m, s=s: s.units
+            reporters[f"{s.name}.revenue"] = lambda m, s=s: s.revenue
+            reporters[f"{s.name}.profit"] = lambda m, s=s: s.profit
+            reporters[f"{s.name}.inventory"] = lambda m, s=s: s.inventory
+            reporters[f"{s.name}.share"] = lambda m, s=s: s.units / pop.shoppers if pop.shoppers else 0.0
+        return reporters

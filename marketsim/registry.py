@@ -1,0 +1,188 @@
+"""The strategy registry: discovers plugins through pluggy and the ``marketsim`` entry-point group.
+
+Built-in strategies are registered through exactly the same entry-point path as third-party ones.
+One broken plugin is recorded in ``Registry.problems`` and skipped; a duplicate name is refused
+with an error naming both sources.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import traceback
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from marketsim import hookspecs
+from marketsim.strategy import Strategy
+
+ENTRY_POINT_GROUP = "marketsim"
+#: Set to 1 to load no entry-point plugins at all (tests, debugging a broken environment).
+DISABLE_AUTOLOAD_ENV = "MARKETSIM_DISABLE_PLUGIN_AUTOLOAD"
+
+
+class DuplicateStrategyError(ValueError):
+    """Two plugins registered strategies under the same name."""
+
+
+class UnknownStrategyError(KeyError):
+    """A scenario or call named a strategy that no plugin registered."""
+
+    def __init__(self, name: str, available: Iterable[str]) -> None:
+        self.name = name
+        self.available = sorted(available)
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"unknown strategy {self.name!r}; available: {', '.join(self.available) or '(none)'}"
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyEntry:
+    """A registered strategy class and where it came from."""
+
+    name: str
+    cls: type[Strategy]
+    plugin: str
+    distribution: str | None = None
+    version: str | None = None
+
+    @property
+    def source(self) -> str:
+        """Human-readable origin: plugin name and distribution with version when known."""
+        dist = f" ({self.distribution} {self.version})" if self.distribution else ""
+        return f"{self.plugin}{dist}"
+
+
+@dataclass(frozen=True, slots=True)
+class PluginProblem:
+    """A plugin that could not be loaded or registered, and why."""
+
+    plugin: str
+    reason: str
+
+
+class Registry:
+    """Strategy name → class, filled by plugins through the ``register_strategies`` hook."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, StrategyEntry] = {}
+        self.problems: list[PluginProblem] = []
+
+    def register(
+        self,
+        cls: type,
+        plugin: str = "<direct>",
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Add one strategy class; refuse non-strategies and duplicate names loudly."""
+        if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+            raise TypeError(f"plugin {plugin!r} registered {cls!r}, which is not a Strategy subclass")
+        if not cls.name:
+            raise TypeError(f"plugin {plugin!r} registered {cls.__qualname__} without a name")
+        if cls.name in self._entries:
+            first = self._entries[cls.name]
+            raise DuplicateStrategyError(
+                f"strategy name {cls.name!r} registered twice: by {first.source} "
+                f"({first.cls.__module__}.{first.cls.__qualname__}) and by "
+                f"{plugin}{f' ({distribution} {version})' if distribution else ''} "
+                f"({cls.__module__}.{cls.__qualname__})"
+            )
+        self._entries[cls.name] = StrategyEntry(cls.name, cls, plugin, distribution, version)
+
+    def get(self, name: str) -> StrategyEntry:
+        """The entry for ``name``; UnknownStrategyError lists what is available."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownStrategyError(name, self._entries) from None
+
+    def create(self, name: str, params: Mapping[str, Any] | None = None) -> Strategy:
+        """A fresh instance of strategy ``name`` built with ``params``."""
+        return self.get(name).cls(**dict(params or {}))
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[StrategyEntry]:
+        return iter(self._entries[n] for n in self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    """A fresh plugin manager with marketsim's hook specs (tests make their own)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _short(exc: BaseException) -> str:
+    """One line describing an exception, with the innermost frame that raised it."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" ({tb[-1].filename}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _entry_point_plugins(registry: Registry) -> Iterator[tuple[str, ModuleType, str | None, str | None]]:
+    """Import each ``marketsim`` entry point, yielding (name, module, dist, version); failures are recorded."""
+    if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip() not in ("", "0"):
+        return
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist else None
+        version = ep.dist.version if ep.dist else None
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            registry.problems.append(PluginProblem(ep.name, f"import failed: {_short(exc)}"))
+            continue
+        yield ep.name, module, dist, version
+
+
+def load_registry(
+    plugins: Iterable[tuple[str, object]] = (), entry_points: bool = True
+) -> Registry:
+    """Build a registry from entry-point plugins (unless disabled) plus ``plugins`` given as (name, object)."""
+    registry = Registry()
+    pm = make_plugin_manager()
+    origin: dict[str, tuple[str | None, str | None]] = {}
+    found = list(_entry_point_plugins(registry)) if entry_points else []
+    found += [(name, obj, None, None) for name, obj in plugins]
+    for name, obj, dist, version in found:
+        try:
+            pm.register(obj, name=name)
+        except Exception as exc:  # e.g. PluginValidationError: hook with an unknown argument
+            registry.problems.append(PluginProblem(name, f"invalid plugin: {_short(exc)}"))
+            continue
+        origin[name] = (dist, version)
+    for impl in pm.hook.register_strategies.get_hookimpls():
+        dist, version = origin.get(impl.plugin_name, (None, None))
+
+        def register(cls: type, _p: str = impl.plugin_name, _d=dist, _v=version) -> None:
+            try:
+                registry.register(cls, _p, _d, _v)
+            except (DuplicateStrategyError, TypeError) as exc:  # refuse this class, keep the rest
+                registry.problems.append(PluginProblem(_p, str(exc)))
+
+        try:
+            impl.function(*[{"register": register}[a] for a in impl.argnames])
+        except Exception as exc:
+            registry.problems.append(PluginProblem(impl.plugin_name, _short(exc)))
+    return registry
+
+
+@functools.lru_cache(maxsize=1)
+def default_registry() -> Registry:
+    """The process-wide registry of installed plugins, built once on first use."""
+    return load_registry()

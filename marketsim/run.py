@@ -1,0 +1,131 @@
+"""Run one scenario to the end and write its run folder (the public "run one market" function).
+
+A run folder holds the resolved scenario and its hash, ``summary.json``, ``steps.csv`` and plots.
+It is written to a temporary sibling and renamed into place, so a failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from marketsim.economics import Benchmarks, hhi
+from marketsim.model import MarketModel
+from marketsim.registry import Registry
+from marketsim.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class SellerSummary:
+    """One seller's results over the run (means are per step)."""
+
+    name: str
+    strategy: str
+    mean_price: float
+    mean_units: float
+    share: float
+    profit: float
+    mean_profit: float
+    profit_gain: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything a run produced: per-step records, per-seller summaries and the market's benchmarks."""
+
+    scenario: Scenario
+    benchmarks: Benchmarks
+    steps: pd.DataFrame
+    sellers: list[SellerSummary]
+    consumer_surplus: float  # mean per step
+    hhi: float  # of total units over the run
+
+    def summary(self) -> dict:
+        """The content of summary.json."""
+        return {
+            "scenario": self.scenario.name,
+            "scenario_hash": self.scenario.digest(),
+            "seed": self.scenario.seed,
+            "steps": self.scenario.steps,
+            "demand_mode": self.scenario.demand.mode,
+            "benchmarks": {"nash": self.benchmarks.nash.as_dict(), "monopoly": self.benchmarks.monopoly.as_dict()},
+            "sellers": [_jsonable(asdict(s)) for s in self.sellers],
+            "consumer_surplus": self.consumer_surplus,
+            "hhi": self.hhi,
+            "buyers_per_step": float(self.steps["buyers"].mean()),
+        }
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
+
+
+def simulate(
+    scenario: Scenario,
+    registry: Registry | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Build the model, step it ``scenario.steps`` times and summarise; ``progress(k)`` after each step."""
+    model = MarketModel(scenario, registry)
+    for k in range(scenario.steps):
+        model.step()
+        if progress is not None:
+            progress(k + 1)
+    steps = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+    return summarise(model, steps)
+
+
+def summarise(model: MarketModel, steps: pd.DataFrame) -> RunResult:
+    """Per-seller means, profit gain against the benchmarks, surplus and concentration."""
+    names = [s.name for s in model.sellers]
+    mean_profit = np.array([steps[f"{n}.profit"].mean() for n in names])
+    gains = model.benchmarks.profit_gain(mean_profit)
+    shoppers = float(steps["shoppers"].sum())
+    sellers = [
+        SellerSummary(
+            name=n,
+            strategy=s.strategy.name,
+            mean_price=float(steps[f"{n}.price"].mean()),
+            mean_units=float(steps[f"{n}.units"].mean()),
+            share=float(steps[f"{n}.units"].sum() / shoppers) if shoppers else 0.0,
+            profit=float(steps[f"{n}.profit"].sum()),
+            mean_profit=float(mean_profit[i]),
+            profit_gain=float(gains[i]),
+        )
+        for i, (n, s) in enumerate(zip(names, model.sellers))
+    ]
+    total_units = [steps[f"{n}.units"].sum() for n in names]
+    return RunResult(
+        model.scenario, model.benchmarks, steps, sellers, float(steps["consumer_surplus"].mean()), hhi(total_units)
+    )
+
+
+def write_run(result: RunResult, out_dir: str | Path) -> Path:
+    """Write the run folder atomically: scenario.yaml, scenario.sha256, summary.json, steps.csv, plots."""
+    from marketsim.report import plot_run  # matplotlib is only needed when writing
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        scenario = result.scenario.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+        (tmp / "scenario.yaml").write_text(yaml.safe_dump(scenario, sort_keys=False))
+        (tmp / "scenario.sha256").write_text(result.scenario.digest() + "\n")
+        (tmp / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+        result.steps.to_csv(tmp / "steps.csv", index=False)
+        plot_run(result, tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,186 @@
+"""The strategy contract: what a seller's pricing brain sees, returns and learns from.
+
+This is the API third parties code against, so it is small and versioned (`STRATEGY_API_VERSION`).
+A strategy is a small class with a unique ``name``, a ``classifier`` of facts, keyword parameters with
+defaults, ``price(observation) -> float`` and optionally ``learn(outcome)``. Data handed to it is frozen.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+STRATEGY_API_VERSION = "1.0"
+
+#: The keys every classifier has, with their defaults (Axelrod-style facts about a strategy).
+DEFAULT_CLASSIFIER: Mapping[str, Any] = {
+    "learns": False,  # does learn() change future prices?
+    "stochastic": False,  # does it draw from its random generator?
+    "needs_torch": False,  # does it import torch?
+    "observes": ("own",),  # which parts of the observation it reads: own, competitors, demand_model
+}
+
+
+class InvalidPriceError(ValueError):
+    """A strategy returned something that is not a finite, non-negative number."""
+
+    def __init__(self, strategy: str, value: object, step: int | None = None) -> None:
+        where = f" at step {step}" if step is not None else ""
+        super().__init__(
+            f"strategy {strategy!r} returned an invalid price {value!r}{where}: "
+            "a price must be a finite, non-negative real number"
+        )
+        self.strategy = strategy
+        self.value = value
+        self.step = step
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a seller knows when it posts a price. Prices are last step's posted prices."""
+
+    step: int
+    own_price: float
+    cost: float
+    last_units: float
+    last_profit: float
+    inventory: float  # math.inf when the seller has no inventory limit
+    capacity: float  # per-step capacity, math.inf when unlimited
+    competitor_prices: tuple[float, ...]
+    price_min: float
+    price_max: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to a seller when the market cleared, handed to ``learn``."""
+
+    step: int
+    price: float
+    units: float
+    revenue: float
+    variable_cost: float
+    holding_cost: float
+    profit: float
+    inventory: float
+    competitor_prices: tuple[float, ...]
+    next_observation: Observation
+
+
+@dataclass(frozen=True)
+class MarketInfo:
+    """Facts about the market a strategy is placed in, handed once to ``setup``.
+
+    ``expected_profit(prices)`` is the noise-free one-step profit of every seller for a full price
+    vector (own price at ``index``); it lets oracle strategies and learners compute best responses
+    without touching the model. ``nash_prices``/``monopoly_prices`` are the one-shot benchmarks.
+    """
+
+    index: int
+    n_sellers: int
+    costs: tuple[float, ...]
+    price_min: float
+    price_max: float
+    nash_prices: tuple[float, ...]
+    monopoly_prices: tuple[float, ...]
+    expected_profit: Callable[[np.ndarray], np.ndarray] = field(repr=False, compare=False)
+
+    def own_profit(self, own_price: float, competitor_prices: tuple[float, ...]) -> float:
+        """Expected one-step profit of this seller at ``own_price`` against the given rivals' prices."""
+        prices = np.insert(np.asarray(competitor_prices, dtype=float), self.index, own_price)
+        return float(self.expected_profit(prices)[self.index])
+
+
+class Strategy:
+    """Base class of every pricing strategy.
+
+    Subclasses set ``name`` (unique, snake_case), ``classifier`` (merged over DEFAULT_CLASSIFIER),
+    take their parameters as keyword arguments with defaults, and implement ``price``.
+    The seller calls ``setup`` once before the first step with the market facts and the strategy's
+    own random generator; strategies never touch global random state.
+    """
+
+    name: ClassVar[str] = ""
+    classifier: ClassVar[Mapping[str, Any]] = DEFAULT_CLASSIFIER
+    api_version: ClassVar[str] = STRATEGY_API_VERSION
+
+    market: MarketInfo
+    rng: np.random.Generator
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.classifier = {**DEFAULT_CLASSIFIER, **cls.classifier}
+
+    def setup(self, market: MarketInfo, rng: np.random.Generator) -> None:
+        """Receive the market facts and this strategy's generator. Override to size tables; call super()."""
+        self.market = market
+        self.rng = rng
+
+    def price(self, obs: Observation) -> float:
+        """Return the price to post this step."""
+        raise NotImplementedError
+
+    def learn(self, outcome: Outcome) -> None:
+        """Update from the step's outcome. Rule-based strategies ignore it."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Learned state as plain data (numbers, lists, numpy arrays); empty for stateless rules."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        if state:
+            raise ValueError(f"strategy {self.name!r} has no state to load")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The keyword parameters this instance was built with (read back from same-named attributes)."""
+        return {p.name: getattr(self, p.name, p.default) for p in parameters(type(self))}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One keyword parameter of a strategy, read from its ``__init__`` signature."""
+
+    name: str
+    default: Any
+    annotation: Any
+    required: bool
+
+
+def parameters(cls: type[Strategy]) -> list[Parameter]:
+    """The keyword parameters a strategy class accepts, in declaration order."""
+    sig = inspect.signature(cls.__init__)
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an unresolvable annotation should not hide the parameter
+        hints = {}
+    out = []
+    for p in list(sig.parameters.values())[1:]:
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        required = p.default is inspect.Parameter.empty
+        annotation = hints.get(p.name, Any)
+        out.append(Parameter(p.name, None if required else p.default, annotation, required))
+    return out
+
+
+def checked_price(strategy: str, value: object, step: int | None = None) -> float:
+    """Return ``value`` as a float, or raise InvalidPriceError naming the strategy."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidPriceError(strategy, value, step)
+    price = float(value)
+    if not math.isfinite(price) or price < 0:
+        raise InvalidPriceError(strategy, value, step)
+    return price

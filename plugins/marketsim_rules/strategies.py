@@ -1,0 +1,335 @@
+"""Rule-based pricing strategies: fixed, cost-plus, competitor-following, inventory and demand rules.
+
+Every rule returns a price inside ``[obs.price_min, obs.price_max]``; rules that follow rivals never
+price below cost (a monopolist with no rivals holds its own last price).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from marketsim.strategy import MarketInfo, Observation, Strategy
+
+
+def _clip(price: float, obs: Observation) -> float:
+    """``price`` clipped to the allowed range of ``obs``."""
+    return float(min(max(price, obs.price_min), obs.price_max))
+
+
+def _cost_floor(price: float, obs: Observation, margin: float = 0.0) -> float:
+    """``price`` raised to at least ``cost + margin``, then clipped to the allowed range."""
+    return _clip(max(price, obs.cost + margin), obs)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+class FixedPrice(Strategy):
+    """Post the same price every step: the static benchmark every pricing study starts from."""
+
+    name = "fixed_price"
+    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own",)}
+
+    def __init__(self, price: float = 1.5) -> None:
+        _check(math.isfinite(price) and price >= 0, f"price must be finite and >= 0, got {price}")
+        self.fixed = float(price)  # the attribute `price` is the method, so `params` is overridden
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"price": self.fixed}
+
+    def price(self, obs: Observation) -> float:
+        return _clip(self.fixed, obs)
+
+
+class CostPlus(Strategy):
+    """Cost-plus pricing: post ``cost * (1 + markup)``, the classic full-cost rule (Hall & Hitch 1939)."""
+
+    name = "cost_plus"
+    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own",)}
+
+    def __init__(self, markup: float = 0.3) -> None:
+        _check(markup > -1, f"markup must be > -1, got {markup}")
+        self.markup = float(markup)
+
+    def price(self, obs: Observation) -> float:
+        return _clip(obs.cost * (1.0 + self.markup), obs)
+
+
+class Undercut(Strategy):
+    """Undercut the cheapest rival by ``step``, never below ``cost + floor_margin``.
+
+    The price war of an Edgeworth cycle (Maskin & Tirole 1988). With ``reset_price`` set, a seller that
+    can no longer undercut profitably relents and jumps back up to it, which closes the cycle.
+    """
+
+    name = "undercut"
+    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own", "competitors")}
+
+    def __init__(
+        self, step: float = 0.05, floor_margin: float = 0.0, reset_price: float | None = None
+    ) -> None:
+        _check(step >= 0, f"step must be >= 0, got {step}")
+        self.step = float(step)
+        self.floor_margin = float(floor_margin)
+        self.reset_price = None if reset_price is None else float(reset_price)
+
+    def price(self, obs: Observation) -> float:
+        if not obs.competitor_prices:
+            return _cost_floor(obs.own_price, obs, self.floor_margin)
+        target = min(obs.competitor_prices) - self.step
+        if self.reset_price is not None and target < obs.cost + self.floor_margin:
+            return _cost_floor(self.reset_price, obs, self.floor_margin)
+        return _cost_floor(target, obs, self.floor_margin)
+
+
+class MatchLowest(Strategy):
+    """Match the cheapest rival's last price (a price-matching guarantee), never below cost."""
+
+    name = "match_lowest"
+    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own", "competitors")}
+
+    def __init__(self, floor_margin: float = 0.0) -> None:
+        self.floor_margin = float(floor_margin)
+
+    def price(self, obs: Observation) -> float:
+        target = min(obs.competitor_prices) if obs.competitor_prices else obs.own_price
+        return _cost_floor(target, obs, self.floor_margin)
+
+
+class FollowAverage(Strategy):
+    """Tit-for-tat in prices (Axelrod 1984): move to the rivals' average last price, never below cost.
+
+    Posts ``(1 - weight) * own_last + weight * mean(rivals)``; ``weight = 1`` copies the average.
+    """
+
+    name = "follow_average"
+    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own", "competitors")}
+
+    def __init__(self, weight: float = 1.0) -> None:
+        _check(0 <= weight <= 1, f"weight must be in [0, 1], got {weight}")
+        self.weight = float(weight)
+
+    def price(self, obs: Observation) -> float:
+        if not obs.competitor_prices:
+            return _cost_floor(obs.own_price, obs)
+        average = sum(obs.competitor_prices) / len(obs.competitor_prices)
+        return _cost_floor((1 - self.weight) * obs.own_price + self.weight * average, obs)
+
+
+class InventoryMarkdown(Strategy):
+    """Markdown pricing for a stock that must sell within ``horizon`` steps (Gallego & van Ryzin 1994).
+
+    With share ``s`` of the initial stock left and share ``t`` of the horizon left, it posts
+    ``floor + (full - floor) * min(1, t / s)``: full price while sales keep pace with time, falling to
+    ``floor_price`` as unsold stock meets the end of the horizon. Unlimited inventory posts full price.
+    """
+
+    name = "inventory_markdown"
+    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own",)}
+
+    def __init__(
+        self,
+        full_price: float = 2.0,
+        floor_price: float = 1.0,
+        horizon: int = 100,
+        initial_inventory: float | None = None,
+    ) -> None:
+        _check(0 <= floor_price <= full_price, "need 0 <= floor_price <= full_price")
+        _check(horizon > 0, f"horizon must be > 0, got {horizon}")
+        self.full_price = float(full_price)
+        self.floor_price = float(floor_price)
+        self.horizon = int(horizon)
+        self.initial_inventory = initial_inventory
+
+    def setup(self, market: MarketInfo, rng: np.random.Generator) -> None:
+        super().setup(market, rng)
+        self._start: float | None = self.initial_inventory  # stock at step 0, read on first sight
+
+    def price(self, obs: Observation) -> float:
+        if self._start is None:
+            self._start = obs.inventory
+        if not math.isfinite(obs.inventory) or not math.isfinite(self._start) or self._start <= 0:
+            return _clip(self.full_price, obs)
+        stock_left = max(obs.inventory, 0.0) / self._start
+        time_left = max(self.horizon - obs.step, 0) / self.horizon
+        pace = 1.0 if stock_left <= time_left else time_left / stock_left
+        return _clip(self.floor_price + (self.full_price - self.floor_price) * pace, obs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"start": self._start}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._start = state["start"]
+
+
+class DemandResponsive(Strategy):
+    """Adjust the price to last step's sales, the rule of thumb of many retail repricers.
+
+    At step 0 it posts ``initial_price`` (default: its own starting price). After that, from its last
+    posted price: multiply by ``1 + up`` after a sell-out (units reached capacity or inventory hit 0);
+    multiply by ``1 - down`` after weak sales (no units, or units below ``weak_share`` times the
+    reference: capacity when finite, else the mean units of the earlier steps, none at step 1);
+    otherwise hold.
+    It never goes below cost.
+    """
+
+    name = "demand_responsive"
+    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own",)}
+
+    def __init__(
+        self,
+        initial_price: float | None = None,
+        up: float = 0.05,
+        down: float = 0.05,
+        weak_share: float = 0.5,
+    ) -> None:
+        _check(up >= 0 and 0 <= down < 1, "need up >= 0 and 0 <= down < 1")
+        _check(0 <= weak_share <= 1, f"weak_share must be in [0, 1], got {weak_share}")
+        self.initial_price = None if initial_price is None else float(initial_price)
+        self.up = float(up)
+        self.down = float(down)
+        self.weak_share = float(weak_share)
+
+    def setup(self, market: MarketInfo, rng: np.random.Generator) -> None:
+        super().setup(market, rng)
+        self._seen = 0  # steps of sales observed so far
+        self._mean_units = 0.0  # their mean
+
+    def price(self, obs: Observation) -> float:
+        if obs.step == 0:
+            start = obs.own_price if self.initial_price is None else self.initial_price
+            return _clip(start, obs)
+        units = obs.last_units
+        sold_out = (math.isfinite(obs.capacity) and units >= obs.capacity) or obs.inventory <= 0
+        if math.isfinite(obs.capacity):
+            reference: float | None = obs.capacity
+        else:
+            reference = self._mean_units if self._seen else None
+        weak = units <= 0 or (reference is not None and units < self.weak_share * reference)
+        self._seen += 1
+        self._mean_units += (units - self._mean_units) / self._seen
+        if sold_out:
+            return _cost_floor(obs.own_price * (1 + self.up), obs)
+        if weak:
+            return _cost_floor(obs.own_price * (1 - self.down), obs)
+        return _cost_floor(obs.own_price, obs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seen": self._seen, "mean_units": self._mean_units}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._seen = int(state["seen"])
+        self._mean_units = float(state["mean_units"])
+
+
+class ScheduledPromotions(Strategy):
+    """Hi-lo promotional pricing: ``regular_price``, cut by ``discount`` during windows of ``length``.
+
+    Step ``t`` is on promotion when ``(t - offset) % period < length`` (periodic sales, Varian 1980).
+    """
+
+    name = "scheduled_promotions"
+    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own",)}
+
+    def __init__(
+        self,
+        regular_price: float = 2.0,
+        discount: float = 0.2,
+        period: int = 50,
+        length: int = 10,
+        offset: int = 0,
+    ) -> None:
+        _check(0 <= discount <= 1, f"discount must be in [0, 1], got {discount}")
+        _check(period > 0 and 0 <= length <= period, "need period > 0 and 0 <= length <= period")
+        self.regular_price = float(regular_price)
+        self.discount = float(discount)
+        self.period = int(period)
+        self.length = int(length)
+        self.offset = int(offset)
+
+    def on_promotion(self, step: int) -> bool:
+        """Whether ``step`` falls inside a discount window."""
+        return (step - self.offset) % self.period < self.length
+
+    def price(self, obs: Observation) -> float:
+        factor = 1 - self.discount if self.on_promotion(obs.step) else 1.0
+        return _clip(self.regular_price * factor, obs)
+
+
+class RandomPrice(Strategy):
+    """Uniform random price in ``[low, high]`` (default: the allowed range): the zero-intelligence baseline
+    (Gode & Sunder 1993)."""
+
+    name = "random_price"
+    classifier: ClassVar[Mapping[str, Any]] = {"stochastic": True, "observes": ("own",)}
+
+    def __init__(self, low: float | None = None, high: float | None = None) -> None:
+        if low is not None and high is not None:
+            _check(low <= high, f"need low <= high, got {low} > {high}")
+        self.low = None if low is None else float(low)
+        self.high = None if high is None else float(high)
+
+    def price(self, obs: Observation) -> float:
+        low = _clip(obs.price_min if self.low is None else self.low, obs)
+        high = _clip(obs.price_max if self.high is None else self.high, obs)
+        return float(self.rng.uniform(low, high)) if high > low else low
+
+
+class MyopicBestResponse(Strategy):
+    """Best response to the rivals' last prices on the expected demand (Cournot-style adjustment).
+
+    Maximises ``market.own_profit(p, rivals)`` over ``[max(cost, price_min), price_max]``: a ``grid``
+    of points finds the best basin, bounded Brent search refines it. Played by all, it converges to
+    the one-shot Bertrand-Nash equilibrium when the best-response map is a contraction.
+    """
+
+    name = "myopic_best_response"
+    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own", "competitors", "demand_model")}
+
+    def __init__(self, grid: int = 101) -> None:
+        _check(grid >= 3, f"grid must be >= 3, got {grid}")
+        self.grid = int(grid)
+
+    def price(self, obs: Observation) -> float:
+        rivals = tuple(obs.competitor_prices)
+        low = min(max(obs.cost, obs.price_min), obs.price_max)
+        high = obs.price_max
+        if high <= low:
+            return float(low)
+
+        def profit(p: float) -> float:
+            return self.market.own_profit(float(p), rivals)
+
+        points = np.linspace(low, high, self.grid)
+        values = [profit(p) for p in points]
+        k = int(np.argmax(values))
+        best_p, best_v = float(points[k]), values[k]
+        lo, hi = points[max(k - 1, 0)], points[min(k + 1, self.grid - 1)]
+        res = minimize_scalar(
+            lambda p: -profit(p), bounds=(lo, hi), method="bounded", options={"xatol": 1e-9}
+        )
+        if res.success and -res.fun >= best_v:
+            best_p = float(res.x)
+        return _clip(best_p, obs)
+
+
+ALL_STRATEGIES: tuple[type[Strategy], ...] = (
+    FixedPrice,
+    CostPlus,
+    Undercut,
+    MatchLowest,
+    FollowAverage,
+    InventoryMarkdown,
+    DemandResponsive,
+    ScheduledPromotions,
+    RandomPrice,
+    MyopicBestResponse,
+)
