@@ -34,8 +34,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = scenario.with_overrides(**overrides) if overrides else scenario
     _warn_plugin_problems(default_registry())
     with Progress(
-        TextColumn(f"[bold]{scenario.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True, disable=args.quiet,
+        TextColumn(f"[bold]{scenario.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=args.quiet,
     ) as bar:
         task = bar.add_task("run", total=scenario.steps)
         result = simulate(scenario, progress=lambda k: bar.update(task, completed=k))
@@ -48,13 +55,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _print_summary(result, scenario: Scenario) -> None:
     bench = result.benchmarks
-    table = Table(title=f"{scenario.name} — {scenario.steps} steps, seed {scenario.seed}, {scenario.demand.mode} demand")
+    table = Table(
+        title=f"{scenario.name} — {scenario.steps} steps, seed {scenario.seed}, {scenario.demand.mode} demand"
+    )
     for col in ("seller", "strategy", "mean price", "Nash price", "monopoly price", "share", "profit/step", "Δ"):
         table.add_column(col, justify="left" if col in ("seller", "strategy") else "right")
     for i, s in enumerate(result.sellers):
         table.add_row(
-            s.name, s.strategy, _fmt(s.mean_price), _fmt(bench.nash.prices[i]), _fmt(bench.monopoly.prices[i]),
-            f"{s.share:.1%}", _fmt(s.mean_profit, 3), _fmt(s.profit_gain, 2),
+            s.name,
+            s.strategy,
+            _fmt(s.mean_price),
+            _fmt(bench.nash.prices[i]),
+            _fmt(bench.monopoly.prices[i]),
+            f"{s.share:.1%}",
+            _fmt(s.mean_profit, 3),
+            _fmt(s.profit_gain, 2),
         )
     out.print(table)
     out.print(
@@ -75,7 +90,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for problem in exc.problems:
                 err.print(str(problem), markup=False, highlight=False)
             continue
-        out.print(f"[green]ok[/] {path}: {scenario.name}, {len(scenario.expanded_sellers())} sellers, {scenario.steps} steps")
+        out.print(
+            f"[green]ok[/] {path}: {scenario.name}, {len(scenario.expanded_sellers())} sellers, {scenario.steps} steps"
+        )
     return 2 if failed else 0
 
 
@@ -118,7 +135,9 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for r in rows:
         params = ", ".join(f"{k}={v!r}" for k, v in r["parameters"].items()) or "—"
         source = f"{r['distribution']} {r['version']}" if r["distribution"] else r["plugin"]
-        table.add_row(r["name"], source, str(r["classifier"]["learns"]), str(r["classifier"]["stochastic"]), params, r["summary"])
+        table.add_row(
+            r["name"], source, str(r["classifier"]["learns"]), str(r["classifier"]["stochastic"]), params, r["summary"]
+        )
     out.print(table)
     _warn_plugin_problems(registry)
     return 0
@@ -131,7 +150,9 @@ def _warn_plugin_problems(registry: Registry) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="marketsim", description="Agent-based market simulator with plugin pricing strategies.")
+    parser = argparse.ArgumentParser(
+        prog="marketsim", description="Agent-based market simulator with plugin pricing strategies."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a scenario and write a run folder")
     run.add_argument("scenario", help="scenario YAML file")

@@ -92,9 +92,7 @@ def _choose_deterministic(w, x, a0, u, allowed):
     return np.where(buys, np.minimum(pick, len(x) - 1), -1)
 
 
-def surplus(
-    w: np.ndarray, x: np.ndarray, a0: float, mu: float, allowed: np.ndarray | None = None
-) -> np.ndarray:
+def surplus(w: np.ndarray, x: np.ndarray, a0: float, mu: float, allowed: np.ndarray | None = None) -> np.ndarray:
     """Expected surplus over the outside option of each consumer facing ``allowed`` sellers.
 
     For mu > 0 this is the logit inclusive value mu * log(1 + sum_j exp((w + x_j - a0)/mu))
@@ -111,9 +109,7 @@ def surplus(
     return np.maximum(w + best - a0, 0.0)
 
 
-def probabilities(
-    w: np.ndarray, x: np.ndarray, a0: float, mu: float, allowed: np.ndarray | None = None
-) -> np.ndarray:
+def probabilities(w: np.ndarray, x: np.ndarray, a0: float, mu: float, allowed: np.ndarray | None = None) -> np.ndarray:
     """Purchase probability of each consumer from each seller, shape (J, n)."""
     n_sellers, n = len(x), len(w)
     mask = np.ones((n_sellers, n), dtype=bool) if allowed is None else allowed

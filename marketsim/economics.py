@@ -86,9 +86,7 @@ def _point(demand: ExpectedDemand, prices: np.ndarray, converged: bool) -> Bench
     )
 
 
-def best_response(
-    demand: ExpectedDemand, prices: np.ndarray, j: int, low: float, high: float, grid: int = 64
-) -> float:
+def best_response(demand: ExpectedDemand, prices: np.ndarray, j: int, low: float, high: float, grid: int = 64) -> float:
     """Seller j's profit-maximising price in [low, high] with rivals at ``prices`` (grid, then Brent)."""
     trial = np.array(prices, dtype=float)
 

@@ -124,9 +124,7 @@ class Seller(mesa.Agent):
         rule = self.spec.inventory.restock if self.spec.inventory else None
         if rule is None:
             return
-        due = (
-            self.model.steps % rule.every == 0 if rule.every is not None else self.inventory <= rule.reorder_point
-        )
+        due = self.model.steps % rule.every == 0 if rule.every is not None else self.inventory <= rule.reorder_point
         if due:
             self.inventory = max(self.inventory, rule.up_to)
 
@@ -179,7 +177,14 @@ class ConsumerPopulation(mesa.Agent):
         who = draws.active
         allowed = None if self.aware is None else (self.aware if who is None else self.aware[:, who])
         result = consumers.clear_agents(
-            w if who is None else w[who], x, self.spec.outside_value, self.spec.mu, limits, draws.u, draws.order, allowed
+            w if who is None else w[who],
+            x,
+            self.spec.outside_value,
+            self.spec.mu,
+            limits,
+            draws.u,
+            draws.order,
+            allowed,
         )
         bought = result.choice >= 0
         self.shoppers, self.buyers = float(len(result.choice)), float(bought.sum())
@@ -187,7 +192,13 @@ class ConsumerPopulation(mesa.Agent):
         if self.net is not None:
             buyers = np.flatnonzero(bought) if who is None else who[bought]
             network.spread_awareness(
-                self.aware, buyers, result.choice[bought], self.adjacency, self.net.spread, self.net.decay, self.model.rng
+                self.aware,
+                buyers,
+                result.choice[bought],
+                self.adjacency,
+                self.net.spread,
+                self.net.decay,
+                self.model.rng,
             )
         return result.units
 

@@ -56,9 +56,7 @@ def spread_awareness(
 ) -> None:
     """Update ``aware`` in place after a step in which consumer ``buyers[k]`` bought from ``choice[k]``."""
     n_sellers, n = aware.shape
-    bought = sparse.csr_array(
-        (np.ones(len(buyers), dtype=np.float32), (buyers, choice)), shape=(n, n_sellers)
-    )
+    bought = sparse.csr_array((np.ones(len(buyers), dtype=np.float32), (buyers, choice)), shape=(n, n_sellers))
     told = (adj @ bought).tocoo()  # told[i, j] = neighbours of i that bought from j
     consumer, seller, times = told.row, told.col, told.data
     fresh = ~aware[seller, consumer]

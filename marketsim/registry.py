@@ -150,9 +150,7 @@ def _entry_point_plugins(registry: Registry) -> Iterator[tuple[str, ModuleType, 
         yield ep.name, module, dist, version
 
 
-def load_registry(
-    plugins: Iterable[tuple[str, object]] = (), entry_points: bool = True
-) -> Registry:
+def load_registry(plugins: Iterable[tuple[str, object]] = (), entry_points: bool = True) -> Registry:
     """Build a registry from entry-point plugins (unless disabled) plus ``plugins`` given as (name, object)."""
     registry = Registry()
     pm = make_plugin_manager()

@@ -189,7 +189,9 @@ class Network(_Spec):
     graph: Graph = Field(..., description="The social graph (networkx generator or edge-list file).")
     initial_awareness: float = Field(0.2, ge=0, le=1, description="Chance a consumer knows a seller at the start.")
     spread: float = Field(0.3, ge=0, le=1, description="Chance per step a buyer makes a neighbour aware of its seller.")
-    decay: float = Field(0.0, ge=0, le=1, description="Chance per step a consumer forgets a seller it did not buy from.")
+    decay: float = Field(
+        0.0, ge=0, le=1, description="Chance per step a consumer forgets a seller it did not buy from."
+    )
 
 
 # --- sellers --------------------------------------------------------------------------------------
@@ -269,7 +271,9 @@ class Scenario(_Spec):
     @model_validator(mode="after")
     def _network_needs_agents(self) -> Scenario:
         if self.network is not None and self.demand.mode == "expected":
-            raise ValueError("a word-of-mouth network needs demand.mode 'agents': awareness belongs to individual consumers")
+            raise ValueError(
+                "a word-of-mouth network needs demand.mode 'agents': awareness belongs to individual consumers"
+            )
         return self
 
     def expanded_sellers(self) -> list[Seller]:
@@ -312,7 +316,11 @@ def _strategy_problems(scenario: Scenario, located: Located, registry: Registry)
     for i, seller in enumerate(scenario.sellers):
         if seller.strategy not in registry:
             available = ", ".join(registry.names()) or "(none installed)"
-            problems.append(located.problem(("sellers", i, "strategy"), f"unknown strategy {seller.strategy!r}; available: {available}"))
+            problems.append(
+                located.problem(
+                    ("sellers", i, "strategy"), f"unknown strategy {seller.strategy!r}; available: {available}"
+                )
+            )
             continue
         problems += _param_problems(seller, i, registry, located)
     return problems
@@ -325,7 +333,11 @@ def _param_problems(seller: Seller, i: int, registry: Registry, located: Located
     for key, value in seller.params.items():
         where = ("sellers", i, "params", key)
         if key not in accepted:
-            problems.append(located.problem(where, f"unknown parameter {key!r} for strategy {seller.strategy!r}; accepted: {listing}"))
+            problems.append(
+                located.problem(
+                    where, f"unknown parameter {key!r} for strategy {seller.strategy!r}; accepted: {listing}"
+                )
+            )
             continue
         try:
             TypeAdapter(accepted[key].annotation).validate_python(value)
@@ -334,12 +346,18 @@ def _param_problems(seller: Seller, i: int, registry: Registry, located: Located
             problems.append(located.problem(where, f"bad value {value!r} for {seller.strategy}.{key}: {reason}"))
     for p in accepted.values():
         if p.required and p.name not in seller.params:
-            problems.append(located.problem(("sellers", i, "params"), f"strategy {seller.strategy!r} needs parameter {p.name!r}"))
+            problems.append(
+                located.problem(("sellers", i, "params"), f"strategy {seller.strategy!r} needs parameter {p.name!r}")
+            )
     if not problems:
         try:  # the strategy's own checks (ranges, consistency) also surface at validation time
             registry.create(seller.strategy, seller.params)
         except (ValueError, TypeError) as exc:
-            problems.append(located.problem(("sellers", i, "params"), f"strategy {seller.strategy!r} rejected its parameters: {exc}"))
+            problems.append(
+                located.problem(
+                    ("sellers", i, "params"), f"strategy {seller.strategy!r} rejected its parameters: {exc}"
+                )
+            )
     return problems
 
 

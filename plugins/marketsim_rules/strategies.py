@@ -73,9 +73,7 @@ class Undercut(Strategy):
     name = "undercut"
     classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own", "competitors")}
 
-    def __init__(
-        self, step: float = 0.05, floor_margin: float = 0.0, reset_price: float | None = None
-    ) -> None:
+    def __init__(self, step: float = 0.05, floor_margin: float = 0.0, reset_price: float | None = None) -> None:
         _check(step >= 0, f"step must be >= 0, got {step}")
         self.step = float(step)
         self.floor_margin = float(floor_margin)
@@ -313,9 +311,7 @@ class MyopicBestResponse(Strategy):
         k = int(np.argmax(values))
         best_p, best_v = float(points[k]), values[k]
         lo, hi = points[max(k - 1, 0)], points[min(k + 1, self.grid - 1)]
-        res = minimize_scalar(
-            lambda p: -profit(p), bounds=(lo, hi), method="bounded", options={"xatol": 1e-9}
-        )
+        res = minimize_scalar(lambda p: -profit(p), bounds=(lo, hi), method="bounded", options={"xatol": 1e-9})
         if res.success and -res.fun >= best_v:
             best_p = float(res.x)
         return _clip(best_p, obs)
