@@ -3,17 +3,19 @@
 Consumer i values seller j at ``v_ij = w_i + x_j + mu * e_ij`` with ``x_j = quality_j - price_j`` and
 the outside option at ``a0 + mu * e_i0``; the e are i.i.d. standard Gumbel taste shocks drawn fresh
 each step. It buys one unit from the highest-value seller if that beats the outside option.
-We sample that arg-max exactly without drawing the Gumbel shocks: by the Gumbel-max property it
-is a categorical draw with logit probabilities (one uniform per consumer), and a consumer turned away
-by a sold-out seller draws its next choice from the logit over what it has not tried yet
-(Plackett–Luce), which is the conditional law of the second-best Gumbel option. With ``mu = 0`` the
-choice is deterministic and ties between sellers are split by the same uniform.
+We sample the first choice exactly without drawing the Gumbel shocks: by the Gumbel-max property it
+is a categorical draw with logit probabilities (one uniform per consumer). Only shoppers who may be
+turned away by a sold-out seller need the rest of their preference ranking; given the first choice,
+that ranking is Plackett–Luce over the remaining options, i.e. the order of fresh Gumbel keys, which
+are then drawn for those shoppers alone. With ``mu = 0`` the choice is deterministic and ties between
+sellers are split at random.
 
 Arrays are laid out seller-major: masks and probabilities are ``(n_sellers, n_consumers)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +141,13 @@ def expected_units(
     return probabilities(w, x, a0, mu, allowed) @ weight
 
 
+def gumbel_keys(rng: np.random.Generator, m: int, n_options: int) -> np.ndarray:
+    """Standard Gumbel draws, shape (m, n_options): column 0 is the outside option, column j+1 seller j."""
+    u = rng.random((m, n_options), dtype=np.float32)
+    with np.errstate(divide="ignore"):  # float32 keeps the draw cheap; a ranking needs no more precision
+        return -np.log(-np.log(u))
+
+
 def clear_agents(
     w: np.ndarray,
     x: np.ndarray,
@@ -148,50 +157,92 @@ def clear_agents(
     u: np.ndarray,
     order: np.ndarray | None,
     allowed: np.ndarray | None = None,
+    keys: Callable[[int], np.ndarray] | None = None,
 ) -> Clearing:
     """Clear a finite population of shoppers, rationing sellers that run out.
 
-    ``u`` holds one row of uniforms per choice a consumer may need (first choice plus one per seller
-    with a finite limit). ``order`` is the random queue (a permutation of shoppers); sellers sell to
-    shoppers in queue order until ``limits`` (units this step) is reached, and each shopper turned away
-    re-chooses among the options it has not tried. The result equals serving the queue one by one.
+    ``u`` holds each shopper's uniform for its first choice. ``order`` is the random queue (a
+    permutation of shoppers, needed when a limit is finite). Sellers serve shoppers in queue order up
+    to ``limits`` (units this step); a shopper turned away buys its best remaining option among the
+    sellers still in stock at its turn, ranked by Gumbel ``keys(m)`` (an (m, J+1) array) drawn for
+    the m shoppers whose first choice has a finite limit, in shopper order, only when some seller is
+    over its limit. The result equals serving the queue one by one (tests/reference_market.py).
     """
     n_sellers, n = len(x), len(w)
-    choice = choose(w, x, a0, mu, u[0], allowed)
-    wanted = np.bincount(choice[choice >= 0], minlength=n_sellers)
-    if order is None or not np.any(wanted > limits):
-        return Clearing(choice, wanted.astype(float), surplus(w, x, a0, mu, allowed))
-    position = np.empty(n, dtype=np.int64)
-    position[order] = np.arange(n)
-    tried = np.zeros((n_sellers, n), dtype=bool)
-    rounds = np.zeros(n, dtype=np.int64)
-    closed = np.zeros(n_sellers, dtype=bool)
-    base = np.ones((n_sellers, n), dtype=bool) if allowed is None else allowed
-    while True:
-        cut = _first_turned_away(choice, position, limits, closed, n_sellers)
-        if cut is None:
-            break
-        seller, at = cut
-        closed[seller] = True
-        who = np.flatnonzero((choice == seller) & (position >= at))
-        while who.size:  # re-choose until each lands on an open seller or the outside option
-            tried[choice[who], who] = True
-            rounds[who] += 1
-            sub_allowed = base[:, who] & ~tried[:, who]
-            choice[who] = choose(w[who], x, a0, mu, u[rounds[who], who], sub_allowed)
-            picked = choice[who]
-            who = who[(picked >= 0) & closed[np.maximum(picked, 0)]]
+    choice = choose(w, x, a0, mu, u, allowed)
+    position = None
+    if order is not None:
+        position = np.empty(n, dtype=np.int64)
+        position[order] = np.arange(n)
+        if np.any(np.bincount(choice[choice >= 0], minlength=n_sellers) > limits):
+            if keys is None:
+                raise ValueError("demand exceeds a limit: rationing needs Gumbel keys")
+            _ration(w, x, a0, mu, limits, choice, order, position, allowed, keys)
     units = np.bincount(choice[choice >= 0], minlength=n_sellers).astype(float)
-    return Clearing(choice, units, surplus(w, x, a0, mu, base & ~tried))
+    return Clearing(choice, units, _surplus_at_turn(w, x, a0, mu, allowed, choice, units, limits, position))
 
 
-def _first_turned_away(choice, position, limits, closed, n_sellers):
-    """The open seller whose demand first exceeds its limit, and the queue position of that shopper."""
+def _ration(w, x, a0, mu, limits, choice, order, position, allowed, keys) -> None:
+    """Re-route, in place, the shoppers who reach a sold-out seller, one sell-out event at a time."""
+    n_sellers, n = len(x), len(w)
+    ranked = np.flatnonzero((choice >= 0) & np.isfinite(limits)[np.maximum(choice, 0)])
+    row = np.full(n, -1, dtype=np.int64)
+    row[ranked] = np.arange(len(ranked))
+    gumbel = keys(len(ranked))
+    score, outside = _ranking_scores(w[ranked], x, a0, mu, gumbel)
+    cut = np.full(n_sellers, np.iinfo(np.int64).max)  # queue position of the first shopper each seller turns away
+    queued = choice[order]  # choices in queue order: position k holds shopper order[k]
+    while (event := _first_turned_away(queued, limits, cut)) is not None:
+        seller, at = event
+        cut[seller] = at
+        who = order[at + np.flatnonzero(queued[at:] == seller)]
+        score[:, seller] = -np.inf  # nobody later in the queue can buy from it
+        rows = row[who]
+        sub = score[rows]
+        if allowed is not None:
+            sub = np.where(allowed[:, who].T, sub, -np.inf)
+        best = sub.argmax(axis=1)
+        top = sub[np.arange(len(who)), best]
+        choice[who] = np.where(top > outside[rows], best, -1)
+        queued[position[who]] = choice[who]
+
+
+def _ranking_scores(w, x, a0, mu, gumbel) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (m, J) and outside thresholds (m,) whose order is each shopper's preference ranking.
+
+    With mu > 0 the score is the Gumbel utility (w + x_j)/mu + g_j against a0/mu + g_0. With mu = 0
+    values decide and the keys only break ties: the score is x_j plus a tie-breaking term far below
+    any value gap, and the shopper buys if w + x_j beats a0.
+    """
+    if mu > 0:
+        return (w[:, None] + x[None, :]) / mu + gumbel[:, 1:], a0 / mu + gumbel[:, 0]
+    rank = np.argsort(np.argsort(gumbel[:, 1:], axis=1), axis=1)  # 0..J-1, larger = preferred among ties
+    score = x[None, :] + rank * (_TIE / (2 * len(x)))
+    return score, np.where(np.isfinite(w), a0 - w + _TIE, np.inf)
+
+
+def _surplus_at_turn(w, x, a0, mu, allowed, choice, units, limits, position) -> np.ndarray:
+    """Each shopper's expected surplus over the sellers it knows that still have stock at its turn."""
+    value = surplus(w, x, a0, mu, allowed)
+    full = np.isfinite(limits) & (units >= np.floor(limits))
+    if position is None or not full.any():
+        return value
+    empty_from = np.full(len(x), len(w))  # first queue position at which the seller has no stock
+    for j in np.flatnonzero(full):
+        empty_from[j] = position[choice == j].max() + 1 if units[j] > 0 else 0
+    late = np.flatnonzero(position >= empty_from.min())
+    in_stock = empty_from[:, None] > position[late][None, :]
+    mask = in_stock if allowed is None else allowed[:, late] & in_stock
+    value[late] = surplus(w[late], x, a0, mu, mask)
+    return value
+
+
+def _first_turned_away(queued: np.ndarray, limits: np.ndarray, cut: np.ndarray) -> tuple[int, int] | None:
+    """The open seller whose demand first exceeds its limit, and the queue position where that happens."""
     first: tuple[int, int] | None = None
-    wanted = np.bincount(choice[choice >= 0], minlength=n_sellers)
-    for j in np.flatnonzero((wanted > limits) & ~closed):
-        cap = int(limits[j])
-        at = int(np.partition(position[choice == j], cap)[cap])
+    wanted = np.bincount(queued[queued >= 0], minlength=len(limits))
+    for j in np.flatnonzero((wanted > limits) & (cut == np.iinfo(np.int64).max)):
+        at = int(np.flatnonzero(queued == j)[int(limits[j])])
         if first is None or at < first[1]:
             first = (int(j), at)
     return first

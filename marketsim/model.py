@@ -25,16 +25,19 @@ class Draws:
     """The random numbers one step of shopping uses, drawn in a fixed order from the model's rng."""
 
     active: np.ndarray | None  # indices of shoppers, None when everyone shops
-    u: np.ndarray  # (1 + sellers with a finite limit, n_shoppers) uniforms, one row per choice
+    u: np.ndarray  # (n_shoppers,) uniforms for the first choice
     order: np.ndarray | None  # random queue of shoppers, None when no seller can run out
 
 
-def draw_shopping(rng: np.random.Generator, n: int, arrival: float, n_limited: int) -> Draws:
-    """Draw who shops, their choice uniforms and the queue order (shared with the reference model)."""
+def draw_shopping(rng: np.random.Generator, n: int, arrival: float, limited: bool) -> Draws:
+    """Draw who shops, their choice uniforms and the queue order (shared with the reference model).
+
+    Gumbel keys for shoppers who may be turned away are drawn afterwards, only when needed.
+    """
     active = np.flatnonzero(rng.random(n) < arrival) if arrival < 1.0 else None
     m = n if active is None else len(active)
-    u = rng.random((1 + n_limited, m))
-    order = rng.permutation(m) if n_limited else None
+    u = rng.random(m)
+    order = rng.permutation(m) if limited else None
     return Draws(active, u, order)
 
 
@@ -173,7 +176,8 @@ class ConsumerPopulation(mesa.Agent):
             units, self.surplus = consumers.clear_expected(w, mass, x, self.spec.outside_value, self.spec.mu, limits)
             self.shoppers, self.buyers = float(mass.sum()), float(units.sum())
             return units
-        draws = draw_shopping(self.model.rng, len(w), arrival, int(np.isfinite(limits).sum()))
+        rng = self.model.rng
+        draws = draw_shopping(rng, len(w), arrival, bool(np.isfinite(limits).any()))
         who = draws.active
         allowed = None if self.aware is None else (self.aware if who is None else self.aware[:, who])
         result = consumers.clear_agents(
@@ -185,6 +189,7 @@ class ConsumerPopulation(mesa.Agent):
             draws.u,
             draws.order,
             allowed,
+            keys=lambda m: consumers.gumbel_keys(rng, m, len(x) + 1),
         )
         bought = result.choice >= 0
         self.shoppers, self.buyers = float(len(result.choice)), float(bought.sum())
@@ -206,6 +211,8 @@ class ConsumerPopulation(mesa.Agent):
 class MarketModel(mesa.Model):
     """A market of competing sellers and a consumer population, built from a validated Scenario."""
 
+    population_cls: type[ConsumerPopulation] = ConsumerPopulation  # tests swap in a per-consumer reference
+
     def __init__(self, scenario: Scenario, registry: Registry | None = None, seed: int | None = None) -> None:
         super().__init__(rng=scenario.seed if seed is None else seed)
         self.scenario = scenario
@@ -221,7 +228,7 @@ class MarketModel(mesa.Model):
             strategy = registry.create(spec.strategy, spec.params)
             strategy.setup(self._market_info(i), strategy_rngs[i])
             self.sellers.append(Seller(self, spec, i, strategy))
-        self.population = ConsumerPopulation(self, scenario)
+        self.population = self.population_cls(self, scenario)
         self.observations = [s.observe(0, self._rivals(s, self._prices())) for s in self.sellers]
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
 

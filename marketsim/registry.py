@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import os
+import re
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from marketsim.strategy import Strategy
 ENTRY_POINT_GROUP = "marketsim"
 #: Set to 1 to load no entry-point plugins at all (tests, debugging a broken environment).
 DISABLE_AUTOLOAD_ENV = "MARKETSIM_DISABLE_PLUGIN_AUTOLOAD"
+#: The distribution whose entry points are the built-in strategies; they load before any other plugin.
+BUILTIN_DISTRIBUTION = "marketsim"
 
 
 class DuplicateStrategyError(ValueError):
@@ -84,8 +87,10 @@ class Registry:
         """Add one strategy class; refuse non-strategies and duplicate names loudly."""
         if not (isinstance(cls, type) and issubclass(cls, Strategy)):
             raise TypeError(f"plugin {plugin!r} registered {cls!r}, which is not a Strategy subclass")
-        if not cls.name:
-            raise TypeError(f"plugin {plugin!r} registered {cls.__qualname__} without a name")
+        if not isinstance(cls.name, str) or not cls.name:
+            raise TypeError(f"plugin {plugin!r} registered {cls.__qualname__} without a name (got {cls.name!r})")
+        if cls.price is Strategy.price:
+            raise TypeError(f"plugin {plugin!r} registered {cls.__qualname__}, which does not implement price()")
         if cls.name in self._entries:
             first = self._entries[cls.name]
             raise DuplicateStrategyError(
@@ -95,6 +100,11 @@ class Registry:
                 f"({cls.__module__}.{cls.__qualname__})"
             )
         self._entries[cls.name] = StrategyEntry(cls.name, cls, plugin, distribution, version)
+
+    def _unregister(self, names: Iterable[str]) -> None:
+        """Drop ``names`` again (a plugin whose hook raised part-way is skipped as a whole)."""
+        for name in names:
+            self._entries.pop(name, None)
 
     def get(self, name: str) -> StrategyEntry:
         """The entry for ``name``; UnknownStrategyError lists what is available."""
@@ -130,16 +140,31 @@ def make_plugin_manager() -> pluggy.PluginManager:
 
 def _short(exc: BaseException) -> str:
     """One line describing an exception, with the innermost frame that raised it."""
-    tb = traceback.extract_tb(exc.__traceback__)
+    tb = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen ")]
     where = f" ({tb[-1].filename}:{tb[-1].lineno})" if tb else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _normalise(dist_name: str) -> str:
+    """A distribution name in its canonical form (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", dist_name).lower()
+
+
+def _load_order(ep: importlib.metadata.EntryPoint) -> tuple[int, str, str]:
+    """Sort key of entry points: marketsim's own built-ins first, then by plugin and distribution name.
+
+    The order decides which of two clashing names wins, so it must not depend on the order of
+    ``sys.path`` (or the working directory): a third-party plugin can never shadow a built-in.
+    """
+    dist = _normalise(ep.dist.name) if ep.dist else ""
+    return (0 if dist == BUILTIN_DISTRIBUTION else 1, ep.name, dist)
 
 
 def _entry_point_plugins(registry: Registry) -> Iterator[tuple[str, ModuleType, str | None, str | None]]:
     """Import each ``marketsim`` entry point, yielding (name, module, dist, version); failures are recorded."""
     if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip() not in ("", "0"):
         return
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=_load_order):
         dist = ep.dist.name if ep.dist else None
         version = ep.dist.version if ep.dist else None
         try:
@@ -151,7 +176,13 @@ def _entry_point_plugins(registry: Registry) -> Iterator[tuple[str, ModuleType, 
 
 
 def load_registry(plugins: Iterable[tuple[str, object]] = (), entry_points: bool = True) -> Registry:
-    """Build a registry from entry-point plugins (unless disabled) plus ``plugins`` given as (name, object)."""
+    """Build a registry from entry-point plugins (unless disabled) plus ``plugins`` given as (name, object).
+
+    Entry points load first (built-ins before third parties), then ``plugins`` in the order given;
+    on a name clash the first registration wins and the later one is reported in ``problems``.
+    A plugin that fails to import, fails pluggy's validation or raises in its hook is reported and
+    skipped as a whole; a refused class (duplicate name, not a Strategy) skips only that class.
+    """
     registry = Registry()
     pm = make_plugin_manager()
     origin: dict[str, tuple[str | None, str | None]] = {}
@@ -164,19 +195,34 @@ def load_registry(plugins: Iterable[tuple[str, object]] = (), entry_points: bool
             registry.problems.append(PluginProblem(name, f"invalid plugin: {_short(exc)}"))
             continue
         origin[name] = (dist, version)
+        for caller in pm.get_hookcallers(obj) or []:
+            if not caller.has_spec():  # a misspelt hook name would otherwise be silently ignored
+                known = ", ".join(sorted(n for n, c in vars(pm.hook).items() if c.has_spec()))
+                reason = f"implements unknown hook {caller.name!r} (known: {known})"
+                registry.problems.append(PluginProblem(name, reason))
     for impl in pm.hook.register_strategies.get_hookimpls():
-        dist, version = origin.get(impl.plugin_name, (None, None))
+        plugin = impl.plugin_name
+        dist, version = origin.get(plugin, (None, None))
+        if impl.hookwrapper or impl.wrapper:
+            registry.problems.append(PluginProblem(plugin, "register_strategies must not be a hook wrapper"))
+            continue
+        added: list[str] = []
 
-        def register(cls: type, _p: str = impl.plugin_name, _d=dist, _v=version) -> None:
+        def register(
+            cls: type, _p: str = plugin, _d: str | None = dist, _v: str | None = version, _added: list[str] = added
+        ) -> None:
             try:
                 registry.register(cls, _p, _d, _v)
             except (DuplicateStrategyError, TypeError) as exc:  # refuse this class, keep the rest
                 registry.problems.append(PluginProblem(_p, str(exc)))
+            else:
+                _added.append(cls.name)  # type: ignore[attr-defined]  # checked by Registry.register
 
         try:
             impl.function(*[{"register": register}[a] for a in impl.argnames])
         except Exception as exc:
-            registry.problems.append(PluginProblem(impl.plugin_name, _short(exc)))
+            registry._unregister(added)
+            registry.problems.append(PluginProblem(plugin, f"register_strategies raised {_short(exc)}"))
     return registry
 
 

@@ -6,13 +6,18 @@ prints the JSON Schema). Unknown keys are errors. Strategies are named by their 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import types
+import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 from scipy import stats
 
 from marketsim.registry import Registry, default_registry
@@ -21,9 +26,42 @@ from marketsim.yamlsource import Located, Problem, SourceError, load_yaml
 
 ScenarioError = SourceError
 
+#: Where a validation problem sits: field names and list indices, as in pydantic's error ``loc``.
+Loc = tuple[str | int, ...]
+
+
+class FieldError(ValueError):
+    """A model validator's complaint about one of its fields; ``loc`` is relative to the model.
+
+    pydantic puts a model validator's error on the whole model; raising this instead lets the error
+    point at the line of the field that is actually wrong (``price_max``, not the seller's first line).
+    """
+
+    def __init__(self, loc: Loc, message: str) -> None:
+        super().__init__(message)
+        self.loc = tuple(loc)
+
+
+def _no_text_or_bool(value: Any) -> Any:
+    """Refuse text and booleans where a number is expected (lax pydantic would turn "2" or `yes` into numbers).
+
+    YAML reads ``yes``/``no``/``on``/``off``/``true``/``false`` as booleans and anything in quotes as text.
+    """
+    if isinstance(value, bool):
+        raise PydanticCustomError("number_type", "should be a number, not a boolean (YAML reads yes/no/on/off as one)")
+    if isinstance(value, str):
+        raise PydanticCustomError("number_type", "should be a number, not text (write numbers without quotes)")
+    return value
+
+
+#: A real number; ints and numpy scalars are fine, text and booleans are not.
+Float = Annotated[float, BeforeValidator(_no_text_or_bool)]
+#: An integer; numpy integers are fine, text, booleans and fractions are not.
+Int = Annotated[int, BeforeValidator(_no_text_or_bool)]
+
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --- willingness to pay -------------------------------------------------------------------------
@@ -32,8 +70,8 @@ class _Spec(BaseModel):
 class ConstantWTP(_Spec):
     """Every consumer has the same base willingness to pay (the textbook logit market)."""
 
-    distribution: Literal["constant"]
-    value: float = Field(0.0, description="The common WTP added to every seller's quality.")
+    distribution: Literal["constant"] = Field(description="Which WTP distribution: constant.")
+    value: Float = Field(0.0, description="The common WTP added to every seller's quality.")
 
     def frozen(self) -> None:
         return None
@@ -42,14 +80,14 @@ class ConstantWTP(_Spec):
 class UniformWTP(_Spec):
     """WTP uniform on [low, high]."""
 
-    distribution: Literal["uniform"]
-    low: float = Field(0.0, description="Lowest WTP.")
-    high: float = Field(1.0, description="Highest WTP.")
+    distribution: Literal["uniform"] = Field(description="Which WTP distribution: uniform.")
+    low: Float = Field(0.0, description="Lowest WTP.")
+    high: Float = Field(1.0, description="Highest WTP.")
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformWTP:
         if self.high <= self.low:
-            raise ValueError(f"high ({self.high}) must exceed low ({self.low})")
+            raise FieldError(("high",), f"high ({self.high}) must exceed low ({self.low})")
         return self
 
     def frozen(self) -> Any:
@@ -59,9 +97,9 @@ class UniformWTP(_Spec):
 class NormalWTP(_Spec):
     """WTP normal with the given mean and sd, truncated at 0 (nobody pays to avoid a product)."""
 
-    distribution: Literal["normal"]
-    mean: float = Field(1.0, description="Mean before truncation.")
-    sd: float = Field(0.5, gt=0, description="Standard deviation before truncation.")
+    distribution: Literal["normal"] = Field(description="Which WTP distribution: normal.")
+    mean: Float = Field(1.0, description="Mean before truncation.")
+    sd: Float = Field(0.5, gt=0, description="Standard deviation before truncation.")
 
     def frozen(self) -> Any:
         return stats.truncnorm(a=(0.0 - self.mean) / self.sd, b=np.inf, loc=self.mean, scale=self.sd)
@@ -70,9 +108,9 @@ class NormalWTP(_Spec):
 class LognormalWTP(_Spec):
     """WTP lognormal: log(WTP) is normal with mean ``mean`` and sd ``sigma``."""
 
-    distribution: Literal["lognormal"]
-    mean: float = Field(0.0, description="Mean of log(WTP).")
-    sigma: float = Field(0.5, gt=0, description="Standard deviation of log(WTP).")
+    distribution: Literal["lognormal"] = Field(description="Which WTP distribution: lognormal.")
+    mean: Float = Field(0.0, description="Mean of log(WTP).")
+    sigma: Float = Field(0.5, gt=0, description="Standard deviation of log(WTP).")
 
     def frozen(self) -> Any:
         return stats.lognorm(s=self.sigma, scale=float(np.exp(self.mean)))
@@ -87,10 +125,10 @@ WTP = Annotated[ConstantWTP | UniformWTP | NormalWTP | LognormalWTP, Field(discr
 class SinusoidalShock(_Spec):
     """Seasonality: arrival probability × (1 + amplitude · sin(2π (step + phase) / period))."""
 
-    kind: Literal["sinusoidal"]
-    amplitude: float = Field(0.2, ge=0, le=1, description="Relative swing of the arrival rate.")
-    period: int = Field(52, gt=0, description="Steps per cycle.")
-    phase: float = Field(0.0, description="Shift of the cycle, in steps.")
+    kind: Literal["sinusoidal"] = Field(description="Which shock: sinusoidal seasonality.")
+    amplitude: Float = Field(0.2, ge=0, le=1, description="Relative swing of the arrival rate.")
+    period: Int = Field(52, gt=0, description="Steps per cycle.")
+    phase: Float = Field(0.0, description="Shift of the cycle, in steps.")
 
     def arrival_factor(self, step: int) -> float:
         return 1.0 + self.amplitude * float(np.sin(2 * np.pi * (step + self.phase) / self.period))
@@ -102,16 +140,16 @@ class SinusoidalShock(_Spec):
 class StepShock(_Spec):
     """A demand shock from step ``at`` (until ``until``, exclusive): scales arrivals, shifts WTP."""
 
-    kind: Literal["step"]
-    at: int = Field(..., ge=0, description="First step of the shock.")
-    until: int | None = Field(None, gt=0, description="Step at which it ends (never when omitted).")
-    arrival_factor_: float = Field(1.0, ge=0, alias="arrival_factor", description="Arrival multiplier.")
-    wtp_shift_: float = Field(0.0, alias="wtp_shift", description="Added to every consumer's WTP.")
+    kind: Literal["step"] = Field(description="Which shock: a step change.")
+    at: Int = Field(..., ge=0, description="First step of the shock.")
+    until: Int | None = Field(None, gt=0, description="Step at which it ends (never when omitted).")
+    arrival_factor_: Float = Field(1.0, ge=0, alias="arrival_factor", description="Arrival multiplier.")
+    wtp_shift_: Float = Field(0.0, alias="wtp_shift", description="Added to every consumer's WTP.")
 
     @model_validator(mode="after")
     def _ordered(self) -> StepShock:
         if self.until is not None and self.until <= self.at:
-            raise ValueError(f"until ({self.until}) must be after at ({self.at})")
+            raise FieldError(("until",), f"until ({self.until}) must be after at ({self.at})")
         return self
 
     def _on(self, step: int) -> bool:
@@ -130,12 +168,12 @@ Shock = Annotated[SinusoidalShock | StepShock, Field(discriminator="kind")]
 class Consumers(_Spec):
     """The consumer population: size, willingness to pay, taste shocks and arrivals."""
 
-    size: int = Field(10_000, gt=0, description="Number of consumers (market size).")
+    size: Int = Field(10_000, gt=0, description="Number of consumers (market size).")
     wtp: WTP = Field(default_factory=lambda: ConstantWTP(distribution="constant"), description="WTP distribution.")
-    mu: float = Field(0.25, ge=0, description="Scale of the Gumbel taste shocks (0 = none; > 0 = logit).")
-    outside_value: float = Field(0.0, description="Value a0 of not buying (the outside option).")
-    arrival: float = Field(1.0, gt=0, le=1, description="Probability that a consumer shops in a step.")
-    shocks: list[Shock] = Field(default_factory=list, description="Seasonality and demand shocks.")
+    mu: Float = Field(0.25, ge=0, description="Scale of the Gumbel taste shocks (0 = none; > 0 = logit).")
+    outside_value: Float = Field(0.0, description="Value a0 of not buying (the outside option).")
+    arrival: Float = Field(1.0, gt=0, le=1, description="Probability that a consumer shops in a step.")
+    shocks: tuple[Shock, ...] = Field(default_factory=tuple, description="Seasonality and demand shocks.")
 
     def arrival_at(self, step: int) -> float:
         """Arrival probability at ``step`` after seasonality and shocks, clipped to [0, 1]."""
@@ -153,30 +191,38 @@ class Demand(_Spec):
     mode: Literal["agents", "expected"] = Field(
         "agents", description="agents: each consumer draws its choice; expected: expected demand, no noise."
     )
-    quadrature: int = Field(256, gt=0, description="WTP nodes for the expected mode (1 when WTP is constant).")
+    quadrature: Int = Field(256, gt=0, description="WTP nodes for the expected mode (1 when WTP is constant).")
 
 
 # --- social network -------------------------------------------------------------------------------
 
 
 class WattsStrogatz(_Spec):
-    kind: Literal["watts_strogatz"]
-    k: int = Field(6, ge=2, description="Each node's neighbours in the ring before rewiring.")
-    p: float = Field(0.1, ge=0, le=1, description="Rewiring probability.")
+    """Small world (Watts & Strogatz 1998): a ring lattice with randomly rewired edges."""
+
+    kind: Literal["watts_strogatz"] = Field(description="Which graph: Watts-Strogatz small world.")
+    k: Int = Field(6, ge=2, description="Each node's neighbours in the ring before rewiring.")
+    p: Float = Field(0.1, ge=0, le=1, description="Rewiring probability.")
 
 
 class BarabasiAlbert(_Spec):
-    kind: Literal["barabasi_albert"]
-    m: int = Field(3, ge=1, description="Edges each new node attaches with.")
+    """Scale free (Barabási & Albert 1999): preferential attachment, a few highly connected hubs."""
+
+    kind: Literal["barabasi_albert"] = Field(description="Which graph: Barabási-Albert scale free.")
+    m: Int = Field(3, ge=1, description="Edges each new node attaches with.")
 
 
 class ErdosRenyi(_Spec):
-    kind: Literal["erdos_renyi"]
-    mean_degree: float = Field(6.0, gt=0, description="Expected number of neighbours.")
+    """Random graph (Erdős & Rényi 1959): every pair of consumers linked with the same probability."""
+
+    kind: Literal["erdos_renyi"] = Field(description="Which graph: Erdős-Rényi random graph.")
+    mean_degree: Float = Field(6.0, gt=0, description="Expected number of neighbours.")
 
 
 class EdgeList(_Spec):
-    kind: Literal["edge_list"]
+    """A graph read from a file of edges (your own survey or platform data)."""
+
+    kind: Literal["edge_list"] = Field(description="Which graph: an edge-list file.")
     path: str = Field(..., description="Whitespace-separated 'u v' lines, nodes 0..size-1; relative to the scenario.")
 
 
@@ -187,9 +233,9 @@ class Network(_Spec):
     """Word of mouth: consumers consider only sellers they know; buyers tell their neighbours."""
 
     graph: Graph = Field(..., description="The social graph (networkx generator or edge-list file).")
-    initial_awareness: float = Field(0.2, ge=0, le=1, description="Chance a consumer knows a seller at the start.")
-    spread: float = Field(0.3, ge=0, le=1, description="Chance per step a buyer makes a neighbour aware of its seller.")
-    decay: float = Field(
+    initial_awareness: Float = Field(0.2, ge=0, le=1, description="Chance a consumer knows a seller at the start.")
+    spread: Float = Field(0.3, ge=0, le=1, description="Chance per step a buyer makes a neighbour aware of its seller.")
+    decay: Float = Field(
         0.0, ge=0, le=1, description="Chance per step a consumer forgets a seller it did not buy from."
     )
 
@@ -200,9 +246,9 @@ class Network(_Spec):
 class Restock(_Spec):
     """Restock rule: order up to ``up_to`` every ``every`` steps, or when stock falls to ``reorder_point``."""
 
-    up_to: float = Field(..., gt=0, description="Order-up-to level.")
-    every: int | None = Field(None, gt=0, description="Periodic review: restock every this many steps.")
-    reorder_point: float | None = Field(None, ge=0, description="Continuous review: restock when stock ≤ this.")
+    up_to: Float = Field(..., gt=0, description="Order-up-to level.")
+    every: Int | None = Field(None, gt=0, description="Periodic review: restock every this many steps.")
+    reorder_point: Float | None = Field(None, ge=0, description="Continuous review: restock when stock ≤ this.")
 
     @model_validator(mode="after")
     def _one_rule(self) -> Restock:
@@ -214,9 +260,9 @@ class Restock(_Spec):
 class Inventory(_Spec):
     """Finite stock: sales draw it down, the restock rule refills it, holding it costs money."""
 
-    initial: float = Field(..., ge=0, description="Units in stock at step 0.")
+    initial: Float = Field(..., ge=0, description="Units in stock at step 0.")
     restock: Restock | None = Field(None, description="How stock is refilled (never, when omitted).")
-    holding_cost: float = Field(0.0, ge=0, description="Cost per unit held at the end of a step.")
+    holding_cost: Float = Field(0.0, ge=0, description="Cost per unit held at the end of a step.")
 
 
 class Seller(_Spec):
@@ -225,21 +271,25 @@ class Seller(_Spec):
     name: str = Field(..., min_length=1, description="Display name (groups get _1, _2, … appended).")
     strategy: str = Field(..., description="Registered strategy name (see `marketsim plugins`).")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword parameters of the strategy.")
-    count: int = Field(1, ge=1, description="Number of identical sellers this entry declares.")
-    cost: float = Field(1.0, ge=0, description="Marginal cost per unit.")
-    quality: float = Field(2.0, description="Brand/quality term a_j added to every consumer's value.")
-    price_min: float = Field(0.0, ge=0, description="Lowest price the seller may post.")
-    price_max: float = Field(10.0, gt=0, description="Highest price the seller may post.")
-    initial_price: float | None = Field(None, ge=0, description="Price 'last posted' at step 0 (default: midpoint).")
-    capacity: float | None = Field(None, gt=0, description="Most units it can sell in one step (unlimited if omitted).")
+    count: Int = Field(1, ge=1, description="Number of identical sellers this entry declares.")
+    cost: Float = Field(1.0, ge=0, description="Marginal cost per unit.")
+    quality: Float = Field(2.0, description="Brand/quality term a_j added to every consumer's value.")
+    price_min: Float = Field(0.0, ge=0, description="Lowest price the seller may post.")
+    price_max: Float = Field(10.0, gt=0, description="Highest price the seller may post.")
+    initial_price: Float | None = Field(None, ge=0, description="Price 'last posted' at step 0 (default: midpoint).")
+    capacity: Float | None = Field(None, gt=0, description="Most units it can sell in one step (unlimited if omitted).")
     inventory: Inventory | None = Field(None, description="Finite stock (unlimited if omitted).")
 
     @model_validator(mode="after")
     def _bounds(self) -> Seller:
         if self.price_max < self.price_min:
-            raise ValueError(f"price_max ({self.price_max}) is below price_min ({self.price_min})")
+            raise FieldError(("price_max",), f"price_max ({self.price_max}) is below price_min ({self.price_min})")
         if self.initial_price is not None and not self.price_min <= self.initial_price <= self.price_max:
-            raise ValueError(f"initial_price {self.initial_price} is outside [{self.price_min}, {self.price_max}]")
+            raise FieldError(
+                ("initial_price",),
+                f"initial_price {self.initial_price} is outside [price_min, price_max] = "
+                f"[{self.price_min}, {self.price_max}]",
+            )
         return self
 
     @property
@@ -253,26 +303,35 @@ class Scenario(_Spec):
 
     name: str = Field(..., min_length=1, description="Short name of the scenario.")
     description: str = Field("", description="What the scenario shows.")
-    seed: int = Field(0, ge=0, description="Root seed: the same seed gives the same run.")
-    steps: int = Field(1000, gt=0, description="Steps to simulate.")
+    seed: Int = Field(0, ge=0, description="Root seed: the same seed gives the same run.")
+    steps: Int = Field(1000, gt=0, description="Steps to simulate.")
     consumers: Consumers = Field(default_factory=Consumers, description="The consumer population.")
     demand: Demand = Field(default_factory=Demand, description="Sampled or expected demand.")
     network: Network | None = Field(None, description="Optional word-of-mouth network.")
-    sellers: list[Seller] = Field(..., min_length=1, description="Sellers, one by one or as groups.")
+    sellers: tuple[Seller, ...] = Field(..., min_length=1, description="Sellers, one by one or as groups.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Scenario:
-        names = [s.name for s in self.expanded_sellers()]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"seller names must be unique; repeated: {', '.join(dupes)}")
+        seen: dict[str, int] = {}  # expanded name -> index of the entry that declared it
+        for i, entry in enumerate(self.sellers):
+            names = [entry.name] if entry.count == 1 else [f"{entry.name}_{k}" for k in range(1, entry.count + 1)]
+            for name in names:
+                if name in seen:
+                    by = "" if name == entry.name else f" (count: {entry.count} names them {names[0]}…{names[-1]})"
+                    raise FieldError(
+                        ("sellers", i, "name"),
+                        f"seller name {name!r}{by} is already used by sellers[{seen[name]}]; names must be unique",
+                    )
+                seen[name] = i
         return self
 
     @model_validator(mode="after")
     def _network_needs_agents(self) -> Scenario:
         if self.network is not None and self.demand.mode == "expected":
-            raise ValueError(
-                "a word-of-mouth network needs demand.mode 'agents': awareness belongs to individual consumers"
+            raise FieldError(
+                ("demand", "mode"),
+                "a word-of-mouth network needs demand.mode 'agents' (awareness belongs to individual consumers), "
+                "not 'expected'",
             )
         return self
 
@@ -292,58 +351,196 @@ class Scenario(_Spec):
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def with_overrides(self, **fields: Any) -> Scenario:
-        """A validated copy with top-level fields replaced (``steps``, ``seed`` from the CLI)."""
-        return Scenario.model_validate({**self.model_dump(by_alias=True), **fields})
+        """A validated copy with top-level fields replaced (``steps``, ``seed`` from the CLI).
+
+        A bad value raises ScenarioError whose problem is attributed to ``override`` (it is in no file).
+        """
+        try:
+            return Scenario.model_validate({**self.model_dump(by_alias=True), **fields})
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                loc = _error_loc(err)
+                dotted = ".".join(f"[{s}]" if isinstance(s, int) else str(s) for s in loc).replace(".[", "[")
+                problems.append(Problem("override", 0, 0, dotted, _message(err, loc)))
+            raise SourceError(problems) from None
 
 
-def _pydantic_problems(exc: ValidationError, located: Located, prefix: tuple = ()) -> list[Problem]:
+# --- turning pydantic errors into located, friendly one-liners --------------------------------------
+
+
+def _unwrap(tp: Any) -> Any:
+    """``tp`` without Annotated metadata and without None in a union (``X | None`` -> ``X``)."""
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(tp) if m is not type(None)]
+        if len(members) == 1:
+            return _unwrap(members[0])
+    return tp
+
+
+def _tags(model: Any) -> list[str]:
+    """The values of the single-value Literal fields of ``model`` (its tags in a discriminated union)."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    out = []
+    for field in model.model_fields.values():
+        args = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else ()
+        if len(args) == 1:
+            out.append(str(args[0]))
+    return out
+
+
+def _type_at(loc: Sequence[str | int]) -> Any:
+    """The type pydantic validated the value at ``loc`` against (None when the path leaves the models)."""
+    tp: Any = Scenario
+    for step in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            tp = next((f.annotation for n, f in tp.model_fields.items() if (f.alias or n) == step), None)
+        elif typing.get_origin(tp) in (list, tuple) and isinstance(step, int):
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) in (typing.Union, types.UnionType):  # pydantic puts the tag in the path
+            tp = next((m for m in typing.get_args(tp) if step in _tags(m)), None)
+        else:
+            return None
+        if tp is None:
+            return None
+    return _unwrap(tp)
+
+
+def _field_names(model: Any) -> list[str]:
+    """The keys a mapping validated as ``model`` may use."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` when ``word`` looks like a misspelling of one of ``choices``."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _error_loc(err: Any) -> Loc:
+    """Where a pydantic error belongs: its ``loc``, moved down to the field a FieldError or tag names."""
+    loc: Loc = tuple(err["loc"])
+    ctx = err.get("ctx") or {}
+    if isinstance(ctx.get("error"), FieldError):
+        loc += ctx["error"].loc
+    if err["type"] == "union_tag_invalid":
+        loc += (str(ctx.get("discriminator", "")).strip("'\""),)
+    return loc
+
+
+def _shown(value: Any) -> str | None:
+    """A short repr of a scalar or small list for an error message; None for mappings and long values."""
+    if isinstance(value, dict | BaseModel):
+        return None
+    text = repr(value)
+    return text if len(text) <= 60 else None
+
+
+def _message(err: Any, loc: Loc) -> str:
+    """A friendly one-line message for one pydantic error at ``loc``."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        allowed = _field_names(_type_at(loc[:-1]))
+        key = str(loc[-1])
+        listing = f"; allowed: {', '.join(allowed)}" if allowed else ""
+        return f"unknown field {key!r}{_did_you_mean(key, allowed)}{listing}"
+    if kind == "missing":
+        return f"missing required field {loc[-1]!r}"
+    if kind == "union_tag_invalid":
+        return f"unknown {loc[-1]} {ctx.get('tag')!r}; expected one of: {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        union = _type_at(loc)
+        tags = [t for m in typing.get_args(union) for t in _tags(m)]
+        disc = str(ctx.get("discriminator", "")).strip("'\"")
+        return f"missing {disc!r}, which says what kind this is (one of: {', '.join(tags)})"
+    if kind == "too_short" and loc == ("sellers",):
+        return "a scenario needs at least one seller"
+    msg = err["msg"].removeprefix("Value error, ")
+    msg = msg.removeprefix("Input ") if msg.startswith("Input should") else msg
+    shown = _shown(err.get("input")) if not isinstance(ctx.get("error"), ValueError) else None
+    return f"{msg} (got {shown})" if shown is not None else msg
+
+
+def _pydantic_problems(exc: ValidationError, located: Located) -> list[Problem]:
+    """One located Problem per pydantic error."""
     problems = []
     for err in exc.errors():
-        loc = prefix + tuple(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown field {loc[-1]!r}"
-        elif err["type"] == "missing":
-            msg = f"missing required field {loc[-1]!r}"
-        elif err["type"] == "union_tag_invalid":
-            msg = msg.replace("Input tag", "value")
-        problems.append(located.problem(loc, msg))
+        loc = _error_loc(err)
+        problems.append(located.problem(loc, _message(err, loc)))
     return problems
 
 
-def _strategy_problems(scenario: Scenario, located: Located, registry: Registry) -> list[Problem]:
-    problems = []
+# --- strategies and files: checks that need the registry or the disk -------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    """``float``, ``int | None``, … for an annotation."""
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+def _strategy_problems(
+    scenario: Scenario, located: Located, registry: Registry
+) -> tuple[list[Problem], list[dict[str, Any]]]:
+    """Problems with strategy names and parameters, and each seller's parameters validated to their types."""
+    problems: list[Problem] = []
+    resolved: list[dict[str, Any]] = []
     for i, seller in enumerate(scenario.sellers):
         if seller.strategy not in registry:
-            available = ", ".join(registry.names()) or "(none installed)"
+            names = registry.names()
+            available = ", ".join(names) or "(none installed)"
+            hint = _did_you_mean(seller.strategy, names)
             problems.append(
                 located.problem(
-                    ("sellers", i, "strategy"), f"unknown strategy {seller.strategy!r}; available: {available}"
+                    ("sellers", i, "strategy"), f"unknown strategy {seller.strategy!r}{hint}; available: {available}"
                 )
             )
+            resolved.append(dict(seller.params))
             continue
-        problems += _param_problems(seller, i, registry, located)
-    return problems
+        found, params = _param_problems(seller, i, registry, located)
+        problems += found
+        resolved.append(params)
+    return problems, resolved
 
 
-def _param_problems(seller: Seller, i: int, registry: Registry, located: Located) -> list[Problem]:
+def _param_problems(
+    seller: Seller, i: int, registry: Registry, located: Located
+) -> tuple[list[Problem], dict[str, Any]]:
+    """Check ``seller.params`` against its strategy's signature; return problems and the typed parameters."""
     accepted = {p.name: p for p in parameters(registry.get(seller.strategy).cls)}
     listing = ", ".join(f"{p.name}={p.default!r}" if not p.required else p.name for p in accepted.values()) or "none"
     problems = []
+    typed: dict[str, Any] = {}
     for key, value in seller.params.items():
         where = ("sellers", i, "params", key)
         if key not in accepted:
+            hint = _did_you_mean(str(key), list(accepted))
             problems.append(
                 located.problem(
-                    where, f"unknown parameter {key!r} for strategy {seller.strategy!r}; accepted: {listing}"
+                    where, f"unknown parameter {key!r}{hint} for strategy {seller.strategy!r}; accepted: {listing}"
                 )
             )
             continue
+        annotation = accepted[key].annotation
+        what = f"bad value {value!r} for {seller.strategy} parameter {key!r} ({_type_name(annotation)})"
         try:
-            TypeAdapter(accepted[key].annotation).validate_python(value)
+            typed[key] = TypeAdapter(annotation).validate_python(value)
         except ValidationError as exc:
-            reason = exc.errors()[0]["msg"]
-            problems.append(located.problem(where, f"bad value {value!r} for {seller.strategy}.{key}: {reason}"))
+            reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            problems.append(located.problem(where, f"{what}: {reason[0].lower()}{reason[1:]}"))
+            continue
+        if (
+            isinstance(value, bool | str)
+            and type(typed[key]) in (bool, int, float)
+            and type(value) is not type(typed[key])
+        ):  # lax validation would turn `yes` into 1.0 and "2" into 2: in YAML these are mistakes
+            reason = "YAML reads yes/no/on/off/true/false as booleans" if isinstance(value, bool) else "it is text"
+            problems.append(located.problem(where, f"{what}: {reason}"))
     for p in accepted.values():
         if p.required and p.name not in seller.params:
             problems.append(
@@ -351,40 +548,56 @@ def _param_problems(seller: Seller, i: int, registry: Registry, located: Located
             )
     if not problems:
         try:  # the strategy's own checks (ranges, consistency) also surface at validation time
-            registry.create(seller.strategy, seller.params)
-        except (ValueError, TypeError) as exc:
+            registry.create(seller.strategy, typed)
+        except Exception as exc:  # a plugin's constructor may raise anything; report it, don't crash
+            kind = "" if isinstance(exc, ValueError | TypeError) else f"{type(exc).__name__}: "
             problems.append(
                 located.problem(
-                    ("sellers", i, "params"), f"strategy {seller.strategy!r} rejected its parameters: {exc}"
+                    ("sellers", i, "params"), f"strategy {seller.strategy!r} rejected its parameters: {kind}{exc}"
                 )
             )
-    return problems
+    return problems, typed
 
 
 def _file_problems(scenario: Scenario, located: Located, base_dir: Path) -> list[Problem]:
+    """Files the scenario names that do not exist."""
     graph = scenario.network.graph if scenario.network else None
     if isinstance(graph, EdgeList) and not (base_dir / graph.path).is_file():
         return [located.problem(("network", "graph", "path"), f"edge-list file {graph.path!r} not found in {base_dir}")]
     return []
 
 
+def _raise(problems: list[Problem]) -> None:
+    """Raise ScenarioError with ``problems`` in file order (none: do nothing)."""
+    if problems:
+        raise SourceError(sorted(problems, key=lambda p: (p.line, p.column)))
+
+
 def parse_scenario(
     text: str, source: str = "<string>", registry: Registry | None = None, base_dir: Path | None = None
 ) -> Scenario:
-    """Validate scenario YAML text; raise ScenarioError listing each problem as file:line:col."""
+    """Validate scenario YAML text; raise ScenarioError listing each problem as file:line:col.
+
+    Strategy parameters come back converted to the types their strategy declares (``2`` -> ``2.0``).
+    """
     located = load_yaml(text, source)
+    if located.data is None:
+        _raise([Problem(source, 1, 1, "", "the file is empty; a scenario is a YAML mapping (key: value lines)")])
     if not isinstance(located.data, dict):
-        raise SourceError([Problem(source, 1, 1, "", "a scenario must be a YAML mapping (key: value lines)")])
+        line, col, _ = located.locate(())
+        kind = "list" if isinstance(located.data, list) else type(located.data).__name__
+        _raise([Problem(source, line, col, "", f"a scenario must be a YAML mapping (key: value lines), not a {kind}")])
     try:
         scenario = Scenario.model_validate(located.data)
     except ValidationError as exc:
-        raise SourceError(_pydantic_problems(exc, located)) from None
+        _raise(_pydantic_problems(exc, located))
+        raise  # unreachable: pydantic never raises without errors
     registry = registry if registry is not None else default_registry()
-    problems = _strategy_problems(scenario, located, registry)
-    problems += _file_problems(scenario, located, base_dir or Path.cwd())
-    if problems:
-        raise SourceError(problems)
-    return _resolve_paths(scenario, base_dir or Path.cwd())
+    base_dir = base_dir or Path.cwd()
+    problems, params = _strategy_problems(scenario, located, registry)
+    _raise(problems + _file_problems(scenario, located, base_dir))
+    sellers = tuple(s.model_copy(update={"params": p}) for s, p in zip(scenario.sellers, params))
+    return _resolve_paths(scenario.model_copy(update={"sellers": sellers}), base_dir)
 
 
 def _resolve_paths(scenario: Scenario, base_dir: Path) -> Scenario:
@@ -402,6 +615,9 @@ def load_scenario(path: str | Path, registry: Registry | None = None) -> Scenari
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SourceError([Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise SourceError([Problem(str(path), line, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
     return parse_scenario(text, str(path), registry, path.parent)
 
 

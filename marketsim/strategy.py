@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import reprlib
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ class InvalidPriceError(ValueError):
     def __init__(self, strategy: str, value: object, step: int | None = None) -> None:
         where = f" at step {step}" if step is not None else ""
         super().__init__(
-            f"strategy {strategy!r} returned an invalid price {value!r}{where}: "
+            f"strategy {strategy!r} returned an invalid price {reprlib.repr(value)}{where}: "
             "a price must be a finite, non-negative real number"
         )
         self.strategy = strategy
@@ -161,26 +163,41 @@ class Parameter:
 
 def parameters(cls: type[Strategy]) -> list[Parameter]:
     """The keyword parameters a strategy class accepts, in declaration order."""
-    sig = inspect.signature(cls.__init__)
+    init = cls.__init__
+    sig = inspect.signature(init)
     try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # an unresolvable annotation should not hide the parameter
-        hints = {}
+        hints = typing.get_type_hints(init)
+    except Exception:  # one unresolvable annotation must not cost the others theirs
+        hints = None
     out = []
     for p in list(sig.parameters.values())[1:]:
         if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue
         required = p.default is inspect.Parameter.empty
-        annotation = hints.get(p.name, Any)
+        annotation = hints.get(p.name, Any) if hints is not None else _resolve(init, p.name, p.annotation)
         out.append(Parameter(p.name, None if required else p.default, annotation, required))
     return out
+
+
+def _resolve(func: Callable[..., Any], name: str, annotation: Any) -> Any:
+    """One parameter's annotation of ``func`` evaluated (string annotations too); Any when it cannot be."""
+    if annotation is inspect.Parameter.empty:
+        return Any
+    holder = types.SimpleNamespace(__annotations__={name: annotation})
+    try:
+        return typing.get_type_hints(holder, globalns=getattr(func, "__globals__", None))[name]
+    except Exception:
+        return Any
 
 
 def checked_price(strategy: str, value: object, step: int | None = None) -> float:
     """Return ``value`` as a float, or raise InvalidPriceError naming the strategy."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidPriceError(strategy, value, step)
-    price = float(value)
+    try:
+        price = float(value)
+    except (OverflowError, TypeError, ValueError):  # e.g. an int too large for a float
+        raise InvalidPriceError(strategy, value, step) from None
     if not math.isfinite(price) or price < 0:
         raise InvalidPriceError(strategy, value, step)
-    return price
+    return price + 0.0  # -0.0 becomes 0.0

@@ -23,8 +23,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        """``source:line:col: field: message`` on one line (``source: …`` when ``line`` is 0, not in a file)."""
         where = f"{self.field}: " if self.field else ""
-        return f"{self.source}:{self.line}:{self.column}: {where}{self.message}"
+        at = f"{self.source}:{self.line}:{self.column}" if self.line > 0 else self.source
+        return " ".join(f"{at}: {where}{self.message}".split())  # newlines in a message would break "one line"
 
 
 class SourceError(Exception):
@@ -42,7 +44,11 @@ class _Loader(yaml.SafeLoader):
         seen: dict[Any, yaml.Node] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            if key in seen:
+            try:
+                repeated = key in seen
+            except TypeError:  # unhashable key (a list or mapping): SafeLoader reports it with its line
+                continue
+            if repeated:
                 first = seen[key].start_mark.line + 1
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r} (first defined on line {first})", key_node.start_mark
@@ -88,16 +94,37 @@ def _child(node: yaml.Node | None, step: Any) -> yaml.Node | None:
     return None
 
 
+def _yaml_problem(exc: yaml.YAMLError, source: str, text: str) -> Problem:
+    """One located Problem for a PyYAML error (syntax, reader or constructor)."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow, located by offset
+        offset = max(0, min(exc.position, len(text)))
+        line = text.count("\n", 0, offset) + 1
+        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        return Problem(
+            source, line, column, "", f"invalid YAML: special character U+{exc.character:04X} is not allowed"
+        )
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return Problem(source, 1, 1, "", f"invalid YAML: {exc}")
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = exc.problem or "cannot parse"
+    if exc.context:  # e.g. "while parsing a flow sequence": says what was open when parsing failed
+        problem = f"{exc.context} {problem}" if problem.startswith("but ") else f"{exc.context}: {problem}"
+        opened = exc.context.startswith("while ") and exc.context_mark is not None
+        if opened and exc.context_mark.line + 1 != line:
+            problem += f" (it started on line {exc.context_mark.line + 1})"
+    return Problem(source, line, col, "", f"invalid YAML: {problem}")
+
+
 def load_yaml(text: str, source: str) -> Located:
     """Parse ``text`` safely; a syntax error or duplicate key raises SourceError with its line."""
-    loader = _Loader(text)
     try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise SourceError([Problem(source, line, col, "", f"invalid YAML: {exc.problem}")]) from None
-    finally:
-        loader.dispose()
+        loader = _Loader(text)  # the reader checks every character here
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise SourceError([_yaml_problem(exc, source, text)]) from None
     return Located(data, root, source)
