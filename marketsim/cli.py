@@ -145,7 +145,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def _warn_plugin_problems(registry: Registry) -> None:
     for p in registry.problems:
-        err.print(f"[yellow]plugin {p.plugin!r} skipped:[/] {p.reason}", highlight=False)
+        err.print(f"[yellow]problem in plugin {p.plugin!r}:[/] {p.reason}", highlight=False)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,584 @@
+"""The strategy contract (``marketsim.strategy``) and a conformance run over every registered strategy.
+
+The first half tests the contract's own pieces (frozen data, parameters, classifier, price checks).
+The second half is a contract test base parametrised over *every* name in ``default_registry()``:
+built-ins and any installed third-party plugin alike must pass it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.util
+import math
+import random
+import re
+import sys
+from collections.abc import Mapping
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from marketsim.economics import ExpectedDemand
+from marketsim.registry import default_registry
+from marketsim.strategy import (
+    DEFAULT_CLASSIFIER,
+    STRATEGY_API_VERSION,
+    InvalidPriceError,
+    MarketInfo,
+    Observation,
+    Outcome,
+    Parameter,
+    Strategy,
+    checked_price,
+    parameters,
+)
+
+# Calvano et al. (2020) logit duopoly: quality 2, cost 1, outside option 0, mu 0.25.
+NASH, MONOPOLY = 1.4729, 1.9249
+DEMAND = ExpectedDemand(
+    quality=np.array([2.0, 2.0]),
+    costs=np.array([1.0, 1.0]),
+    outside=0.0,
+    mu=0.25,
+    wtp=np.array([0.0]),
+    mass=np.array([1.0]),
+)
+
+
+def logit_market(index: int = 0, price_min: float = 0.0, price_max: float = 3.0) -> MarketInfo:
+    return MarketInfo(
+        index=index,
+        n_sellers=2,
+        costs=(1.0, 1.0),
+        price_min=price_min,
+        price_max=price_max,
+        nash_prices=(NASH, NASH),
+        monopoly_prices=(MONOPOLY, MONOPOLY),
+        expected_profit=DEMAND.profits,
+    )
+
+
+def an_observation(**changes: Any) -> Observation:
+    base = Observation(
+        step=3,
+        own_price=1.5,
+        cost=1.0,
+        last_units=4.0,
+        last_profit=2.0,
+        inventory=math.inf,
+        capacity=math.inf,
+        competitor_prices=(1.6,),
+        price_min=0.0,
+        price_max=3.0,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+# --- frozen data ---------------------------------------------------------------------------------------
+
+
+def test_observation_is_frozen() -> None:
+    obs = an_observation()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        obs.own_price = 2.0  # type: ignore[misc]
+    with pytest.raises((dataclasses.FrozenInstanceError, AttributeError, TypeError)):
+        obs.extra = 1  # type: ignore[attr-defined]
+    assert obs == an_observation() and hash(obs) == hash(an_observation())
+
+
+def test_outcome_is_frozen() -> None:
+    outcome = Outcome(
+        step=0,
+        price=1.5,
+        units=2.0,
+        revenue=3.0,
+        variable_cost=2.0,
+        holding_cost=0.0,
+        profit=1.0,
+        inventory=math.inf,
+        competitor_prices=(1.6,),
+        next_observation=an_observation(step=1),
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        outcome.profit = 99.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        outcome.next_observation.step = 7  # type: ignore[misc]
+
+
+def test_market_info_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        logit_market().index = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_own_profit_inserts_own_price_at_index(index: int) -> None:
+    seen: list[np.ndarray] = []
+
+    def profit(prices: np.ndarray) -> np.ndarray:
+        seen.append(np.array(prices))
+        return np.asarray(prices, dtype=float) * 10
+
+    market = MarketInfo(index, 3, (1.0,) * 3, 0.0, 5.0, (1.0,) * 3, (2.0,) * 3, profit)
+    value = market.own_profit(9.0, (1.0, 2.0))
+    expected = [1.0, 2.0]
+    expected.insert(index, 9.0)
+    assert seen[0].tolist() == expected
+    assert value == 90.0 and type(value) is float
+
+
+def test_own_profit_on_the_logit_duopoly() -> None:
+    left, right = logit_market(0), logit_market(1)
+    assert left.own_profit(1.5, (1.7,)) == pytest.approx(DEMAND.profits(np.array([1.5, 1.7]))[0])
+    assert right.own_profit(1.5, (1.7,)) == pytest.approx(DEMAND.profits(np.array([1.7, 1.5]))[1])
+    # the Calvano Nash profit
+    assert left.own_profit(NASH, (NASH,)) == pytest.approx(0.2229, abs=1e-4)
+
+
+# --- parameters, params, classifier ----------------------------------------------------------------
+
+
+class Tuned(Strategy):
+    """A test strategy with a spread of parameter kinds."""
+
+    name = "tuned"
+    classifier: ClassVar[Mapping[str, Any]] = {"learns": True, "observes": ("own", "competitors")}
+
+    def __init__(self, alpha: float = 0.1, grid: int = 5, label: str | None = None, *, tag: str = "x") -> None:
+        self.alpha = alpha
+        self.grid = grid
+        self.label = label
+        self.tag = tag
+
+    def price(self, obs: Observation) -> float:
+        return obs.price_min
+
+
+class Subtuned(Tuned):
+    """Inherits everything."""
+
+    name = "subtuned"
+
+
+class NeedsArg(Strategy):
+    """Has a required parameter and swallows extras."""
+
+    name = "needs_arg"
+
+    def __init__(self, level: float, *args: Any, **kwargs: Any) -> None:
+        self.level = level
+
+    def price(self, obs: Observation) -> float:
+        return self.level
+
+
+def test_parameters_reads_names_defaults_and_annotations() -> None:
+    assert parameters(Tuned) == [
+        Parameter("alpha", 0.1, float, False),
+        Parameter("grid", 5, int, False),
+        Parameter("label", None, str | None, False),
+        Parameter("tag", "x", str, False),
+    ]
+    assert parameters(NeedsArg) == [Parameter("level", None, float, True)]
+    assert parameters(Strategy) == []
+
+
+FUTURE_MODULE = '''\
+from __future__ import annotations
+
+from typing import Literal
+
+from marketsim.strategy import Strategy
+
+
+class Future(Strategy):
+    """String annotations everywhere."""
+
+    name = "future"
+
+    def __init__(
+        self,
+        rate: float = 0.5,
+        mode: Literal["a", "b"] = "a",
+        cap: int | None = None,
+        broken: NoSuchType = 1,
+        bare=2,
+    ) -> None:
+        self.rate = rate
+        self.mode = mode
+        self.cap = cap
+        self.broken = broken
+        self.bare = bare
+
+    def price(self, obs):
+        return self.rate
+'''
+
+
+@pytest.fixture
+def future_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    path = tmp_path / "fake_future_strategy.py"
+    path.write_text(FUTURE_MODULE)
+    spec = importlib.util.spec_from_file_location("fake_future_strategy", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "fake_future_strategy", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parameters_resolves_string_annotations(future_module: Any) -> None:
+    from typing import Literal
+
+    params = {p.name: p for p in parameters(future_module.Future)}
+    assert list(params) == ["rate", "mode", "cap", "broken", "bare"]
+    assert params["rate"].annotation is float
+    assert params["mode"].annotation == Literal["a", "b"]
+    assert params["cap"].annotation == int | None
+    # one unresolvable annotation costs only itself its type
+    assert params["broken"].annotation is Any
+    assert params["bare"].annotation is Any
+    assert [p.default for p in params.values()] == [0.5, "a", None, 1, 2]
+    assert not any(p.required for p in params.values())
+
+
+def test_params_round_trip() -> None:
+    s = Tuned(alpha=0.3, grid=9, label="hi", tag="y")
+    assert s.params == {"alpha": 0.3, "grid": 9, "label": "hi", "tag": "y"}
+    assert Tuned(**s.params).params == s.params
+    assert Tuned().params == {"alpha": 0.1, "grid": 5, "label": None, "tag": "x"}
+    assert repr(s) == "Tuned(alpha=0.3, grid=9, label='hi', tag='y')"
+    assert NeedsArg(2.0).params == {"level": 2.0}
+
+
+def test_classifier_is_merged_over_the_defaults() -> None:
+    assert dict(Strategy.classifier) == dict(DEFAULT_CLASSIFIER)
+    assert Tuned.classifier == {**DEFAULT_CLASSIFIER, "learns": True, "observes": ("own", "competitors")}
+    assert Subtuned.classifier == Tuned.classifier
+    assert NeedsArg.classifier == dict(DEFAULT_CLASSIFIER)
+    assert DEFAULT_CLASSIFIER == {
+        "learns": False,
+        "stochastic": False,
+        "needs_torch": False,
+        "observes": ("own",),
+    }
+    assert Tuned.api_version == STRATEGY_API_VERSION
+
+
+def test_base_class_defaults() -> None:
+    s = NeedsArg(1.0)
+    market, rng = logit_market(), np.random.default_rng(0)
+    s.setup(market, rng)
+    assert s.market is market and s.rng is rng
+    assert s.learn(None) is None  # type: ignore[arg-type]  # rule-based strategies ignore outcomes
+    assert s.state_dict() == {}
+    s.load_state_dict({})
+    with pytest.raises(ValueError, match="needs_arg"):
+        s.load_state_dict({"q": [1.0]})
+    with pytest.raises(NotImplementedError):
+        Strategy().price(an_observation())
+
+
+# --- checked_price -----------------------------------------------------------------------------------------
+
+GOOD_PRICES = [
+    (0, 0.0),
+    (0.0, 0.0),
+    (1, 1.0),
+    (1.5, 1.5),
+    (1e300, 1e300),
+    (np.float64(2.5), 2.5),
+    (np.float32(1.25), 1.25),
+    (np.float16(0.5), 0.5),
+    (np.int64(3), 3.0),
+    (np.int32(0), 0.0),
+    (np.uint8(7), 7.0),
+    (Fraction(3, 2), 1.5),
+]
+
+BAD_PRICES = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    -1,
+    -1e-12,
+    True,
+    False,
+    None,
+    "1.5",
+    b"1.5",
+    [1.5],
+    (1.5,),
+    1 + 0j,
+    np.nan,
+    np.inf,
+    np.float64("nan"),
+    np.float32("-inf"),
+    np.float64(-0.5),
+    np.int64(-1),
+    np.bool_(True),
+    10**400,  # an int too large for a float
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), GOOD_PRICES, ids=repr)
+def test_checked_price_accepts_finite_non_negative_reals(value: object, expected: float) -> None:
+    price = checked_price("tuned", value)
+    assert type(price) is float
+    assert price == expected
+
+
+def test_checked_price_normalises_negative_zero() -> None:
+    assert math.copysign(1.0, checked_price("tuned", -0.0)) == 1.0
+
+
+@pytest.mark.parametrize("value", BAD_PRICES, ids=repr)
+def test_checked_price_rejects_invalid_prices(value: object) -> None:
+    with pytest.raises(InvalidPriceError) as info:
+        checked_price("my_strategy", value, step=12)
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert err.strategy == "my_strategy" and err.step == 12 and err.value is value
+    assert "'my_strategy'" in str(err) and "step 12" in str(err)
+
+
+def test_invalid_price_message_without_step_and_short_for_huge_values() -> None:
+    with pytest.raises(InvalidPriceError) as info:
+        checked_price("s", 10**400)
+    assert "step" not in str(info.value)
+    assert len(str(info.value)) < 300
+
+
+# --- the contract test base: every registered strategy ---------------------------------------------------
+
+REGISTRY = default_registry()
+NAMES = REGISTRY.names()
+STEPS = 50
+MASS = 10.0  # consumers per step: the duopoly sells about 5 units a step at Nash prices
+OBSERVES = {"own", "competitors", "demand_model"}
+
+
+@dataclasses.dataclass
+class Episode:
+    """A small, self-contained logit-duopoly market around one strategy (seller 0).
+
+    The rival's prices come from the episode's own generator, so the observations are varied but the
+    same for every strategy and seed; units follow the expected logit demand, rationed by capacity
+    and inventory. ``copy.deepcopy`` clones it mid-way (for state round trips).
+    """
+
+    variant: str
+    env: np.random.Generator = dataclasses.field(init=False)
+    obs: Observation = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.env = np.random.default_rng(20240611)
+        lo, hi = self.bounds
+        stock = self.variant == "stock"
+        self.obs = Observation(
+            step=0,
+            own_price=min(max(1.5, lo), hi),
+            cost=1.0,
+            last_units=0.0,
+            last_profit=0.0,
+            inventory=60.0 if stock else math.inf,
+            capacity=3.0 if stock else math.inf,
+            competitor_prices=(float(self.env.uniform(0.0, 3.0)),),
+            price_min=lo,
+            price_max=hi,
+        )
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return (1.2, 2.0) if self.variant == "narrow" else (0.0, 3.0)
+
+    def market(self) -> MarketInfo:
+        return logit_market(0, *self.bounds)
+
+    def step(self, strategy: Strategy, learn: bool = True) -> float:
+        obs = self.obs
+        price = checked_price(strategy.name, strategy.price(obs), obs.step)
+        assert obs.price_min <= price <= obs.price_max, (strategy.name, obs, price)
+        rival = float(self.env.choice([self.env.uniform(0.0, 3.0), NASH, MONOPOLY, 1.0, 0.0, 3.0]))
+        demand = MASS * float(DEMAND.units(np.array([price, rival]))[0])
+        units = min(demand, obs.capacity, max(obs.inventory, 0.0))
+        inventory = obs.inventory - units
+        profit = (price - obs.cost) * units
+        nxt = dataclasses.replace(
+            obs,
+            step=obs.step + 1,
+            own_price=price,
+            last_units=units,
+            last_profit=profit,
+            inventory=inventory,
+            competitor_prices=(rival,),
+        )
+        if learn:
+            strategy.learn(
+                Outcome(
+                    step=obs.step,
+                    price=price,
+                    units=units,
+                    revenue=price * units,
+                    variable_cost=obs.cost * units,
+                    holding_cost=0.0,
+                    profit=profit,
+                    inventory=inventory,
+                    competitor_prices=(rival,),
+                    next_observation=nxt,
+                )
+            )
+        self.obs = nxt
+        return price
+
+
+VARIANTS = ["unlimited", "stock", "narrow"]
+
+
+def fresh(name: str, episode: Episode, seed: int = 0) -> tuple[Strategy, np.random.Generator]:
+    strategy = REGISTRY.create(name)
+    rng = np.random.default_rng(seed)
+    strategy.setup(episode.market(), rng)
+    return strategy, rng
+
+
+def play(name: str, variant: str = "unlimited", seed: int = 0, steps: int = STEPS, learn: bool = True) -> list[float]:
+    episode = Episode(variant)
+    strategy, _ = fresh(name, episode, seed)
+    return [episode.step(strategy, learn) for _ in range(steps)]
+
+
+def same_state(a: Any, b: Any) -> bool:
+    """Equality for plain state data that may hold numpy arrays."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def is_plain(value: Any) -> bool:
+    """Numbers, strings, None, numpy arrays/scalars and lists/tuples/dicts of them (no arbitrary objects)."""
+    if value is None or isinstance(value, (bool, int, float, str, np.ndarray, np.generic)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
+    return False
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_metadata(name: str) -> None:
+    entry = REGISTRY.get(name)
+    cls = entry.cls
+    assert cls.name == name and re.fullmatch(r"[a-z][a-z0-9_]*", name)
+    assert issubclass(cls, Strategy) and cls.api_version == STRATEGY_API_VERSION
+    assert (cls.__doc__ or "").strip(), f"{name} needs a docstring saying what it does"
+    classifier = cls.classifier
+    assert set(DEFAULT_CLASSIFIER) <= set(classifier)
+    for flag in ("learns", "stochastic", "needs_torch"):
+        assert isinstance(classifier[flag], bool), (name, flag)
+    assert isinstance(classifier["observes"], tuple) and set(classifier["observes"]) <= OBSERVES
+    params = parameters(cls)
+    assert all(not p.required for p in params), f"{name}: every parameter needs a default"
+    instance = cls()
+    assert set(instance.params) == {p.name for p in params}
+    assert cls(**instance.params).params == instance.params
+    assert repr(instance).startswith(type(instance).__name__ + "(")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", NAMES)
+def test_prices_are_valid_and_learning_is_accepted(name: str, variant: str) -> None:
+    prices = play(name, variant)  # Episode.step checks each price against the observation's bounds
+    lo, hi = Episode(variant).bounds
+    assert len(prices) == STEPS
+    assert all(math.isfinite(p) and p >= 0 and lo <= p <= hi for p in prices)
+
+
+@pytest.mark.parametrize("variant", ["unlimited", "stock"])
+@pytest.mark.parametrize("name", NAMES)
+def test_reproducible_under_the_same_seed(name: str, variant: str) -> None:
+    assert play(name, variant, seed=11) == play(name, variant, seed=11)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_strategies_ignore_the_seed(name: str) -> None:
+    if REGISTRY.get(name).cls.classifier["stochastic"]:
+        pytest.skip("stochastic: its prices may depend on the seed")
+    assert play(name, seed=1) == play(name, seed=2)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_learners_do_not_depend_on_learn(name: str) -> None:
+    if REGISTRY.get(name).cls.classifier["learns"]:
+        pytest.skip("a learner")
+    assert play(name, "stock", learn=True) == play(name, "stock", learn=False)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fresh_instances_do_not_share_state(name: str) -> None:
+    alone = play(name, "stock", seed=5)
+    # two fresh instances stepped in lockstep: any shared (class-level, module-level) state shows up
+    ep_a, ep_b = Episode("stock"), Episode("stock")
+    a, _ = fresh(name, ep_a, seed=5)
+    b, _ = fresh(name, ep_b, seed=5)
+    assert a is not b
+    lockstep = [(ep_a.step(a), ep_b.step(b)) for _ in range(STEPS)]
+    assert [pa for pa, _ in lockstep] == alone
+    assert [pb for _, pb in lockstep] == alone
+    # and one that has run for a while does not change what a new one does
+    assert play(name, "stock", seed=5) == alone
+
+
+@pytest.mark.parametrize("variant", ["unlimited", "stock"])
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip(name: str, variant: str) -> None:
+    episode = Episode(variant)
+    a, rng_a = fresh(name, episode, seed=3)
+    for _ in range(STEPS // 2):
+        episode.step(a)
+    state = a.state_dict()
+    assert isinstance(state, dict) and is_plain(state), f"{name}: state_dict must be plain data, got {state!r}"
+
+    twin = copy.deepcopy(episode)  # same environment from here on
+    b, rng_b = fresh(name, twin, seed=999)
+    rng_b.bit_generator.state = rng_a.bit_generator.state  # the generator belongs to the seller, not the state
+    b.load_state_dict(copy.deepcopy(state))
+    assert same_state(b.state_dict(), state)
+
+    rest_a = [episode.step(a) for _ in range(STEPS // 2)]
+    rest_b = [twin.step(b) for _ in range(STEPS // 2)]
+    assert rest_a == rest_b
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_global_random_state_is_untouched(name: str) -> None:
+    random.seed(1234)
+    np.random.seed(1234)
+    py_before = random.getstate()
+    np_before = np.random.get_state(legacy=False)
+    torch_before = sys.modules["torch"].random.get_rng_state().clone() if "torch" in sys.modules else None
+
+    for variant in VARIANTS:
+        episode = Episode(variant)
+        strategy, _ = fresh(name, episode, seed=8)
+        for _ in range(STEPS):
+            episode.step(strategy)
+        strategy.load_state_dict(strategy.state_dict())
+
+    assert random.getstate() == py_before
+    np_after = np.random.get_state(legacy=False)
+    assert np_after["bit_generator"] == np_before["bit_generator"]
+    assert same_state(np_after["state"], np_before["state"])
+    assert (np_after["has_gauss"], np_after["gauss"]) == (np_before["has_gauss"], np_before["gauss"])
+    if torch_before is not None and "torch" in sys.modules:
+        assert bool((sys.modules["torch"].random.get_rng_state() == torch_before).all())
