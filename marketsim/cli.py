@@ -19,6 +19,8 @@ from marketsim.yamlsource import SourceError
 
 out = Console()
 err = Console(stderr=True)
+if not out.is_terminal:  # logs and pipes: wide enough that the summary table does not truncate
+    out.width = 130
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:

@@ -6,6 +6,7 @@ compete (profit gain Δ near 0) or collude (Δ near 1), as in Calvano et al. (20
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,10 +25,16 @@ class ExpectedDemand:
     mu: float  # Gumbel taste scale (0 = none)
     wtp: np.ndarray  # (K,) WTP nodes
     mass: np.ndarray  # (K,) consumers per step each node stands for (size × arrival / K)
+    survival: Callable[[float], float] | None = None  # P(WTP > t); makes mu = 0 demand exact, not stepped
 
     def units(self, prices: np.ndarray) -> np.ndarray:
         """Expected units sold by each seller at the price vector."""
-        return expected_units(self.wtp, self.mass, self.quality - np.asarray(prices, float), self.outside, self.mu)
+        x = self.quality - np.asarray(prices, float)
+        if self.mu == 0 and self.survival is not None:  # vertical market: best value wins, ties split
+            best = float(np.max(x))
+            ties = x >= best - 1e-12
+            return ties / ties.sum() * float(self.mass.sum()) * float(self.survival(self.outside - best))
+        return expected_units(self.wtp, self.mass, x, self.outside, self.mu)
 
     def profits(self, prices: np.ndarray) -> np.ndarray:
         """Expected one-step profit of each seller at the price vector."""

@@ -71,6 +71,7 @@ def expected_demand(scenario: Scenario) -> ExpectedDemand:
         mu=c.mu,
         wtp=nodes,
         mass=np.full(len(nodes), c.size * c.arrival / len(nodes)),
+        survival=None if (dist := c.wtp.frozen()) is None else (lambda t: float(dist.sf(t))),
     )
 
 
