@@ -138,7 +138,7 @@ def test_settlement_invariants(specs, mode, seed) -> None:
     sc = scenario(sellers=specs, seed=seed, steps=12, demand={"mode": mode})
     model, steps = run(sc)
     shares = np.zeros(len(steps))
-    for spec, seller in zip(specs, model.sellers):
+    for spec in specs:
         n = spec["name"]
         units, price, inv = steps[f"{n}.units"], steps[f"{n}.price"], steps[f"{n}.inventory"]
         assert (units >= 0).all()

@@ -9,9 +9,18 @@ import math
 import re
 import typing
 
-import marketsim_rules
 import numpy as np
 import pytest
+
+import marketsim_rules
+from marketsim.registry import Registry, load_registry
+from marketsim.strategy import (
+    DEFAULT_CLASSIFIER,
+    MarketInfo,
+    Observation,
+    Strategy,
+    parameters,
+)
 from marketsim_rules import (
     ALL_STRATEGIES,
     CostPlus,
@@ -24,15 +33,6 @@ from marketsim_rules import (
     RandomPrice,
     ScheduledPromotions,
     Undercut,
-)
-
-from marketsim.registry import Registry, load_registry
-from marketsim.strategy import (
-    DEFAULT_CLASSIFIER,
-    MarketInfo,
-    Observation,
-    Strategy,
-    parameters,
 )
 
 # Calvano et al. (2020) logit duopoly: a = 2, a0 = 0, mu = 0.25, c = 1.
