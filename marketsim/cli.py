@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -19,8 +20,9 @@ from marketsim.yamlsource import SourceError
 
 out = Console()
 err = Console(stderr=True)
-if not out.is_terminal:  # logs and pipes: wide enough that the summary table does not truncate
-    out.width = 130
+for _console in (out, err):
+    if not _console.is_terminal:  # logs and pipes: wide enough that tables do not truncate
+        _console.width = 130
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:
@@ -90,7 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except SourceError as exc:
             failed += 1
             for problem in exc.problems:
-                err.print(str(problem), markup=False, highlight=False)
+                print(problem, file=sys.stderr)
             continue
         out.print(
             f"[green]ok[/] {path}: {scenario.name}, {len(scenario.expanded_sellers())} sellers, {scenario.steps} steps"
@@ -133,13 +135,19 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return 0
     table = Table(title=f"{len(rows)} registered strategies")
     for col in ("name", "from", "learns", "stochastic", "parameters (defaults)", "what it does"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col == "name")
     for r in rows:
         params = ", ".join(f"{k}={v!r}" for k, v in r["parameters"].items()) or "—"
         source = f"{r['distribution']} {r['version']}" if r["distribution"] else r["plugin"]
-        table.add_row(
-            r["name"], source, str(r["classifier"]["learns"]), str(r["classifier"]["stochastic"]), params, r["summary"]
+        cells = (
+            r["name"],
+            source,
+            str(r["classifier"]["learns"]),
+            str(r["classifier"]["stochastic"]),
+            params,
+            r["summary"],
         )
+        table.add_row(*(escape(c) for c in cells))
     out.print(table)
     _warn_plugin_problems(registry)
     return 0
@@ -147,7 +155,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def _warn_plugin_problems(registry: Registry) -> None:
     for p in registry.problems:
-        err.print(f"[yellow]problem in plugin {p.plugin!r}:[/] {p.reason}", highlight=False)
+        err.print(f"[yellow]problem in plugin {escape(repr(p.plugin))}:[/] {escape(p.reason)}", highlight=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,14 +190,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except SourceError as exc:
         for problem in exc.problems:
-            err.print(str(problem), markup=False, highlight=False)
+            print(problem, file=sys.stderr)
         return 2
     except InvalidPriceError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         err.print("interrupted; nothing written")
         return 130
+    except BrokenPipeError:  # `marketsim plugins --json | head`: the reader left, which is fine
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -141,10 +141,14 @@ def expected_units(
     return probabilities(w, x, a0, mu, allowed) @ weight
 
 
-def gumbel_keys(rng: np.random.Generator, m: int, n_options: int) -> np.ndarray:
-    """Standard Gumbel draws, shape (m, n_options): column 0 is the outside option, column j+1 seller j."""
-    u = rng.random((m, n_options), dtype=np.float32)
-    with np.errstate(divide="ignore"):  # float32 keeps the draw cheap; a ranking needs no more precision
+def ranking_uniforms(rng: np.random.Generator, m: int, n_options: int) -> np.ndarray:
+    """Uniforms, shape (m, n_options), that ``gumbel`` turns into preference keys (float32 is plenty)."""
+    return rng.random((m, n_options), dtype=np.float32)
+
+
+def gumbel(u: np.ndarray) -> np.ndarray:
+    """Standard Gumbel keys from uniforms: column 0 for the outside option, column j+1 for seller j."""
+    with np.errstate(divide="ignore"):
         return -np.log(-np.log(u))
 
 
@@ -164,9 +168,9 @@ def clear_agents(
     ``u`` holds each shopper's uniform for its first choice. ``order`` is the random queue (a
     permutation of shoppers, needed when a limit is finite). Sellers serve shoppers in queue order up
     to ``limits`` (units this step); a shopper turned away buys its best remaining option among the
-    sellers still in stock at its turn, ranked by Gumbel ``keys(m)`` (an (m, J+1) array) drawn for
-    the m shoppers whose first choice has a finite limit, in shopper order, only when some seller is
-    over its limit. The result equals serving the queue one by one (tests/reference_market.py).
+    sellers still in stock at its turn, ranked by Gumbel keys made from ``keys(m)``, an (m, J+1) array
+    of uniforms drawn for the m shoppers whose first choice has a finite limit, in queue order, only
+    when some seller is over its limit. The result equals serving the queue one by one (tests/reference_market.py).
     """
     n_sellers, n = len(x), len(w)
     choice = choose(w, x, a0, mu, u, allowed)
@@ -177,48 +181,83 @@ def clear_agents(
         if np.any(np.bincount(choice[choice >= 0], minlength=n_sellers) > limits):
             if keys is None:
                 raise ValueError("demand exceeds a limit: rationing needs Gumbel keys")
-            _ration(w, x, a0, mu, limits, choice, order, position, allowed, keys)
+            _ration(w, x, a0, mu, limits, choice, order, allowed, keys)
     units = np.bincount(choice[choice >= 0], minlength=n_sellers).astype(float)
     return Clearing(choice, units, _surplus_at_turn(w, x, a0, mu, allowed, choice, units, limits, position))
 
 
-def _ration(w, x, a0, mu, limits, choice, order, position, allowed, keys) -> None:
-    """Re-route, in place, the shoppers who reach a sold-out seller, one sell-out event at a time."""
-    n_sellers, n = len(x), len(w)
-    ranked = np.flatnonzero((choice >= 0) & np.isfinite(limits)[np.maximum(choice, 0)])
-    row = np.full(n, -1, dtype=np.int64)
-    row[ranked] = np.arange(len(ranked))
-    gumbel = keys(len(ranked))
-    score, outside = _ranking_scores(w[ranked], x, a0, mu, gumbel)
-    cut = np.full(n_sellers, np.iinfo(np.int64).max)  # queue position of the first shopper each seller turns away
-    queued = choice[order]  # choices in queue order: position k holds shopper order[k]
-    while (event := _first_turned_away(queued, limits, cut)) is not None:
-        seller, at = event
-        cut[seller] = at
-        who = order[at + np.flatnonzero(queued[at:] == seller)]
-        score[:, seller] = -np.inf  # nobody later in the queue can buy from it
-        rows = row[who]
-        sub = score[rows]
-        if allowed is not None:
-            sub = np.where(allowed[:, who].T, sub, -np.inf)
-        best = sub.argmax(axis=1)
-        top = sub[np.arange(len(who)), best]
-        choice[who] = np.where(top > outside[rows], best, -1)
-        queued[position[who]] = choice[who]
+def _ration(w, x, a0, mu, limits, choice, order, allowed, keys) -> None:
+    """Re-route, in place, the shoppers who reach a sold-out seller, one sell-out event at a time.
 
-
-def _ranking_scores(w, x, a0, mu, gumbel) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (m, J) and outside thresholds (m,) whose order is each shopper's preference ranking.
-
-    With mu > 0 the score is the Gumbel utility (w + x_j)/mu + g_j against a0/mu + g_0. With mu = 0
-    values decide and the keys only break ties: the score is x_j plus a tie-breaking term far below
-    any value gap, and the shopper buys if w + x_j beats a0.
+    Work is laid out in queue order, so each event touches only the shoppers behind it, and a
+    shopper's Gumbel keys are computed only when it is turned away.
     """
+    limited = np.isfinite(limits)
+    spot = np.flatnonzero(limited[choice[order]] & (choice[order] >= 0))  # queue positions that may be turned away
+    uniforms = keys(len(spot))  # one row per such shopper, in queue order
+    row = np.full(len(w), -1, dtype=np.int64)
+    row[spot] = np.arange(len(spot))
+    queued = choice[order]  # queued[k] is the choice of the k-th shopper in the queue
+    open_ = np.ones(len(x), dtype=bool)
+    sellouts = _SellOuts(queued, limits)
+    while (event := sellouts.next()) is not None:
+        seller, at = event
+        open_[seller] = False
+        behind = at + np.flatnonzero(queued[at:] == seller)
+        who = order[behind]
+        sub_allowed = None if allowed is None else allowed[:, who]
+        queued[behind] = _best_remaining(w[who], x, a0, mu, gumbel(uniforms[row[behind]]), open_, sub_allowed)
+    choice[order] = queued
+
+
+def _best_remaining(w, x, a0, mu, keys, open_, allowed) -> np.ndarray:
+    """Each turned-away shopper's top-ranked option among the open sellers it knows, or -1 for none.
+
+    With mu > 0 the ranking is by Gumbel utility (w + x_j)/mu + g_j against a0/mu + g_0 (w is common
+    to all sellers, so it only matters against the outside option). With mu = 0 values decide, the
+    keys only break ties, and a shopper buys if w + x_j beats a0.
+    """
+    cols = np.flatnonzero(open_)
+    if cols.size == 0:
+        return np.full(len(w), -1)
+    gain = x[cols] / mu if mu > 0 else x[cols]
+    score = np.broadcast_to(gain, (len(w), cols.size)) if mu == 0 else keys[:, 1 + cols] + gain
+    if allowed is not None:
+        score = np.where(allowed[cols].T, score, -np.inf)
+    top = score.max(axis=1)
     if mu > 0:
-        return (w[:, None] + x[None, :]) / mu + gumbel[:, 1:], a0 / mu + gumbel[:, 0]
-    rank = np.argsort(np.argsort(gumbel[:, 1:], axis=1), axis=1)  # 0..J-1, larger = preferred among ties
-    score = x[None, :] + rank * (_TIE / (2 * len(x)))
-    return score, np.where(np.isfinite(w), a0 - w + _TIE, np.inf)
+        best = score.argmax(axis=1)
+        buys = w / mu + top > a0 / mu + keys[:, 0]
+    else:
+        best = np.where(score >= top[:, None] - _TIE, keys[:, 1 + cols], -np.inf).argmax(axis=1)
+        buys = w + top > a0
+    return np.where(buys & np.isfinite(top), cols[best], -1)
+
+
+class _SellOuts:
+    """Finds sell-out events in queue order, counting each seller's sales ahead of the last event once."""
+
+    def __init__(self, queued: np.ndarray, limits: np.ndarray) -> None:
+        self.queued, self.limits = queued, np.floor(limits)
+        self.open = np.ones(len(limits), dtype=bool)
+        self.start = 0  # queue position of the last event; choices before it are final
+        self.sold = np.zeros(len(limits), dtype=np.int64)  # units sold before ``start``
+
+    def next(self) -> tuple[int, int] | None:
+        """The next (seller, queue position of the first shopper it turns away), or None."""
+        tail = self.queued[self.start :]
+        wanted = np.bincount(tail[tail >= 0], minlength=len(self.limits))
+        first: tuple[int, int] | None = None
+        for j in np.flatnonzero(self.open & (self.sold + wanted > self.limits)):
+            at = self.start + int(np.flatnonzero(tail == j)[int(self.limits[j]) - self.sold[j]])
+            if first is None or at < first[1]:
+                first = (int(j), at)
+        if first is not None:
+            passed = self.queued[self.start : first[1]]
+            self.sold += np.bincount(passed[passed >= 0], minlength=len(self.limits))
+            self.start = first[1]
+            self.open[first[0]] = False
+        return first
 
 
 def _surplus_at_turn(w, x, a0, mu, allowed, choice, units, limits, position) -> np.ndarray:
@@ -235,17 +274,6 @@ def _surplus_at_turn(w, x, a0, mu, allowed, choice, units, limits, position) -> 
     mask = in_stock if allowed is None else allowed[:, late] & in_stock
     value[late] = surplus(w[late], x, a0, mu, mask)
     return value
-
-
-def _first_turned_away(queued: np.ndarray, limits: np.ndarray, cut: np.ndarray) -> tuple[int, int] | None:
-    """The open seller whose demand first exceeds its limit, and the queue position where that happens."""
-    first: tuple[int, int] | None = None
-    wanted = np.bincount(queued[queued >= 0], minlength=len(limits))
-    for j in np.flatnonzero((wanted > limits) & (cut == np.iinfo(np.int64).max)):
-        at = int(np.flatnonzero(queued == j)[int(limits[j])])
-        if first is None or at < first[1]:
-            first = (int(j), at)
-    return first
 
 
 def clear_expected(

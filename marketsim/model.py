@@ -190,7 +190,7 @@ class ConsumerPopulation(mesa.Agent):
             draws.u,
             draws.order,
             allowed,
-            keys=lambda m: consumers.gumbel_keys(rng, m, len(x) + 1),
+            keys=lambda m: consumers.ranking_uniforms(rng, m, len(x) + 1),
         )
         bought = result.choice >= 0
         self.shoppers, self.buyers = float(len(result.choice)), float(bought.sum())

@@ -312,17 +312,18 @@ class Scenario(_Spec):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Scenario:
-        seen: dict[str, int] = {}  # expanded name -> index of the entry that declared it
+        seen: dict[str, str] = {}  # expanded name -> the entry that declared it
         for i, entry in enumerate(self.sellers):
             names = [entry.name] if entry.count == 1 else [f"{entry.name}_{k}" for k in range(1, entry.count + 1)]
+            group = f" (name {entry.name!r} with count {entry.count} gives {names[0]} … {names[-1]})"
             for name in names:
                 if name in seen:
-                    by = "" if name == entry.name else f" (count: {entry.count} names them {names[0]}…{names[-1]})"
+                    mine = group if entry.count > 1 else ""
                     raise FieldError(
                         ("sellers", i, "name"),
-                        f"seller name {name!r}{by} is already used by sellers[{seen[name]}]; names must be unique",
+                        f"seller name {name!r}{mine} is already used by {seen[name]}; seller names must be unique",
                     )
-                seen[name] = i
+                seen[name] = f"sellers[{i}]" + (group if entry.count > 1 else "")
         return self
 
     @model_validator(mode="after")
@@ -463,7 +464,10 @@ def _message(err: Any, loc: Loc) -> str:
         return "a scenario needs at least one seller"
     msg = err["msg"].removeprefix("Value error, ")
     msg = msg.removeprefix("Input ") if msg.startswith("Input should") else msg
-    shown = _shown(err.get("input")) if not isinstance(ctx.get("error"), ValueError) else None
+    if isinstance(ctx.get("error"), ValueError):  # our own validators already name the values
+        return msg
+    msg = msg.split(", got ")[0]  # "…, got a number with a fractional part": the value itself says more
+    shown = _shown(err.get("input"))
     return f"{msg} (got {shown})" if shown is not None else msg
 
 
@@ -472,7 +476,7 @@ def _pydantic_problems(exc: ValidationError, located: Located) -> list[Problem]:
     problems = []
     for err in exc.errors():
         loc = _error_loc(err)
-        problems.append(located.problem(loc, _message(err, loc)))
+        problems.append(located.problem(loc, _message(err, loc), at_key=err["type"] == "extra_forbidden"))
     return problems
 
 
@@ -522,7 +526,9 @@ def _param_problems(
             hint = _did_you_mean(str(key), list(accepted))
             problems.append(
                 located.problem(
-                    where, f"unknown parameter {key!r}{hint} for strategy {seller.strategy!r}; accepted: {listing}"
+                    where,
+                    f"unknown parameter {key!r}{hint} for strategy {seller.strategy!r}; accepted: {listing}",
+                    at_key=True,
                 )
             )
             continue
@@ -531,15 +537,19 @@ def _param_problems(
         try:
             typed[key] = TypeAdapter(annotation).validate_python(value)
         except ValidationError as exc:
-            reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
-            problems.append(located.problem(where, f"{what}: {reason[0].lower()}{reason[1:]}"))
+            reason = exc.errors()[0]["msg"].removeprefix("Value error, ").removeprefix("Input ")
+            problems.append(located.problem(where, f"{what}: {reason}"))
             continue
         if (
             isinstance(value, bool | str)
             and type(typed[key]) in (bool, int, float)
             and type(value) is not type(typed[key])
         ):  # lax validation would turn `yes` into 1.0 and "2" into 2: in YAML these are mistakes
-            reason = "YAML reads yes/no/on/off/true/false as booleans" if isinstance(value, bool) else "it is text"
+            reason = (
+                "a boolean, not a number (YAML reads yes/no/on/off as one)"
+                if isinstance(value, bool)
+                else "text, not a number (write numbers without quotes)"
+            )
             problems.append(located.problem(where, f"{what}: {reason}"))
     for p in accepted.values():
         if p.required and p.name not in seller.params:
@@ -567,10 +577,9 @@ def _file_problems(scenario: Scenario, located: Located, base_dir: Path) -> list
     return []
 
 
-def _raise(problems: list[Problem]) -> None:
-    """Raise ScenarioError with ``problems`` in file order (none: do nothing)."""
-    if problems:
-        raise SourceError(sorted(problems, key=lambda p: (p.line, p.column)))
+def _error(problems: list[Problem]) -> SourceError:
+    """ScenarioError with ``problems`` in file order."""
+    return SourceError(sorted(problems, key=lambda p: (p.line, p.column)))
 
 
 def parse_scenario(
@@ -582,20 +591,22 @@ def parse_scenario(
     """
     located = load_yaml(text, source)
     if located.data is None:
-        _raise([Problem(source, 1, 1, "", "the file is empty; a scenario is a YAML mapping (key: value lines)")])
+        raise _error([Problem(source, 1, 1, "", "the file is empty; a scenario is a YAML mapping (key: value lines)")])
     if not isinstance(located.data, dict):
         line, col, _ = located.locate(())
-        kind = "list" if isinstance(located.data, list) else type(located.data).__name__
-        _raise([Problem(source, line, col, "", f"a scenario must be a YAML mapping (key: value lines), not a {kind}")])
+        kind = {list: "list", str: "single string"}.get(type(located.data), f"single {type(located.data).__name__}")
+        message = f"a scenario must be a YAML mapping (key: value lines), not a {kind}"
+        raise _error([Problem(source, line, col, "", message)])
     try:
         scenario = Scenario.model_validate(located.data)
     except ValidationError as exc:
-        _raise(_pydantic_problems(exc, located))
-        raise  # unreachable: pydantic never raises without errors
+        raise _error(_pydantic_problems(exc, located)) from None
     registry = registry if registry is not None else default_registry()
     base_dir = base_dir or Path.cwd()
     problems, params = _strategy_problems(scenario, located, registry)
-    _raise(problems + _file_problems(scenario, located, base_dir))
+    problems += _file_problems(scenario, located, base_dir)
+    if problems:
+        raise _error(problems)
     sellers = tuple(s.model_copy(update={"params": p}) for s, p in zip(scenario.sellers, params))
     return _resolve_paths(scenario.model_copy(update={"sellers": sellers}), base_dir)
 

@@ -65,32 +65,37 @@ class Located:
     root: yaml.Node | None
     source: str
 
-    def locate(self, path: Sequence[Any]) -> tuple[int, int, str]:
-        """(line, column, dotted field) of the deepest node on ``path``; unknown steps are skipped."""
-        node, fields = self.root, []
+    def locate(self, path: Sequence[Any], at_key: bool = False) -> tuple[int, int, str]:
+        """(line, column, dotted field) of the deepest node on ``path``; unknown steps are skipped.
+
+        With ``at_key`` the position is that of the last step's key (``colour:``) rather than its value.
+        """
+        node, mark_node, fields = self.root, self.root, []
         for step in path:
-            child = _child(node, step)
-            if child is None:
+            found = _child(node, step)
+            if found is None:
                 continue
-            node = child
+            key_node, node = found
+            mark_node = key_node if at_key and key_node is not None else node
             fields.append(f"[{step}]" if isinstance(step, int) else str(step))
-        mark = node.start_mark if node is not None else None
+        mark = mark_node.start_mark if mark_node is not None else None
         dotted = ".".join(fields).replace(".[", "[")
         return (mark.line + 1, mark.column + 1, dotted) if mark else (1, 1, dotted)
 
-    def problem(self, path: Sequence[Any], message: str) -> Problem:
-        """A Problem located at ``path``."""
-        line, col, dotted = self.locate(path)
+    def problem(self, path: Sequence[Any], message: str, at_key: bool = False) -> Problem:
+        """A Problem located at ``path`` (at its key with ``at_key``)."""
+        line, col, dotted = self.locate(path, at_key)
         return Problem(self.source, line, col, dotted, message)
 
 
-def _child(node: yaml.Node | None, step: Any) -> yaml.Node | None:
+def _child(node: yaml.Node | None, step: Any) -> tuple[yaml.Node | None, yaml.Node] | None:
+    """(key node or None, value node) of ``step`` below ``node``: a mapping key or a sequence index."""
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if key_node.value == str(step):
-                return value_node
+                return key_node, value_node
     if isinstance(node, yaml.SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
-        return node.value[step]
+        return None, node.value[step]
     return None
 
 
@@ -113,6 +118,8 @@ def _yaml_problem(exc: yaml.YAMLError, source: str, text: str) -> Problem:
         opened = exc.context.startswith("while ") and exc.context_mark is not None
         if opened and exc.context_mark.line + 1 != line:
             problem += f" (it started on line {exc.context_mark.line + 1})"
+    if "'\\t'" in problem:
+        problem += " (indent with spaces, not tabs)"
     return Problem(source, line, col, "", f"invalid YAML: {problem}")
 
 

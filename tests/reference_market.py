@@ -88,14 +88,14 @@ class PerConsumerPopulation(ConsumerPopulation):
         # 1. every shopper's first choice, from all the sellers it knows
         first = [a.pick(known[k], xs, a0, mu, a.wtp + shift, float(draws.u[k])) for k, a in enumerate(agents)]
         # 2. the rest of the ranking (Gumbel keys), only if some seller is over its limit
+        queue = range(len(agents)) if draws.order is None else [int(k) for k in draws.order]
         keys = {}
         wanted = [first.count(j) for j in range(len(xs))]
         if draws.order is not None and any(wanted[j] > stock[j] for j in range(len(xs))):
-            ranked = [k for k in range(len(agents)) if first[k] >= 0 and math.isfinite(stock[first[k]])]
-            drawn = consumers.gumbel_keys(rng, len(ranked), len(xs) + 1)
-            keys = {k: drawn[r] for r, k in enumerate(ranked)}
+            ranked = [k for k in queue if first[k] >= 0 and math.isfinite(stock[first[k]])]
+            drawn = consumers.ranking_uniforms(rng, len(ranked), len(xs) + 1)
+            keys = {k: consumers.gumbel(drawn[r]) for r, k in enumerate(ranked)}
         # 3. serve the queue one shopper at a time
-        queue = range(len(agents)) if draws.order is None else [int(k) for k in draws.order]
         units, choice = [0.0] * len(xs), [-1] * len(agents)
         self.surplus = 0.0
         for k in queue:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_market import ReferenceMarket
 
 from marketsim import consumers
 from marketsim.model import MarketModel
 from marketsim.scenario import Scenario
+from reference_market import ReferenceMarket
 
 
 def _scenario(**over) -> Scenario:
@@ -93,7 +93,7 @@ def test_clearing_invariants(market) -> None:
     w = rng.uniform(-1, 2, n)
     allowed = rng.random((n_sellers, n)) < 0.6 if masked else None
     order = rng.permutation(n) if np.isfinite(limits).any() else None
-    keys = lambda m: consumers.gumbel_keys(rng, m, n_sellers + 1)  # noqa: E731
+    keys = lambda m: consumers.ranking_uniforms(rng, m, n_sellers + 1)  # noqa: E731
     result = consumers.clear_agents(w, x, 0.5, mu, limits, rng.random(n), order, allowed, keys)
     choice = result.choice
     assert choice.shape == (n,)  # one decision per consumer: at most one unit each
@@ -116,7 +116,7 @@ def test_turned_away_shoppers_take_their_next_choice(market) -> None:
     w = rng.uniform(-1, 2, n)
     u = rng.random(n)
     order = rng.permutation(n) if np.isfinite(limits).any() else None
-    keys = lambda m: consumers.gumbel_keys(rng, m, n_sellers + 1)  # noqa: E731
+    keys = lambda m: consumers.ranking_uniforms(rng, m, n_sellers + 1)  # noqa: E731
     free = consumers.clear_agents(w, x, 0.5, mu, np.full(n_sellers, np.inf), u, None)
     rationed = consumers.clear_agents(w, x, 0.5, mu, limits, u, order, keys=keys)
     # A shopper whose first choice was open (never sold out) keeps it.
@@ -171,7 +171,7 @@ def test_expected_clearing_is_the_large_population_limit_of_rationing() -> None:
     w = rng.uniform(0, 1, n)
     x = np.array([0.6, 0.4, 0.1])
     limits = np.array([0.25 * n, np.inf, 0.1 * n])
-    keys = lambda m: consumers.gumbel_keys(rng, m, 4)  # noqa: E731
+    keys = lambda m: consumers.ranking_uniforms(rng, m, 4)  # noqa: E731
     runs = [
         consumers.clear_agents(w, x, a0, mu, limits, rng.random(n), rng.permutation(n), keys=keys).units
         for _ in range(3)

@@ -16,11 +16,10 @@ import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import marketsim_rules
 import pluggy
 import pytest
-from marketsim_rules import ALL_STRATEGIES, CostPlus, FixedPrice
 
+import marketsim_rules
 from marketsim import hookspecs
 from marketsim.hookspecs import hookimpl
 from marketsim.registry import (
@@ -36,6 +35,7 @@ from marketsim.registry import (
     make_plugin_manager,
 )
 from marketsim.strategy import Observation, Strategy
+from marketsim_rules import ALL_STRATEGIES, CostPlus, FixedPrice
 
 BUILTIN_NAMES = {cls.name for cls in ALL_STRATEGIES}
 
