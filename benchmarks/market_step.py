@@ -87,7 +87,9 @@ def main() -> None:
         )
     console.print(table)
     ratio_1e4 = ref / results[10_000]
-    target = "rationing worst case; the 150 ms target is for the unconstrained step" if args.capacity else "target ≤ 150 ms"
+    target = (
+        "rationing worst case; the 150 ms target is for the unconstrained step" if args.capacity else "target ≤ 150 ms"
+    )
     console.print(
         f"1e6 × {SELLERS} step: {results[1_000_000] * 1e3:.0f} ms ({target}) · "
         f"speed-up over the reference at 1e4: {ratio_1e4:,.0f}× (target ≥ 30×)"

@@ -83,6 +83,57 @@ def _print_summary(result, scenario: Scenario) -> None:
     )
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """Run many sessions of a tabular-learning market in lockstep and write the experiment folder."""
+    from marketsim.experiment import ExperimentError, run_experiment, write_experiment
+
+    scenario = load_scenario(args.scenario)
+    max_steps = args.max_steps or scenario.steps
+    with Progress(
+        TextColumn(f"[bold]{scenario.name}[/] {args.sessions} sessions"), BarColumn(),
+        TextColumn("{task.fields[learning]} still learning"), TimeElapsedColumn(),
+        console=err, transient=True, disable=args.quiet,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("sessions", total=args.sessions * max_steps, learning=args.sessions)
+        try:
+            result = run_experiment(
+                scenario, args.sessions, args.workers, max_steps,
+                progress=lambda done, active: bar.update(task, completed=done, learning=active),
+            )  # fmt: skip
+        except ExperimentError as exc:
+            print(f"{args.scenario}: {exc}", file=sys.stderr)
+            return 2
+    folder = write_experiment(result, args.out or Path("runs") / f"{scenario.name}-experiment")
+    if not args.quiet:
+        _print_experiment(result.summary())
+    out.print(f"experiment folder: [bold]{folder}[/]")
+    return 0
+
+
+def _print_experiment(summary: dict) -> None:
+    table = Table(title=f"{summary['scenario']}: {summary['sessions']} sessions")
+    table.add_column("measure")
+    table.add_column("mean", justify="right")
+    table.add_column("sd", justify="right")
+    table.add_column("5% – 95%", justify="right")
+    rows = [("profit gain Δ", summary["profit_gain"]), ("price on the limit cycle", summary["prices"])]
+    if summary["steps_to_convergence"]:
+        rows.append(("steps to convergence", summary["steps_to_convergence"]))
+    for label, d in rows:
+        table.add_row(label, f"{d['mean']:,.4g}", f"{d['sd']:,.3g}", f"{d['q05']:,.4g} – {d['q95']:,.4g}")
+    out.print(table)
+    line = f"converged: {summary['converged_share']:.1%}"
+    if "mutual_best_response_share" in summary:
+        line += f" · mutual best response on path: {summary['mutual_best_response_share']:.1%}"
+    if "impulse_response" in summary:
+        imp = summary["impulse_response"]
+        line += (
+            f" · after a deviation by {imp['deviator']}: punished in {imp['punished_share']:.0%} of sessions, "
+            f"prices return in {imp['returns_share']:.0%}"
+        )
+    out.print(line)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate scenario files; print every problem, one per line."""
     failed = 0
@@ -171,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run folder (default runs/<scenario name>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
     run.set_defaults(func=cmd_run)
+    exp = sub.add_parser("experiment", help="many independent sessions of a tabular-learning market, batched")
+    exp.add_argument("scenario", help="scenario YAML file with q_learning / sarsa sellers and expected demand")
+    exp.add_argument("--sessions", type=int, default=100, help="independent sessions (seeds seed, seed+1, …)")
+    exp.add_argument("--workers", type=int, default=1, help="processes to split the sessions over")
+    exp.add_argument("--max-steps", type=int, help="step cap per session (default: the scenario's steps)")
+    exp.add_argument("--out", type=Path, help="experiment folder (default runs/<scenario name>-experiment)")
+    exp.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    exp.set_defaults(func=cmd_experiment)
     val = sub.add_parser("validate", help="check scenario files without running them")
     val.add_argument("files", nargs="+")
     val.set_defaults(func=cmd_validate)

@@ -39,7 +39,8 @@ class ExpectedDemand:
     def profits(self, prices: np.ndarray) -> np.ndarray:
         """Expected one-step profit of each seller at the price vector."""
         prices = np.asarray(prices, float)
-        return (prices - self.costs) * self.units(prices)
+        units = self.units(prices)
+        return prices * units - self.costs * units  # booked exactly as a Seller settles a step
 
     def consumer_surplus(self, prices: np.ndarray) -> float:
         """Expected consumer surplus per step at the price vector."""

@@ -230,6 +230,7 @@ class MarketModel(mesa.Model):
             strategy.setup(self._market_info(i), strategy_rngs[i])
             self.sellers.append(Seller(self, spec, i, strategy))
         self.population = self.population_cls(self, scenario)
+        self.learners = [s for s in self.sellers if hasattr(s.strategy, "converged")]
         self.observations = [s.observe(0, self._rivals(s, self._prices())) for s in self.sellers]
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
 
@@ -260,6 +261,8 @@ class MarketModel(mesa.Model):
         self.settle(units)
         self.learn(prices, step)
         self.datacollector.collect(self)
+        if self.learners and all(s.strategy.converged for s in self.learners):
+            self.running = False  # every learner's greedy policy has stopped changing
 
     def post_prices(self) -> np.ndarray:
         """Every seller posts a price from its current observation."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class RunResult:
     sellers: list[SellerSummary]
     consumer_surplus: float  # mean per step
     hhi: float  # of total units over the run
+    converged: bool | None = None  # None when no seller reports convergence (no learners)
 
     def summary(self) -> dict:
         """The content of summary.json."""
@@ -55,6 +57,8 @@ class RunResult:
             "scenario_hash": self.scenario.digest(),
             "seed": self.scenario.seed,
             "steps": self.scenario.steps,
+            "steps_run": len(self.steps),
+            "converged": self.converged,
             "demand_mode": self.scenario.demand.mode,
             "benchmarks": {"nash": self.benchmarks.nash.as_dict(), "monopoly": self.benchmarks.monopoly.as_dict()},
             "sellers": [_jsonable(asdict(s)) for s in self.sellers],
@@ -75,10 +79,10 @@ def simulate(
 ) -> RunResult:
     """Build the model, step it ``scenario.steps`` times and summarise; ``progress(k)`` after each step."""
     model = MarketModel(scenario, registry)
-    for k in range(scenario.steps):
+    while model.running and model.steps < scenario.steps:
         model.step()
         if progress is not None:
-            progress(k + 1)
+            progress(model.steps)
     steps = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
     return summarise(model, steps)
 
@@ -103,29 +107,43 @@ def summarise(model: MarketModel, steps: pd.DataFrame) -> RunResult:
         for i, (n, s) in enumerate(zip(names, model.sellers))
     ]
     total_units = [steps[f"{n}.units"].sum() for n in names]
+    converged = (not model.running) if model.learners else None
     return RunResult(
-        model.scenario, model.benchmarks, steps, sellers, float(steps["consumer_surplus"].mean()), hhi(total_units)
+        model.scenario,
+        model.benchmarks,
+        steps,
+        sellers,
+        float(steps["consumer_surplus"].mean()),
+        hhi(total_units),
+        converged,
     )
 
 
-def write_run(result: RunResult, out_dir: str | Path) -> Path:
-    """Write the run folder atomically: scenario.yaml, scenario.sha256, summary.json, steps.csv, plots."""
-    from marketsim.report import plot_run  # matplotlib is only needed when writing
-
+@contextmanager
+def atomic_folder(out_dir: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder to fill; on success it replaces ``out_dir``, on error it vanishes."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        scenario = result.scenario.model_dump(mode="json", by_alias=True, exclude_defaults=False)
-        (tmp / "scenario.yaml").write_text(yaml.safe_dump(scenario, sort_keys=False))
-        (tmp / "scenario.sha256").write_text(result.scenario.digest() + "\n")
-        (tmp / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
-        result.steps.to_csv(tmp / "steps.csv", index=False)
-        plot_run(result, tmp)
+        yield tmp
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+
+
+def write_run(result: RunResult, out_dir: str | Path) -> Path:
+    """Write the run folder atomically: scenario.yaml, scenario.sha256, summary.json, steps.csv, plots."""
+    from marketsim.report import plot_run  # matplotlib is only needed when writing
+
+    with atomic_folder(out_dir) as tmp:
+        scenario = result.scenario.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+        (tmp / "scenario.yaml").write_text(yaml.safe_dump(scenario, sort_keys=False))
+        (tmp / "scenario.sha256").write_text(result.scenario.digest() + "\n")
+        (tmp / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+        result.steps.to_csv(tmp / "steps.csv", index=False)
+        plot_run(result, tmp)
+    return Path(out_dir)

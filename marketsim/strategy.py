@@ -27,6 +27,7 @@ DEFAULT_CLASSIFIER: Mapping[str, Any] = {
     "stochastic": False,  # does it draw from its random generator?
     "needs_torch": False,  # does it import torch?
     "observes": ("own",),  # which parts of the observation it reads: own, competitors, demand_model
+    "reactive": False,  # is the price a function of last period's prices (and cost, bounds) alone?
 }
 
 

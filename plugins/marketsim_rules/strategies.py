@@ -35,7 +35,7 @@ class FixedPrice(Strategy):
     """Post the same price every step: the static benchmark every pricing study starts from."""
 
     name = "fixed_price"
-    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own",)}
+    classifier: ClassVar[Mapping[str, Any]] = {"reactive": True, "observes": ("own",)}
 
     def __init__(self, price: float = 1.5) -> None:
         _check(math.isfinite(price) and price >= 0, f"price must be finite and >= 0, got {price}")
@@ -53,7 +53,7 @@ class CostPlus(Strategy):
     """Cost-plus pricing: post ``cost * (1 + markup)``, the classic full-cost rule (Hall & Hitch 1939)."""
 
     name = "cost_plus"
-    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own",)}
+    classifier: ClassVar[Mapping[str, Any]] = {"reactive": True, "observes": ("own",)}
 
     def __init__(self, markup: float = 0.3) -> None:
         _check(markup > -1, f"markup must be > -1, got {markup}")
@@ -71,7 +71,7 @@ class Undercut(Strategy):
     """
 
     name = "undercut"
-    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own", "competitors")}
+    classifier: ClassVar[Mapping[str, Any]] = {"reactive": True, "observes": ("own", "competitors")}
 
     def __init__(self, step: float = 0.05, floor_margin: float = 0.0, reset_price: float | None = None) -> None:
         _check(step >= 0, f"step must be >= 0, got {step}")
@@ -92,7 +92,7 @@ class MatchLowest(Strategy):
     """Match the cheapest rival's last price (a price-matching guarantee), never below cost."""
 
     name = "match_lowest"
-    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own", "competitors")}
+    classifier: ClassVar[Mapping[str, Any]] = {"reactive": True, "observes": ("own", "competitors")}
 
     def __init__(self, floor_margin: float = 0.0) -> None:
         self.floor_margin = float(floor_margin)
@@ -109,7 +109,7 @@ class FollowAverage(Strategy):
     """
 
     name = "follow_average"
-    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own", "competitors")}
+    classifier: ClassVar[Mapping[str, Any]] = {"reactive": True, "observes": ("own", "competitors")}
 
     def __init__(self, weight: float = 1.0) -> None:
         _check(0 <= weight <= 1, f"weight must be in [0, 1], got {weight}")
@@ -290,7 +290,7 @@ class MyopicBestResponse(Strategy):
     """
 
     name = "myopic_best_response"
-    classifier: ClassVar[Mapping[str, Any]] = {"observes": ("own", "competitors", "demand_model")}
+    classifier: ClassVar[Mapping[str, Any]] = {"reactive": True, "observes": ("own", "competitors", "demand_model")}
 
     def __init__(self, grid: int = 101) -> None:
         _check(grid >= 3, f"grid must be >= 3, got {grid}")

@@ -1,0 +1,453 @@
+"""Batched experiments: many independent sessions of one tabular-learning market, advanced in lockstep.
+
+Sessions live on a session axis: one Q tensor per learner (sessions × states × actions), vectorized
+action choice, profits looked up in a table precomputed from the expected demand, and converged
+sessions frozen by a mask. Session ``s`` uses seed ``scenario.seed + s`` and draws its random numbers
+exactly as ``marketsim run`` would with that seed, so both paths post identical prices.
+Rule-based rivals are tabulated as reactions to last period's grid prices (snapped to the grid).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from marketsim import tabular
+from marketsim.economics import Benchmarks, compute_benchmarks
+from marketsim.model import expected_demand
+from marketsim.oracle import DiscreteMarket
+from marketsim.registry import Registry, default_registry
+from marketsim.run import atomic_folder
+from marketsim.scenario import Scenario
+from marketsim.strategy import MarketInfo, Observation, Strategy
+
+Progress = Callable[[int, int], None]  # (session-steps done so far, sessions still learning)
+
+
+class ExperimentError(ValueError):
+    """The scenario cannot be run by the batched engine (with the reason and what to do instead)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every session of an experiment shares."""
+
+    scenario: Scenario
+    names: tuple[str, ...]
+    market: DiscreteMarket  # grids (n, m) and one-period profits (n, m^n) booked as sellers settle
+    learners: tuple[int, ...]  # seller indices of the tabular learners
+    configs: tuple[tabular.TabularConfig, ...]
+    q0: tuple[np.ndarray, ...]  # initial Q table of each learner (states, m)
+    reactions: dict[int, np.ndarray]  # rival seller -> action as a function of last period's joint action
+    start_state: int
+    memory: int
+    benchmarks: Benchmarks
+
+    @property
+    def n(self) -> int:
+        return self.market.grids.shape[0]
+
+    @property
+    def m(self) -> int:
+        return self.market.grids.shape[1]
+
+
+def make_plan(scenario: Scenario, registry: Registry | None = None) -> Plan:
+    """Check the scenario suits the batched engine and precompute grids, profits, Q₀ and rival reactions."""
+    _check_supported(scenario)
+    registry = registry if registry is not None else default_registry()
+    specs = scenario.expanded_sellers()
+    demand = expected_demand(scenario)
+    lows, highs = np.array([s.price_min for s in specs]), np.array([s.price_max for s in specs])
+    bench = compute_benchmarks(demand, lows, highs)
+    strategies = []
+    for i, spec in enumerate(specs):
+        info = MarketInfo(
+            i, len(specs), tuple(demand.costs), spec.price_min, spec.price_max,
+            bench.nash.prices, bench.monopoly.prices, demand.profits,
+        )  # fmt: skip
+        strategy = registry.create(spec.strategy, spec.params)
+        strategy.setup(info, np.random.default_rng(0))  # the rng is unused while planning
+        strategies.append(strategy)
+    learners = [i for i, s in enumerate(strategies) if isinstance(getattr(s, "config", None), tabular.TabularConfig)]
+    if not learners:
+        raise ExperimentError("no tabular learner (q_learning, sarsa) among the sellers: use `marketsim run`")
+    first = strategies[learners[0]]
+    m, memory = first.config.m, first.config.memory
+    if any(strategies[i].config.m != m or strategies[i].config.memory != memory for i in learners):
+        raise ExperimentError("all learners of an experiment must share the grid size and the memory")
+    grids = first.grids
+    profits = tabular.profit_table(demand.profits, grids)
+    market = DiscreteMarket(grids=grids, profits=profits)
+    reactions = {j: _tabulate(strategies[j], specs[j], grids, j) for j in range(len(specs)) if j not in learners}
+    start = [tabular.nearest(grids[j], s.start_price) for j, s in enumerate(specs)]
+    return Plan(
+        scenario=scenario,
+        names=tuple(s.name for s in specs),
+        market=market,
+        learners=tuple(learners),
+        configs=tuple(strategies[i].config for i in learners),
+        q0=tuple(strategies[i].q for i in learners),
+        reactions=reactions,
+        start_state=tabular.initial_state(int(tabular.joint_index(start, m)), m, len(specs), memory),
+        memory=memory,
+        benchmarks=bench,
+    )
+
+
+def _check_supported(scenario: Scenario) -> None:
+    reasons = []
+    if scenario.demand.mode != "expected":
+        reasons.append("demand.mode must be 'expected' (profits come from a table of the expected demand)")
+    if scenario.network is not None:
+        reasons.append("no word-of-mouth network")
+    if scenario.consumers.shocks:
+        reasons.append("no demand shocks (the profit table is stationary)")
+    if any(s.capacity is not None or s.inventory is not None for s in scenario.sellers):
+        reasons.append("no capacities or inventories")
+    if reasons:
+        raise ExperimentError(
+            "the batched engine needs a stationary market: " + "; ".join(reasons) + ". Use `marketsim run` instead."
+        )
+
+
+def _tabulate(strategy: Strategy, spec, grids: np.ndarray, j: int) -> np.ndarray:
+    """A deterministic rival's grid action for every last-period joint action."""
+    cls = type(strategy)
+    if cls.classifier.get("stochastic") or cls.classifier.get("learns") or not cls.classifier.get("reactive"):
+        raise ExperimentError(
+            f"seller {spec.name!r} ({cls.name}) cannot be tabulated: rivals in an experiment must be "
+            "deterministic rules that react only to last period's prices (classifier reactive: True)"
+        )
+    n, m = grids.shape
+    joint = np.indices((m,) * n).reshape(n, -1)
+    out = np.empty(m**n, dtype=np.int64)
+    for k in range(m**n):
+        prices = grids[np.arange(n), joint[:, k]]
+        obs = Observation(
+            step=1, own_price=float(prices[j]), cost=spec.cost, last_units=0.0, last_profit=0.0,
+            inventory=math.inf, capacity=math.inf,
+            competitor_prices=tuple(float(p) for i, p in enumerate(prices) if i != j),
+            price_min=spec.price_min, price_max=spec.price_max,
+        )  # fmt: skip
+        price = min(max(float(strategy.price(obs)), spec.price_min), spec.price_max)
+        out[k] = tabular.nearest(grids[j], price)
+    return out
+
+
+@dataclass
+class _Block:
+    """Mutable state of a block of sessions run by one worker.
+
+    Q tables are stored flat, row ``session * n_states + state``, with each row's maximum and arg-max
+    (lowest index among ties, as ``argmax``) kept up to date, so a step reads single values instead
+    of whole rows.
+    """
+
+    q: np.ndarray  # (L, S * states, m)
+    best: np.ndarray  # (L, S * states) max_a Q
+    greedy: np.ndarray  # (L, S * states) argmax_a Q
+    state: np.ndarray  # (S,)
+    stable: np.ndarray  # (L, S)
+    steps: np.ndarray  # (S,) steps taken
+    converged: np.ndarray  # (S,) bool
+    uniforms: np.ndarray  # (L, UNIFORM_BLOCK, S, 2): row t of every session side by side
+    pending: list  # per learner: (s, a, r, s') arrays for SARSA, or None
+    trace: list | None = None  # per step: (sessions still active, their actions (n, A)) when tracing
+
+    @property
+    def n_states(self) -> int:
+        return self.q.shape[1] // len(self.state)
+
+    def tables(self) -> np.ndarray:
+        """Q tables as (L, S, states, m)."""
+        return self.q.reshape(self.q.shape[0], len(self.state), self.n_states, -1)
+
+
+def run_block(
+    plan: Plan, seeds: list[int], max_steps: int, progress: Progress | None = None, trace: bool = False
+) -> _Block:
+    """Run the sessions with these seeds in lockstep until each converges or ``max_steps``.
+
+    With ``trace`` every step's actions are kept (for comparing with the per-step model on small runs).
+    """
+    n, n_sessions = plan.n, len(seeds)
+    gens = [[np.random.default_rng(seed).spawn(n)[j] for j in plan.learners] for seed in seeds]
+    q = np.stack([np.tile(q0, (n_sessions, 1)) for q0 in plan.q0])
+    block = _Block(
+        q=q,
+        best=q.max(axis=2),
+        greedy=q.argmax(axis=2),
+        state=np.full(n_sessions, plan.start_state, dtype=np.int64),
+        stable=np.zeros((len(plan.learners), n_sessions), dtype=np.int64),
+        steps=np.zeros(n_sessions, dtype=np.int64),
+        converged=np.zeros(n_sessions, dtype=bool),
+        uniforms=np.empty((len(plan.learners), tabular.UNIFORM_BLOCK, n_sessions, 2)),
+        pending=[None] * len(plan.learners),
+        trace=[] if trace else None,
+    )
+    patience = np.array([c.convergence_steps for c in plan.configs])[:, None]
+    active = np.arange(n_sessions)
+    done_steps = 0
+    for t in range(max_steps):
+        if t % tabular.UNIFORM_BLOCK == 0:
+            for s in active:
+                for k, gen in enumerate(gens[s]):
+                    block.uniforms[k, :, s] = gen.random((tabular.UNIFORM_BLOCK, 2))
+        _step(plan, block, active, t)
+        finished = (block.stable[:, active] >= patience).all(axis=0)
+        done_steps += len(active)
+        if finished.any():
+            block.converged[active[finished]] = True
+            block.steps[active[finished]] = t + 1
+            active = active[~finished]
+        if progress is not None and (t % 1000 == 999 or not active.size):
+            progress(done_steps, len(active))
+        if not active.size:
+            break
+    block.steps[active] = max_steps
+    return block
+
+
+def _step(plan: Plan, block: _Block, active: np.ndarray, t: int) -> None:
+    """One period for the active sessions: choose, react, settle from the table, update Q."""
+    n, m = plan.n, plan.m
+    base = active * block.n_states
+    state = block.state[active]
+    row = base + state
+    actions = np.empty((n, len(active)), dtype=np.int64)
+    for k, (j, cfg) in enumerate(zip(plan.learners, plan.configs)):
+        u = block.uniforms[k, t % tabular.UNIFORM_BLOCK][active]
+        if cfg.exploration == "boltzmann":
+            actions[j] = tabular.choose(cfg, block.q[k, row], t, u)
+        else:
+            explore = u[:, 0] < tabular.epsilon(cfg, t)
+            actions[j] = np.where(explore, np.minimum((u[:, 1] * m).astype(np.int64), m - 1), block.greedy[k, row])
+        if block.pending[k] is not None:  # SARSA: update last period's pair with the action just chosen
+            s0, a0, r0, s1 = (x[active] for x in block.pending[k])
+            target = r0 + cfg.delta * block.q[k].reshape(-1)[(base + s1) * m + actions[j]]
+            _update(block, k, active, base + s0, a0, target, cfg)
+    for j, reaction in plan.reactions.items():
+        actions[j] = reaction[state % m**n]
+    if block.trace is not None:
+        block.trace.append((active.copy(), actions.copy()))
+    joint = tabular.joint_index(actions.T, m)
+    following = tabular.advance_state(state, joint, m, n, plan.memory)
+    for k, (j, cfg) in enumerate(zip(plan.learners, plan.configs)):
+        reward = plan.market.profits[j, joint]
+        if cfg.algorithm == "q_learning":
+            target = reward + cfg.delta * block.best[k, base + following]
+            _update(block, k, active, row, actions[j], target, cfg)
+        else:
+            if block.pending[k] is None:
+                size = len(block.state)
+                block.pending[k] = (
+                    np.zeros(size, np.int64),
+                    np.zeros(size, np.int64),
+                    np.zeros(size),
+                    np.zeros(size, np.int64),
+                )
+            for store, value in zip(block.pending[k], (state, actions[j], reward, following)):
+                store[active] = value
+    block.state[active] = following
+
+
+def _update(block: _Block, k: int, active, row, a, target, cfg) -> None:
+    """Q(s,a) ← Q(s,a) + α (target − Q(s,a)), keeping each row's max and arg-max current."""
+    flat, cell = block.q[k].reshape(-1), row * block.q.shape[2] + a  # 1-D view: one gather, one scatter
+    new = tabular.td_step(cfg, flat[cell], target)
+    flat[cell] = new
+    best, greedy = block.best[k, row], block.greedy[k, row]
+    rises = (new > best) | ((new == best) & (a < greedy))
+    falls = (a == greedy) & (new < best)  # the arg-max lost value: look at the whole row again
+    after = np.where(rises, a, greedy)
+    top = np.where(rises, new, best)
+    if falls.any():
+        rows = block.q[k, row[falls]]
+        after[falls] = rows.argmax(axis=1)
+        top[falls] = rows.max(axis=1)
+    block.best[k, row], block.greedy[k, row] = top, after
+    block.stable[k, active] = np.where(after == greedy, block.stable[k, active] + 1, 0)
+
+
+def _merge(blocks: list[_Block]) -> _Block:
+    return _Block(
+        q=np.concatenate([b.q for b in blocks], axis=1),
+        best=np.concatenate([b.best for b in blocks], axis=1),
+        greedy=np.concatenate([b.greedy for b in blocks], axis=1),
+        state=np.concatenate([b.state for b in blocks]),
+        stable=np.concatenate([b.stable for b in blocks], axis=1),
+        steps=np.concatenate([b.steps for b in blocks]),
+        converged=np.concatenate([b.converged for b in blocks]),
+        uniforms=np.empty(0),
+        pending=[None] * len(blocks[0].pending),
+    )
+
+
+_PROGRESS = None  # shared counters of a worker process: (session-steps done, sessions active) per worker
+
+
+def _init_worker(shared) -> None:
+    global _PROGRESS
+    _PROGRESS = shared
+
+
+def _worker(plan: Plan, seeds: list[int], max_steps: int, slot: int) -> _Block:
+    def report(done: int, active: int) -> None:
+        _PROGRESS[2 * slot], _PROGRESS[2 * slot + 1] = done, active
+
+    block = run_block(plan, seeds, max_steps, report)
+    block.uniforms = np.empty(0)  # not needed by the parent; keeps the result small to send back
+    return block
+
+
+def run_sessions(plan: Plan, seeds: list[int], max_steps: int, workers: int = 1, progress: Progress | None = None):
+    """Run every session, split over ``workers`` processes; results never depend on the worker count."""
+    if workers <= 1 or len(seeds) < 2:
+        return run_block(plan, seeds, max_steps, progress)
+    import multiprocessing as mp
+    import time
+
+    ctx = mp.get_context("spawn")
+    chunks = [list(c) for c in np.array_split(np.array(seeds), min(workers, len(seeds))) if len(c)]
+    shared = ctx.Array("q", [0] * (2 * len(chunks)), lock=False)
+    for k, chunk in enumerate(chunks):
+        shared[2 * k + 1] = len(chunk)
+    with ProcessPoolExecutor(len(chunks), mp_context=ctx, initializer=_init_worker, initargs=(shared,)) as pool:
+        futures = [pool.submit(_worker, plan, [int(x) for x in c], max_steps, k) for k, c in enumerate(chunks)]
+        while not all(f.done() for f in futures):
+            time.sleep(0.25)
+            if progress is not None:
+                progress(sum(shared[0::2]), sum(shared[1::2]))
+        blocks = [f.result() for f in futures]
+    if progress is not None:
+        progress(sum(shared[0::2]), 0)
+    return _merge(blocks)
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """Per-session outcomes of an experiment and their collusion diagnostics."""
+
+    plan: Plan
+    seeds: list[int]
+    converged: np.ndarray  # (S,)
+    steps: np.ndarray  # (S,)
+    cycle: object  # collusion.Cycle of greedy play after learning
+    profit_gain: np.ndarray  # (S, n) Δ on the cycle's mean profit
+    impulse: object | None  # collusion.ImpulseResponse of the first learner deviating
+    best: object | None  # collusion.BestResponse (memory 1 only)
+
+    def sessions_table(self):
+        """One row per session: convergence, cycle prices/profits/Δ per seller, diagnostics."""
+        import pandas as pd
+
+        table = {"session": np.arange(len(self.seeds)), "seed": self.seeds, "converged": self.converged}
+        table["steps"] = self.steps
+        table["cycle_length"] = self.cycle.length
+        for j, name in enumerate(self.plan.names):
+            table[f"{name}.price"] = self.cycle.prices[:, j]
+            table[f"{name}.profit"] = self.cycle.profits[:, j]
+            table[f"{name}.profit_gain"] = self.profit_gain[:, j]
+        if self.best is not None:
+            table["mutual_best_response"] = self.best.on_path.all(axis=1)
+            for k, j in enumerate(self.plan.learners):
+                table[f"{self.plan.names[j]}.best_response_states"] = self.best.all_states[:, k]
+        if self.impulse is not None:
+            table["deviation_gain"] = self.impulse.immediate_gain
+            table["punishment_depth"] = self.impulse.punishment_depth
+            table["punishment_length"] = self.impulse.punishment_length
+            table["returns_to_pre_deviation"] = self.impulse.returns
+        return pd.DataFrame(table)
+
+    def summary(self) -> dict:
+        """The content of summary.json."""
+        gain = self.profit_gain.mean(axis=1)
+        steps = self.steps[self.converged]
+        out = {
+            "scenario": self.plan.scenario.name,
+            "scenario_hash": self.plan.scenario.digest(),
+            "sessions": len(self.seeds),
+            "converged_share": float(self.converged.mean()),
+            "profit_gain": _describe(gain),
+            "steps_to_convergence": _describe(steps) if steps.size else None,
+            "prices": {
+                **_describe(self.cycle.prices.mean(axis=1)),
+                "by_seller": dict(zip(self.plan.names, self.cycle.prices.mean(axis=0).tolist())),
+            },
+            "benchmarks": {
+                "nash": self.plan.benchmarks.nash.as_dict(),
+                "monopoly": self.plan.benchmarks.monopoly.as_dict(),
+            },
+            "grid": self.plan.market.grids.tolist(),
+        }
+        if self.best is not None:
+            out["mutual_best_response_share"] = float(self.best.on_path.all(axis=1).mean())
+            out["best_response_share_on_path"] = self.best.on_path.mean(axis=0).tolist()
+        if self.impulse is not None:
+            imp = self.impulse
+            out["impulse_response"] = {
+                "deviator": self.plan.names[imp.deviator],
+                "immediate_gain": _describe(imp.immediate_gain),
+                "punishment_depth": _describe(imp.punishment_depth),
+                "punishment_length": _describe(imp.punishment_length),
+                "punished_share": float((imp.punishment_depth > 1e-9).mean()),
+                "returns_share": float(imp.returns.mean()),
+            }
+        return out
+
+
+def _describe(values: np.ndarray) -> dict:
+    values = np.asarray(values, dtype=float)
+    q = np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95])
+    return {
+        "mean": float(values.mean()),
+        "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "min": float(values.min()),
+        "q05": float(q[0]),
+        "q25": float(q[1]),
+        "median": float(q[2]),
+        "q75": float(q[3]),
+        "q95": float(q[4]),
+        "max": float(values.max()),
+    }
+
+
+def run_experiment(
+    scenario: Scenario,
+    sessions: int,
+    workers: int = 1,
+    max_steps: int | None = None,
+    registry: Registry | None = None,
+    progress: Progress | None = None,
+) -> ExperimentResult:
+    """Run ``sessions`` independent sessions (seeds scenario.seed + s) and diagnose the outcomes."""
+    from marketsim import collusion
+
+    plan = make_plan(scenario, registry)
+    seeds = [scenario.seed + s for s in range(sessions)]
+    block = run_sessions(plan, seeds, max_steps or scenario.steps, workers, progress)
+    q = block.tables()
+    cycle = collusion.limit_cycle(plan, q, block.state)
+    gain = plan.benchmarks.profit_gain(cycle.profits)
+    impulse = collusion.impulse_response(plan, q, cycle, plan.learners[0])
+    best = collusion.best_responses(plan, q, cycle)
+    return ExperimentResult(plan, seeds, block.converged, block.steps, cycle, np.atleast_2d(gain), impulse, best)
+
+
+def write_experiment(result: ExperimentResult, out_dir: str | Path) -> Path:
+    """Write sessions.csv, summary.json, histograms and the impulse-response plot, atomically."""
+    from marketsim.report import plot_experiment
+
+    with atomic_folder(out_dir) as tmp:
+        result.sessions_table().to_csv(tmp / "sessions.csv", index=False)
+        (tmp / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+        (tmp / "scenario.sha256").write_text(result.plan.scenario.digest() + "\n")
+        plot_experiment(result, tmp)
+    return Path(out_dir)

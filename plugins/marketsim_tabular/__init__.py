@@ -1,0 +1,176 @@
+"""Tabular learners of the algorithmic-pricing literature: Q-learning and SARSA over a price grid.
+
+Registered through the ``marketsim`` entry-point group like any plugin. The arithmetic lives in
+``marketsim.tabular`` so that ``marketsim experiment`` can run thousands of sessions of these same
+learners in lockstep and reproduce this per-step path price for price.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from marketsim import tabular
+from marketsim.hookspecs import hookimpl
+from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy
+
+
+class TabularLearner(Strategy):
+    """Common machinery of Q-learning and SARSA: grid, state, ε-greedy choice, TD update, convergence."""
+
+    algorithm: ClassVar[tabular.Algorithm]
+    classifier = {"learns": True, "stochastic": True, "observes": ("own", "competitors", "benchmarks")}
+
+    def __init__(
+        self,
+        grid_size: int = 15,
+        xi: float = 0.1,
+        grid: list[float] | None = None,
+        memory: int = 1,
+        alpha: float = 0.15,
+        delta: float = 0.95,
+        exploration: tabular.ExplorationKind = "exponential",
+        beta: float = 4e-6,
+        epsilon: float = 0.1,
+        epsilon_min: float = 0.0,
+        decay_steps: int = 1_000_000,
+        temperature: float = 1.0,
+        q_init: tabular.QInit = "random_rivals",
+        convergence_steps: int = 100_000,
+    ) -> None:
+        self.grid_size, self.xi, self.grid, self.memory = grid_size, xi, grid, memory
+        self.alpha, self.delta, self.exploration, self.beta = alpha, delta, exploration, beta
+        self.epsilon, self.epsilon_min, self.decay_steps = epsilon, epsilon_min, decay_steps
+        self.temperature, self.q_init, self.convergence_steps = temperature, q_init, convergence_steps
+        self.config = tabular.TabularConfig(
+            algorithm=self.algorithm,
+            grid_size=grid_size,
+            xi=xi,
+            grid=None if grid is None else tuple(float(p) for p in grid),
+            memory=memory,
+            alpha=alpha,
+            delta=delta,
+            exploration=exploration,
+            beta=beta,
+            epsilon=epsilon,
+            epsilon_min=epsilon_min,
+            decay_steps=decay_steps,
+            temperature=temperature,
+            q_init=q_init,
+            convergence_steps=convergence_steps,
+        )
+        self.config.validate()
+
+    def setup(self, market: MarketInfo, rng: np.random.Generator) -> None:
+        """Build every seller's grid (for the state), the profit table and the initial Q table."""
+        super().setup(market, rng)
+        cfg, n = self.config, market.n_sellers
+        self.grids = np.array(
+            [tabular.price_grid(cfg, market.nash_prices[j], market.monopoly_prices[j]) for j in range(n)]
+        )
+        own = tabular.profit_table(market.expected_profit, self.grids)[market.index]
+        self.q = tabular.initial_q(cfg, tabular.own_axis(own, market.index, cfg.m, n), n)
+        self.t = 0  # decisions taken
+        self.stable = 0  # consecutive updates that left every greedy action unchanged
+        self.state: int | None = None
+        self.action = 0
+        self.pending: tuple[int, int, float, int] | None = None  # SARSA: (s, a, r, s') awaiting a'
+        self._uniforms = np.empty((0, 2))
+
+    @property
+    def converged(self) -> bool:
+        """Every greedy action unchanged for ``convergence_steps`` consecutive updates."""
+        return self.stable >= self.config.convergence_steps
+
+    def _joint(self, own_price: float, competitor_prices: tuple[float, ...]) -> int:
+        prices = np.insert(np.asarray(competitor_prices, float), self.market.index, own_price)
+        actions = [tabular.nearest(self.grids[j], p) for j, p in enumerate(prices)]
+        return int(tabular.joint_index(actions, self.config.m))
+
+    def _draw(self) -> np.ndarray:
+        if self.t % tabular.UNIFORM_BLOCK == 0:
+            self._uniforms = self.rng.random((tabular.UNIFORM_BLOCK, 2))
+        return self._uniforms[self.t % tabular.UNIFORM_BLOCK]
+
+    def price(self, obs: Observation) -> float:
+        """ε-greedy (or Boltzmann) choice in the state of the last ``memory`` periods' prices."""
+        cfg, n = self.config, self.market.n_sellers
+        if self.state is None:
+            self.state = tabular.initial_state(self._joint(obs.own_price, obs.competitor_prices), cfg.m, n, cfg.memory)
+        self.action = int(tabular.choose(cfg, self.q[self.state], self.t, self._draw()))
+        if self.pending is not None:  # SARSA: the update needs the action just chosen in s'
+            s, a, reward, s_next = self.pending
+            self._update(s, a, tabular.q_target(cfg, reward, self.q[s_next], self.action))
+            self.pending = None
+        self.t += 1
+        return float(self.grids[self.market.index][self.action])
+
+    def learn(self, outcome: Outcome) -> None:
+        """Move to the next state; Q-learning updates now, SARSA once it has chosen its next action."""
+        cfg = self.config
+        joint = self._joint(outcome.price, outcome.competitor_prices)
+        s_next = int(tabular.advance_state(self.state, joint, cfg.m, self.market.n_sellers, cfg.memory))
+        if cfg.algorithm == "q_learning":
+            self._update(self.state, self.action, tabular.q_target(cfg, outcome.profit, self.q[s_next]))
+        else:
+            self.pending = (self.state, self.action, outcome.profit, s_next)
+        self.state = s_next
+
+    def _update(self, s: int, a: int, target: float) -> None:
+        before = int(self.q[s].argmax())
+        self.q[s, a] = tabular.td_step(self.config, self.q[s, a], target)
+        self.stable = self.stable + 1 if int(self.q[s].argmax()) == before else 0
+
+    def greedy_price(self, state: int) -> float:
+        """The price the greedy policy posts in ``state``."""
+        return float(self.grids[self.market.index][int(self.q[state].argmax())])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Q table, clock, state, convergence counter and the unread part of the uniform block."""
+        return {
+            "q": self.q.copy(),
+            "t": self.t,
+            "stable": self.stable,
+            "state": -1 if self.state is None else self.state,
+            "action": self.action,
+            "pending": None if self.pending is None else list(self.pending),
+            "uniforms": self._uniforms.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (after ``setup``)."""
+        self.q = np.array(state["q"], dtype=float)
+        self.t, self.stable, self.action = int(state["t"]), int(state["stable"]), int(state["action"])
+        self.state = None if int(state["state"]) < 0 else int(state["state"])
+        self.pending = None if state["pending"] is None else tuple(state["pending"])
+        self._uniforms = np.array(state["uniforms"], dtype=float).reshape(-1, 2)
+
+
+class QLearning(TabularLearner):
+    """Tabular Q-learning (Watkins 1989) as in Calvano, Calzolari, Denicolò & Pastorello (2020, AER).
+
+    State: the last ``memory`` periods' grid prices of all sellers; update
+    Q(s,a) ← Q(s,a) + α (π + δ max_a' Q(s',a') − Q(s,a)); exploration ε_t = exp(−β t) by default.
+    """
+
+    name = "q_learning"
+    algorithm = "q_learning"
+
+
+class Sarsa(TabularLearner):
+    """On-policy SARSA (Rummery & Niranjan 1994): Q(s,a) ← Q(s,a) + α (π + δ Q(s',a') − Q(s,a)).
+
+    Needs exploration that fades to zero (the default ε_t = exp(−β t), or ``linear`` to 0) to learn
+    the greedy policy's values.
+    """
+
+    name = "sarsa"
+    algorithm = "sarsa"
+
+
+@hookimpl
+def register_strategies(register) -> None:
+    """Register the tabular learners."""
+    register(QLearning)
+    register(Sarsa)
