@@ -76,6 +76,9 @@ def _print_summary(result, scenario: Scenario) -> None:
             _fmt(s.profit_gain, 2),
         )
     out.print(table)
+    if result.converged is not None:
+        state = "converged" if result.converged else "did not converge"
+        out.print(f"learners {state} after {len(result.steps):,} steps (greedy prices unchanged rule)")
     out.print(
         f"consumer surplus/step {_fmt(result.consumer_surplus, 2)} (Nash {_fmt(bench.nash.consumer_surplus, 2)}, "
         f"monopoly {_fmt(bench.monopoly.consumer_surplus, 2)}) · HHI {result.hhi:,.0f} · "

@@ -145,6 +145,7 @@ class BestResponse:
 
     on_path: np.ndarray  # (S, L) bool: optimal at every state of the limit cycle
     all_states: np.ndarray  # (S, L) share of states where it is optimal
+    one_shot_on_path: np.ndarray  # (S, L) bool: no one-period deviation (then back to greedy) pays on the cycle
 
 
 def best_responses(plan: Plan, q: np.ndarray, cycle: Cycle, tol: float = 1e-7) -> BestResponse | None:
@@ -153,6 +154,7 @@ def best_responses(plan: Plan, q: np.ndarray, cycle: Cycle, tol: float = 1e-7) -
         return None
     sessions = q.shape[1]
     on_path = np.zeros((sessions, len(plan.learners)), dtype=bool)
+    one_shot = np.zeros((sessions, len(plan.learners)), dtype=bool)
     share = np.zeros((sessions, len(plan.learners)))
     for s in range(sessions):
         policies = {j: q[k, s].argmax(axis=1) for k, j in enumerate(plan.learners)}
@@ -164,7 +166,11 @@ def best_responses(plan: Plan, q: np.ndarray, cycle: Cycle, tol: float = 1e-7) -
             ok = values >= solution.values - tol * np.maximum(1.0, np.abs(solution.values))
             on_path[s, k] = bool(ok[cycle_states].all())
             share[s, k] = float(ok.mean())
-    return BestResponse(on_path, share)
+            following = oracle.next_state(plan.market, i, np.arange(plan.m)[None, :], cycle_states[:, None], reactions)
+            deviate = plan.market.profits[i][following] + cfg.delta * values[following]  # (cycle, m)
+            chosen = deviate[np.arange(len(cycle_states)), policies[i][cycle_states]]
+            one_shot[s, k] = bool((chosen >= deviate.max(axis=1) - tol * np.maximum(1.0, np.abs(chosen))).all())
+    return BestResponse(on_path, share, one_shot)
 
 
 def _cycle_states(plan: Plan, policies: dict[int, np.ndarray], start: int) -> np.ndarray:

@@ -357,6 +357,7 @@ class ExperimentResult:
             table[f"{name}.profit_gain"] = self.profit_gain[:, j]
         if self.best is not None:
             table["mutual_best_response"] = self.best.on_path.all(axis=1)
+            table["no_profitable_one_shot_deviation"] = self.best.one_shot_on_path.all(axis=1)
             for k, j in enumerate(self.plan.learners):
                 table[f"{self.plan.names[j]}.best_response_states"] = self.best.all_states[:, k]
         if self.impulse is not None:
@@ -389,6 +390,7 @@ class ExperimentResult:
         }
         if self.best is not None:
             out["mutual_best_response_share"] = float(self.best.on_path.all(axis=1).mean())
+            out["no_profitable_one_shot_deviation_share"] = float(self.best.one_shot_on_path.all(axis=1).mean())
             out["best_response_share_on_path"] = self.best.on_path.mean(axis=0).tolist()
         if self.impulse is not None:
             imp = self.impulse

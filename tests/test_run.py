@@ -34,8 +34,10 @@ def test_bundled_scenario_runs(path: Path, tmp_path: Path) -> None:
     }
 
 
-def test_calvano_scenario_reaches_nash_with_myopic_best_responders() -> None:
-    result = simulate(load_scenario(SCENARIOS[0].parent / "calvano2020.yaml").with_overrides(steps=30))
+def test_myopic_best_responders_reach_nash_in_the_calvano_market() -> None:
+    calvano = load_scenario(SCENARIOS[0].parent / "calvano2020.yaml")
+    sellers = [s.model_copy(update={"strategy": "myopic_best_response", "params": {}}) for s in calvano.sellers]
+    result = simulate(calvano.model_copy(update={"sellers": tuple(sellers)}).with_overrides(steps=30))
     last = result.steps.iloc[-1]
     assert last["firm_1.price"] == pytest.approx(1.4729, abs=1e-4)
     assert result.benchmarks.monopoly.prices[0] == pytest.approx(1.9250, abs=1e-4)

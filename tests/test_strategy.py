@@ -264,6 +264,7 @@ def test_classifier_is_merged_over_the_defaults() -> None:
         "stochastic": False,
         "needs_torch": False,
         "observes": ("own",),
+        "reactive": False,
     }
     assert Tuned.api_version == STRATEGY_API_VERSION
 

@@ -20,7 +20,7 @@ class TabularLearner(Strategy):
     """Common machinery of Q-learning and SARSA: grid, state, ε-greedy choice, TD update, convergence."""
 
     algorithm: ClassVar[tabular.Algorithm]
-    classifier = {"learns": True, "stochastic": True, "observes": ("own", "competitors", "benchmarks")}
+    classifier = {"learns": True, "stochastic": True, "observes": ("own", "competitors", "demand_model")}
 
     def __init__(
         self,
