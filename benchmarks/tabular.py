@@ -77,13 +77,13 @@ def batched(sessions: int, steps: int, workers: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=4096, help="steps per measurement")
+    parser.add_argument("--steps", type=int, default=16384, help="steps per measurement (worker start-up is included)")
     parser.add_argument("--sessions", type=int, default=1000, help="sessions in the batched runs")
     args = parser.parse_args()
     console = Console(width=120)
     rows = []
     with console.status("one session, plain loop …"):
-        rows.append(("one session, plain loop of strategy objects", plain_loop(args.steps * 5)))
+        rows.append(("one session, plain loop of strategy objects", plain_loop(args.steps)))
     with console.status("one session, Mesa model …"):
         rows.append(("one session, Mesa MarketModel.step()", mesa_loop(args.steps)))
     with console.status(f"{args.sessions} sessions batched, 1 process …"):
