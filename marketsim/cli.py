@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from marketsim.model import StrategyError
 from marketsim.registry import Registry, default_registry
 from marketsim.scenario import Scenario, load_scenario, scenario_schema
 from marketsim.strategy import InvalidPriceError, parameters
@@ -137,21 +139,84 @@ def _print_experiment(summary: dict) -> None:
     out.print(line)
 
 
+def cmd_tournament(args: argparse.Namespace) -> int:
+    """Run (or resume) a tournament and write its results folder."""
+    from marketsim.executors import ExecutorUnavailable, make_executor
+    from marketsim.tournament import ResumeError, load_tournament, run_tournament, schedule, write_outputs
+
+    tournament = load_tournament(args.file)
+    out_dir = args.out or Path("runs") / tournament.spec.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        executor = make_executor(args.backend, args.workers, args.address)
+    except ExecutorUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    total = len(schedule(tournament))
+    with Progress(
+        TextColumn(f"[bold]{tournament.spec.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("matches"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True, disable=args.quiet,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("matches", total=total)
+        try:
+            results = run_tournament(
+                tournament, out_dir / "results.sqlite", executor, args.resume,
+                progress=lambda done, _total: bar.update(task, completed=done),
+            )  # fmt: skip
+        except ResumeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    summary, board = write_outputs(results, tournament, out_dir, args.match)
+    if not args.quiet:
+        table = Table(title=f"{tournament.spec.name}: {summary['matches']} matches, {summary['faults']} faults")
+        for col in ("rank", "entrant", "mean profit", "95% CI", "win rate", "matches"):
+            table.add_column(col, justify="left" if col == "entrant" else "right")
+        for r in board.itertuples():
+            table.add_row(
+                str(r.rank), r.entrant, f"{r.mean_profit:.4f}", f"{r.ci_low:.4f} – {r.ci_high:.4f}",
+                f"{r.win_rate:.1%}", str(r.matches),
+            )  # fmt: skip
+        out.print(table)
+        if "meta_game" in summary:
+            support = ", ".join(
+                f"{n} {summary['meta_game']['mixture'][n]:.2f}" for n in summary["meta_game"]["support"]
+            )
+            out.print(f"meta-game equilibrium: {support}")
+    out.print(f"results folder: [bold]{out_dir}[/] (report.html)")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate scenario files; print every problem, one per line."""
+    """Validate scenario and tournament files; print every problem, one per line."""
+    from marketsim.tournament import load_tournament
+
     failed = 0
     for path in args.files:
         try:
-            scenario = load_scenario(path)
+            if _is_tournament(path):
+                loaded = load_tournament(path)
+                what = f"tournament, {len(loaded.spec.entrants)} entrants, {loaded.spec.format}"
+                name = loaded.spec.name
+            else:
+                scenario = load_scenario(path)
+                what = f"{len(scenario.expanded_sellers())} sellers, {scenario.steps} steps"
+                name = scenario.name
         except SourceError as exc:
             failed += 1
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             continue
-        out.print(
-            f"[green]ok[/] {path}: {scenario.name}, {len(scenario.expanded_sellers())} sellers, {scenario.steps} steps"
-        )
+        out.print(f"[green]ok[/] {path}: {name}, {what}")
     return 2 if failed else 0
+
+
+def _is_tournament(path: str) -> bool:
+    """A tournament file declares entrants at the top level."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return re.search(r"^entrants\s*:", text, re.MULTILINE) is not None
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -233,6 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", type=Path, help="experiment folder (default runs/<scenario name>-experiment)")
     exp.add_argument("--quiet", action="store_true", help="no progress bar or table")
     exp.set_defaults(func=cmd_experiment)
+    tour = sub.add_parser("tournament", help="run a head-to-head tournament")
+    tour.add_argument("file", help="tournament YAML file")
+    tour.add_argument("--backend", choices=["serial", "process", "ray"], default="process", help="where matches run")
+    tour.add_argument("--workers", type=int, default=2, help="worker processes (process backend)")
+    tour.add_argument("--address", help="Ray cluster address (ray backend; a local Ray when omitted)")
+    tour.add_argument("--out", type=Path, help="results folder (default runs/<tournament name>)")
+    tour.add_argument("--resume", action="store_true", help="continue an interrupted tournament in --out")
+    tour.add_argument("--match", help="key of the match whose price paths to plot")
+    tour.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    tour.set_defaults(func=cmd_tournament)
     val = sub.add_parser("validate", help="check scenario files without running them")
     val.add_argument("files", nargs="+")
     val.set_defaults(func=cmd_validate)
@@ -254,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
-    except InvalidPriceError as exc:
+    except (InvalidPriceError, StrategyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

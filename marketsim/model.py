@@ -7,6 +7,8 @@ consumer as numpy arrays. All randomness comes from the model's ``rng`` (seeded 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mesa
@@ -18,6 +20,14 @@ from marketsim.registry import Registry, default_registry
 from marketsim.scenario import Scenario
 from marketsim.scenario import Seller as SellerSpec
 from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy, checked_price
+
+
+class StrategyError(RuntimeError):
+    """A seller's strategy failed (raised, or returned an invalid price); carries the seat and step."""
+
+    def __init__(self, seat: int, seller: str, step: int, error: Exception) -> None:
+        super().__init__(f"seller {seller!r} (seat {seat}) failed at step {step}: {type(error).__name__}: {error}")
+        self.seat, self.seller, self.step, self.error = seat, seller, step, error
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +223,8 @@ class MarketModel(mesa.Model):
     """A market of competing sellers and a consumer population, built from a validated Scenario."""
 
     population_cls: type[ConsumerPopulation] = ConsumerPopulation  # tests swap in a per-consumer reference
+    tracker: Callable[[int, int], None] | None = None  # told (seat, step) before strategy code runs
+    learning: bool = True  # False in evaluation phases: strategies act but do not learn
 
     def __init__(self, scenario: Scenario, registry: Registry | None = None, seed: int | None = None) -> None:
         super().__init__(rng=scenario.seed if seed is None else seed)
@@ -266,7 +278,23 @@ class MarketModel(mesa.Model):
 
     def post_prices(self) -> np.ndarray:
         """Every seller posts a price from its current observation."""
-        return np.array([s.post_price(obs) for s, obs in zip(self.sellers, self.observations)])
+        prices = []
+        for seller, obs in zip(self.sellers, self.observations):
+            with self._blame(seller, obs.step):
+                prices.append(seller.post_price(obs))
+        return np.array(prices)
+
+    @contextmanager
+    def _blame(self, seller: Seller, step: int) -> Iterator[None]:
+        """Report which seller is about to run strategy code, and tag anything it raises with its seat."""
+        if self.tracker is not None:
+            self.tracker(seller.index, step)
+        try:
+            yield
+        except StrategyError:
+            raise
+        except Exception as exc:
+            raise StrategyError(seller.index, seller.name, step, exc) from exc
 
     def clear_market(self, prices: np.ndarray, step: int) -> np.ndarray:
         """Consumers shop at the posted prices; returns units sold per seller."""
@@ -285,8 +313,17 @@ class MarketModel(mesa.Model):
         for seller in self.sellers:
             rivals = self._rivals(seller, prices)
             obs = seller.observe(step + 1, rivals)
-            seller.strategy.learn(seller.outcome(step, rivals, obs))
+            if self.learning:
+                with self._blame(seller, step):
+                    seller.strategy.learn(seller.outcome(step, rivals, obs))
             self.observations.append(obs)
+
+    def set_learning(self, learning: bool) -> None:
+        """Switch learning on or off (evaluation phases); strategies are told through ``set_training``."""
+        self.learning = learning
+        for seller in self.sellers:
+            with self._blame(seller, self.steps):
+                seller.strategy.set_training(learning)
 
     def _reporters(self) -> dict:
         pop = self.population

@@ -492,28 +492,39 @@ def _strategy_problems(
     scenario: Scenario, located: Located, registry: Registry
 ) -> tuple[list[Problem], list[dict[str, Any]]]:
     """Problems with strategy names and parameters, and each seller's parameters validated to their types."""
+    return check_strategies(scenario.sellers, "sellers", located, registry)
+
+
+def check_strategies(
+    items: Sequence[Any], section: str, located: Located, registry: Registry
+) -> tuple[list[Problem], list[dict[str, Any]]]:
+    """Check each item's ``strategy`` name and ``params`` (items listed under ``section`` in the file).
+
+    Returns the problems, located in the file, and each item's parameters validated to their types.
+    Used for scenario sellers and for tournament entrants alike.
+    """
     problems: list[Problem] = []
     resolved: list[dict[str, Any]] = []
-    for i, seller in enumerate(scenario.sellers):
+    for i, seller in enumerate(items):
         if seller.strategy not in registry:
             names = registry.names()
             available = ", ".join(names) or "(none installed)"
             hint = _did_you_mean(seller.strategy, names)
             problems.append(
                 located.problem(
-                    ("sellers", i, "strategy"), f"unknown strategy {seller.strategy!r}{hint}; available: {available}"
+                    (section, i, "strategy"), f"unknown strategy {seller.strategy!r}{hint}; available: {available}"
                 )
             )
             resolved.append(dict(seller.params))
             continue
-        found, params = _param_problems(seller, i, registry, located)
+        found, params = _param_problems(seller, i, registry, located, section)
         problems += found
         resolved.append(params)
     return problems, resolved
 
 
 def _param_problems(
-    seller: Seller, i: int, registry: Registry, located: Located
+    seller: Any, i: int, registry: Registry, located: Located, section: str = "sellers"
 ) -> tuple[list[Problem], dict[str, Any]]:
     """Check ``seller.params`` against its strategy's signature; return problems and the typed parameters."""
     accepted = {p.name: p for p in parameters(registry.get(seller.strategy).cls)}
@@ -521,7 +532,7 @@ def _param_problems(
     problems = []
     typed: dict[str, Any] = {}
     for key, value in seller.params.items():
-        where = ("sellers", i, "params", key)
+        where = (section, i, "params", key)
         if key not in accepted:
             hint = _did_you_mean(str(key), list(accepted))
             problems.append(
@@ -554,7 +565,7 @@ def _param_problems(
     for p in accepted.values():
         if p.required and p.name not in seller.params:
             problems.append(
-                located.problem(("sellers", i, "params"), f"strategy {seller.strategy!r} needs parameter {p.name!r}")
+                located.problem((section, i, "params"), f"strategy {seller.strategy!r} needs parameter {p.name!r}")
             )
     if not problems:
         try:  # the strategy's own checks (ranges, consistency) also surface at validation time
@@ -563,7 +574,7 @@ def _param_problems(
             kind = "" if isinstance(exc, ValueError | TypeError) else f"{type(exc).__name__}: "
             problems.append(
                 located.problem(
-                    ("sellers", i, "params"), f"strategy {seller.strategy!r} rejected its parameters: {kind}{exc}"
+                    (section, i, "params"), f"strategy {seller.strategy!r} rejected its parameters: {kind}{exc}"
                 )
             )
     return problems, typed
@@ -597,6 +608,11 @@ def parse_scenario(
         kind = {list: "list", str: "single string"}.get(type(located.data), f"single {type(located.data).__name__}")
         message = f"a scenario must be a YAML mapping (key: value lines), not a {kind}"
         raise _error([Problem(source, line, col, "", message)])
+    return scenario_from_located(located, registry, base_dir)
+
+
+def scenario_from_located(located: Located, registry: Registry | None = None, base_dir: Path | None = None) -> Scenario:
+    """Validate parsed YAML (a mapping) into a Scenario; problems are located in the source file."""
     try:
         scenario = Scenario.model_validate(located.data)
     except ValidationError as exc:

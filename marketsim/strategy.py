@@ -116,6 +116,7 @@ class Strategy:
 
     market: MarketInfo
     rng: np.random.Generator
+    training: bool = True  # False in evaluation phases: act greedily, expect no learn() calls
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -129,6 +130,10 @@ class Strategy:
     def price(self, obs: Observation) -> float:
         """Return the price to post this step."""
         raise NotImplementedError
+
+    def set_training(self, training: bool) -> None:
+        """Enter (True) or leave (False) training; learners act greedily when not training."""
+        self.training = training
 
     def learn(self, outcome: Outcome) -> None:
         """Update from the step's outcome. Rule-based strategies ignore it."""

@@ -64,13 +64,21 @@ class Located:
     data: Any
     root: yaml.Node | None
     source: str
+    prefix: tuple[str, ...] = ()  # field names above ``root`` when this is a part of a larger file
+
+    def part(self, key: str) -> Located:
+        """The value under ``key`` as its own Located, whose problems still read ``key.field``."""
+        found = _child(self.root, key)
+        node = found[1] if found is not None else None
+        data = self.data.get(key) if isinstance(self.data, dict) else None
+        return Located(data, node, self.source, (*self.prefix, key))
 
     def locate(self, path: Sequence[Any], at_key: bool = False) -> tuple[int, int, str]:
         """(line, column, dotted field) of the deepest node on ``path``; unknown steps are skipped.
 
         With ``at_key`` the position is that of the last step's key (``colour:``) rather than its value.
         """
-        node, mark_node, fields = self.root, self.root, []
+        node, mark_node, fields = self.root, self.root, list(self.prefix)
         for step in path:
             found = _child(node, step)
             if found is None:

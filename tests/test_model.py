@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import marketsim_rules
-from marketsim.model import ConsumerPopulation, MarketModel, Seller
+from marketsim.model import ConsumerPopulation, MarketModel, Seller, StrategyError
 from marketsim.registry import load_registry
 from marketsim.scenario import Scenario
 from marketsim.strategy import InvalidPriceError, Strategy
@@ -102,8 +102,9 @@ def test_phases_strategies_see_last_prices_and_learn_from_outcomes() -> None:
 def test_invalid_price_raises_naming_the_strategy_and_step() -> None:
     reg = registry_with(Broken)
     sc = scenario(sellers=[{"name": "x", "strategy": "broken"}])
-    with pytest.raises(InvalidPriceError, match=r"'broken'.*nan.*step 3"):
+    with pytest.raises(StrategyError, match=r"seller 'x' \(seat 0\).*'broken'.*nan.*step 3") as caught:
         run(sc, reg)
+    assert isinstance(caught.value.error, InvalidPriceError) and caught.value.step == 3
 
 
 def test_prices_are_clipped_to_the_allowed_range() -> None:

@@ -18,7 +18,7 @@ from marketsim.scenario import Scenario, ScenarioError, load_scenario, parse_sce
 from marketsim.yamlsource import SourceError
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIO_FILES = sorted((ROOT / "scenarios").glob("*.yaml"))
+SCENARIO_FILES = sorted(p for p in (ROOT / "scenarios").glob("*.yaml") if not p.stem.startswith("tournament"))
 
 # A valid scenario; every malformed one below is derived from it. Line numbers on the right.
 BASE = """\

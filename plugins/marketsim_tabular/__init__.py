@@ -98,12 +98,15 @@ class TabularLearner(Strategy):
         cfg, n = self.config, self.market.n_sellers
         if self.state is None:
             self.state = tabular.initial_state(self._joint(obs.own_price, obs.competitor_prices), cfg.m, n, cfg.memory)
-        self.action = int(tabular.choose(cfg, self.q[self.state], self.t, self._draw()))
+        if self.training:
+            self.action = int(tabular.choose(cfg, self.q[self.state], self.t, self._draw()))
+        else:  # evaluation: the greedy policy, no exploration
+            self.action = int(self.q[self.state].argmax())
         if self.pending is not None:  # SARSA: the update needs the action just chosen in s'
             s, a, reward, s_next = self.pending
             self._update(s, a, tabular.q_target(cfg, reward, self.q[s_next], self.action))
             self.pending = None
-        self.t += 1
+        self.t += self.training
         return float(self.grids[self.market.index][self.action])
 
     def learn(self, outcome: Outcome) -> None:

@@ -1,0 +1,694 @@
+"""Tournament results: the durable result store, the scoring tables and the statistics built on them.
+
+Three layers, each usable on its own:
+
+* ``ResultStore`` — an append-only SQLite file (WAL, ``synchronous=FULL``) keyed by match key. Each match is
+  committed in its own transaction the moment it arrives, so a tournament killed at any instant (even
+  ``kill -9``) leaves exactly the matches that were finished, and ``--resume`` just skips ``done_keys()``.
+  Only the coordinating process ever opens the store for writing; workers return results to it.
+* ``match_rows`` — one row per (match, seat) with the fault rule applied; every table below starts from it.
+* ``leaderboard``, ``payoff_matrix``, ``pairings``, ``ab_test``, ``solve_meta_game`` / ``meta_game`` —
+  bootstrap confidence intervals, the head-to-head matrix, collusion (Δ) and consumer surplus per pairing,
+  paired A/B tests and the symmetric Nash equilibrium of the empirical meta-game with each entrant's regret.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import math
+import re
+import sqlite3
+import threading
+import warnings
+import zlib
+from dataclasses import asdict, dataclass, field
+from os import PathLike
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from marketsim.matches import Fault, MatchResult, SeatResult
+
+__all__ = [
+    "ResultStore",
+    "result_to_json",
+    "result_from_json",
+    "match_rows",
+    "leaderboard",
+    "payoff_matrix",
+    "pairings",
+    "ab_test",
+    "MetaGame",
+    "solve_meta_game",
+    "meta_game",
+    "ROW_COLUMNS",
+    "LEADERBOARD_COLUMNS",
+]
+
+SCHEMA_VERSION = 1
+
+# ---------------------------------------------------------------------------------------------------------------
+# Serialisation
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _json_default(obj: Any) -> Any:
+    """numpy scalars and arrays that slipped into a result become plain Python values."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot store {type(obj).__name__} in a match result")
+
+
+def result_to_json(result: MatchResult) -> str:
+    """A MatchResult as JSON text that ``result_from_json`` turns back into an equal result.
+
+    Floats are written with ``repr`` precision and NaN / ±inf as the JSON extensions ``NaN`` / ``Infinity``,
+    so every float (including NaN surplus of a faulty match) survives bit for bit.
+    """
+    data = asdict(result)  # recursive: SeatResult and Fault become dicts, tuples stay sequences
+    return json.dumps(data, allow_nan=True, separators=(",", ":"), default=_json_default)
+
+
+def result_from_json(text: str) -> MatchResult:
+    """Inverse of ``result_to_json``: rebuilds the nested SeatResult / Fault objects and the tuples."""
+    data = json.loads(text)
+    data["seats"] = tuple(data["seats"])
+    data["results"] = tuple(SeatResult(**seat) for seat in data.get("results", ()))
+    data["fault"] = Fault(**data["fault"]) if data.get("fault") else None
+    data["prices"] = tuple(tuple(path) for path in data.get("prices", ()))
+    return MatchResult(**data)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The store
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class ResultStore:
+    """Append-only, crash-safe store of match results in one SQLite file.
+
+    Why SQLite in WAL mode with ``synchronous=FULL``: every ``add`` is one transaction that is on disk when
+    ``add`` returns, so a tournament killed at any point (``kill -9``, power loss) keeps every finished match
+    and never a half-written one. Matches are keyed by their match key and inserted with ``INSERT OR IGNORE``,
+    so adding a result twice (a resumed run re-delivering a match) is harmless: the first copy wins.
+
+    Only the coordinating process opens a store for writing; workers never touch it, they hand their
+    ``MatchResult`` back to the coordinator, which calls ``add``. Reading a store another process is writing
+    is safe (WAL readers see the last committed match). Within the coordinator, ``add`` may be called from any
+    thread (e.g. a future's done-callback); calls are serialised by a lock.
+
+    Tables: ``meta(key, value)`` for the tournament's identity (digest, schedule size) so a resume can refuse a
+    different tournament; ``matches(key, idx, payload)`` holding each result as JSON; ``faults(key, payload)``
+    holding the result's Fault (if any), referencing its match.
+    """
+
+    def __init__(self, path: str | PathLike[str], *, timeout: float = 30.0) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        conn = self._conn
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal" and self.path != ":memory:":
+            raise sqlite3.OperationalError(f"{self.path}: could not switch the result store to WAL mode ({mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise ValueError(f"{self.path}: result store schema {version}, this marketsim reads {SCHEMA_VERSION}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            conn.execute("CREATE TABLE IF NOT EXISTS matches (key TEXT PRIMARY KEY, idx INTEGER, payload TEXT)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS faults "
+                "(key TEXT PRIMARY KEY REFERENCES matches(key), payload TEXT NOT NULL)"
+            )
+            conn.execute("CREATE INDEX IF NOT EXISTS matches_idx ON matches(idx)")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- writing ----------------------------------------------------------------------------------------------
+
+    def add(self, result: MatchResult) -> bool:
+        """Store one result (and its fault) durably; False when its key was already stored (nothing changes)."""
+        payload = result_to_json(result)
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO matches (key, idx, payload) VALUES (?, ?, ?)",
+                    (result.key, int(result.index), payload),
+                )
+                inserted = cur.rowcount == 1
+                if inserted and result.fault is not None:
+                    self._insert_fault(result.key, result.fault)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return inserted
+
+    def _insert_fault(self, key: str, fault: Fault) -> None:
+        """The fault row; runs inside ``add``'s transaction (a separate method so tests can kill mid-transaction)."""
+        payload = json.dumps(fault.as_row(), allow_nan=True, separators=(",", ":"), default=_json_default)
+        self._conn.execute("INSERT OR IGNORE INTO faults (key, payload) VALUES (?, ?)", (key, payload))
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record (or overwrite) one fact about the tournament, e.g. its digest and schedule size."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """A fact recorded with ``set_meta``, or ``default``."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def done_keys(self) -> set[str]:
+        """Keys of every stored match: what a resumed tournament skips."""
+        return {row[0] for row in self._conn.execute("SELECT key FROM matches")}
+
+    def results(self) -> list[MatchResult]:
+        """Every stored result, in schedule order."""
+        rows = self._conn.execute("SELECT payload FROM matches ORDER BY idx, key").fetchall()
+        return [result_from_json(row[0]) for row in rows]
+
+    def faults(self) -> list[Fault]:
+        """Every stored fault, in the schedule order of its match."""
+        rows = self._conn.execute(
+            "SELECT f.payload FROM faults f JOIN matches m ON m.key = f.key ORDER BY m.idx, m.key"
+        ).fetchall()
+        return [Fault(**json.loads(row[0])) for row in rows]
+
+    def __len__(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM matches").fetchone()[0])
+
+    def __contains__(self, key: object) -> bool:
+        return self._conn.execute("SELECT 1 FROM matches WHERE key = ?", (key,)).fetchone() is not None
+
+    # -- lifetime ---------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (every added result is already committed)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scoring: one row per (match, seat)
+# ---------------------------------------------------------------------------------------------------------------
+
+ROW_COLUMNS = [
+    "key",
+    "index",
+    "seed",
+    "seat",
+    "entrant",
+    "opponents",
+    "strategy",
+    "status",
+    "mean_profit",
+    "mean_price",
+    "profit_gain",
+    "consumer_surplus",
+    "win",
+    "faulted",
+]
+
+_NAN = float("nan")
+
+
+def _faulty_seats(result: MatchResult) -> list[int] | None:
+    """Seats to blame for a faulty match, or None when the fault cannot be attributed (the match is void)."""
+    fault = result.fault
+    if fault is None or fault.entrant is None:
+        return None
+    if fault.seat is not None:
+        return [fault.seat] if 0 <= fault.seat < len(result.seats) else None
+    seats = [i for i, name in enumerate(result.seats) if name == fault.entrant]
+    return seats or None
+
+
+def match_rows(results: list[MatchResult], rule: Literal["forfeit", "void"] = "forfeit") -> pd.DataFrame:
+    """One row per (match, seat): who sat there, against whom, how it did, and its share of the win.
+
+    A win goes to the seat with the highest mean evaluation profit of a finished match; ties split it (1/k).
+    A faulty match under ``rule="forfeit"`` gives the faulty seat profit 0.0 and no win, and every other seat
+    a win share of 1/(n−1) with profit NaN (the match did not finish, so it says nothing about their profit and
+    is left out of means). Under ``rule="void"``, and whenever the fault names no entrant, it gives no rows.
+    The boolean column ``faulted`` marks the seat blamed for a fault.
+    """
+    if rule not in ("forfeit", "void"):
+        raise ValueError(f"unknown fault rule {rule!r}: use 'forfeit' or 'void'")
+    out: list[dict[str, Any]] = []
+    for res in results:
+        n = len(res.seats)
+        by_seat = {s.seat: s for s in res.results}
+        if res.status == "ok":
+            profits = np.array([by_seat[i].mean_profit if i in by_seat else _NAN for i in range(n)], float)
+            finite = np.isfinite(profits)
+            wins = np.zeros(n)
+            if finite.any():
+                best = profits[finite].max()
+                tied = finite & (profits >= best - 1e-12 * max(1.0, abs(best)))
+                wins[tied] = 1.0 / tied.sum()
+            faulty: list[int] = []
+            surplus = float(res.consumer_surplus)
+        else:
+            blamed = _faulty_seats(res)
+            if rule == "void" or blamed is None:
+                continue
+            faulty = blamed
+            profits = np.array([0.0 if i in faulty else _NAN for i in range(n)])
+            others = n - len(faulty)
+            wins = np.array([0.0 if i in faulty else 1.0 / others for i in range(n)])
+            surplus = _NAN
+        for i, name in enumerate(res.seats):
+            seat = by_seat.get(i)
+            ok = res.status == "ok" and seat is not None
+            out.append(
+                {
+                    "key": res.key,
+                    "index": res.index,
+                    "seed": res.seed,
+                    "seat": i,
+                    "entrant": name,
+                    "opponents": "+".join(res.seats[:i] + res.seats[i + 1 :]),
+                    "strategy": seat.strategy if seat is not None else "",
+                    "status": res.status,
+                    "mean_profit": float(profits[i]),
+                    "mean_price": float(seat.mean_price) if ok else _NAN,
+                    "profit_gain": float(seat.profit_gain) if ok else _NAN,
+                    "consumer_surplus": surplus,
+                    "win": float(wins[i]),
+                    "faulted": i in faulty,
+                }
+            )
+    return pd.DataFrame(out, columns=ROW_COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Leaderboard with bootstrap confidence intervals
+# ---------------------------------------------------------------------------------------------------------------
+
+LEADERBOARD_COLUMNS = ["entrant", "rank", "mean_profit", "ci_low", "ci_high", "win_rate", "matches", "faults"]
+
+_RNG_KEYWORD = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
+
+
+def bootstrap_ci(
+    values: np.ndarray,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    rng: np.random.Generator | None = None,
+    method: Literal["BCa", "percentile", "basic"] = "BCa",
+) -> tuple[float, float]:
+    """Bootstrap confidence interval of the mean of ``values`` (finite ones only).
+
+    BCa by default: it corrects the percentile interval for the skew typical of profit distributions.
+    Fewer than two finite values, or values that are all equal, give the degenerate interval (mean, mean);
+    a BCa interval that comes out undefined falls back to the percentile interval.
+    """
+    x = np.asarray(values, float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return _NAN, _NAN
+    mean = float(x.mean())
+    if x.size < 2 or np.ptp(x) == 0:
+        return mean, mean
+    rng = rng if rng is not None else np.random.default_rng(0)
+    for how in dict.fromkeys((method, "percentile")):  # the requested method, then percentile as a fallback
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = stats.bootstrap(
+                (x,),
+                np.mean,
+                n_resamples=n_resamples,
+                vectorized=True,
+                confidence_level=confidence,
+                method=how,
+                **{_RNG_KEYWORD: rng},
+            )
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if math.isfinite(low) and math.isfinite(high):
+            return low, high
+    return mean, mean
+
+
+def _per_match(rows: pd.DataFrame) -> pd.DataFrame:
+    """Collapse seats to one value per (entrant, match): self-play seats are averaged, not double counted."""
+    faulted = rows["faulted"] if "faulted" in rows else pd.Series(False, index=rows.index)
+    frame = pd.DataFrame(
+        {
+            "entrant": rows["entrant"],
+            "key": rows["key"],
+            "mean_profit": rows["mean_profit"].astype(float),
+            "win": rows["win"].astype(float),
+            "faulted": faulted.astype(bool),
+        }
+    )
+    return frame.groupby(["entrant", "key"], sort=True).agg(
+        mean_profit=("mean_profit", "mean"), win=("win", "mean"), faulted=("faulted", "any")
+    )
+
+
+def leaderboard(
+    rows: pd.DataFrame,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    method: Literal["BCa", "percentile", "basic"] = "BCa",
+) -> pd.DataFrame:
+    """Per entrant: mean evaluation profit with a bootstrap CI, rank, win rate, matches played and faults.
+
+    ``rows`` is ``match_rows`` output (needs ``entrant``, ``key``, ``mean_profit``, ``win``; ``faulted``
+    optional). Each match counts once per entrant (its seats averaged). Rank 1 is the highest mean profit; ties
+    share the better rank; an entrant without a finite profit ranks last. The bootstrap of each entrant draws
+    from its own generator seeded by (``seed``, entrant name), so an entrant's interval does not change when
+    other entrants are added.
+    """
+    if rows.empty:
+        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+    per = _per_match(rows)
+    records = []
+    for entrant, grp in per.groupby(level="entrant", sort=True):
+        profits = grp["mean_profit"].to_numpy(float)
+        finite = profits[np.isfinite(profits)]
+        rng = np.random.default_rng([seed, zlib.crc32(str(entrant).encode())])
+        low, high = bootstrap_ci(finite, confidence, n_resamples, rng, method)
+        records.append(
+            {
+                "entrant": entrant,
+                "mean_profit": float(finite.mean()) if finite.size else _NAN,
+                "ci_low": low,
+                "ci_high": high,
+                "win_rate": float(grp["win"].mean()),
+                "matches": len(grp),
+                "faults": int(grp["faulted"].sum()),
+            }
+        )
+    table = pd.DataFrame(records)
+    table["rank"] = table["mean_profit"].rank(method="min", ascending=False, na_option="bottom").astype(int)
+    table = table.sort_values(["rank", "entrant"], kind="stable").reset_index(drop=True)
+    return table[LEADERBOARD_COLUMNS]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Head-to-head tables
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _seats_per_match(rows: pd.DataFrame) -> pd.Series:
+    return rows.groupby("key")["seat"].transform("size")
+
+
+def payoff_matrix(rows: pd.DataFrame) -> pd.DataFrame:
+    """Entrants × entrants: mean profit of the row entrant in duopoly matches against the column entrant.
+
+    Only two-seat matches count (exactly one opponent). NaN where the two never met (or every meeting was cut
+    short by the column entrant's fault). Rows and columns are the entrants sorted by name.
+    """
+    entrants = sorted(rows["entrant"].unique()) if not rows.empty else []
+    duo = rows[_seats_per_match(rows) == 2] if not rows.empty else rows
+    means = duo.groupby(["entrant", "opponents"])["mean_profit"].mean() if not duo.empty else pd.Series(dtype=float)
+    matrix = pd.DataFrame(np.nan, index=pd.Index(entrants, name="entrant"), columns=pd.Index(entrants, name="opponent"))
+    for (me, opp), value in means.items():
+        if opp in matrix.columns:
+            matrix.loc[me, opp] = value
+    return matrix
+
+
+def pairings(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per unordered pairing (self-play included): mean profit gain Δ, consumer surplus and profit.
+
+    A match's Δ is the mean of its seats' profit gains (Calvano et al.: 0 = Nash, 1 = joint monopoly); the
+    table averages that over the pairing's finished matches. ``pairing`` is the sorted entrant names joined by
+    "+"; ``a`` is the first of them and ``b`` the rest (for a duopoly, simply the two names). ``matches``
+    counts every match of the pairing, ``faults`` those that did not finish.
+    """
+    columns = ["pairing", "a", "b", "matches", "faults", "profit_gain", "consumer_surplus", "mean_profit"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    per_match = rows.groupby("key", sort=False).agg(
+        names=("entrant", lambda s: tuple(sorted(s))),
+        status=("status", "first"),
+        profit_gain=("profit_gain", "mean"),
+        consumer_surplus=("consumer_surplus", "first"),
+        mean_profit=("mean_profit", "mean"),
+    )
+    records = []
+    for names, grp in per_match.groupby("names", sort=True):
+        records.append(
+            {
+                "pairing": "+".join(names),
+                "a": names[0],
+                "b": "+".join(names[1:]),
+                "matches": len(grp),
+                "faults": int((grp["status"] != "ok").sum()),
+                "profit_gain": float(grp["profit_gain"].mean()),
+                "consumer_surplus": float(grp["consumer_surplus"].mean()),
+                "mean_profit": float(grp["mean_profit"].mean()),
+            }
+        )
+    return pd.DataFrame(records, columns=columns)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Paired A/B comparison
+# ---------------------------------------------------------------------------------------------------------------
+
+_TRAILING_INT = re.compile(r"(\d+)\s*$")
+
+
+def _pairing_key(key: str, opponents: str, seat: int) -> tuple[str, str, int, int | str]:
+    """(context, opponents, seat, repetition) of one row: the same for a and b on a common design point.
+
+    The match key is "<scenario hash>|<format>|<entrants by seat>|r<repetition>"; the context is the hash and
+    format (so different scenarios or formats never pair), the repetition is the integer ending the last "|"
+    segment (the segment itself when it has none).
+    """
+    parts = key.split("|")
+    last = parts[-1]
+    found = _TRAILING_INT.search(last)
+    repetition: int | str = int(found.group(1)) if found else last
+    context = "|".join(parts[:2] if len(parts) >= 4 else parts[:-2])
+    return context, opponents, int(seat), repetition
+
+
+def _design_points(rows: pd.DataFrame, name: str) -> dict[tuple[str, str, int, int | str], float]:
+    """Mean profit of entrant ``name`` at each design point it played (non-finite profits skipped)."""
+    mine = rows[rows["entrant"] == name]
+    found: dict[tuple[str, str, int, int | str], list[float]] = {}
+    for key, opponents, seat, profit in zip(mine["key"], mine["opponents"], mine["seat"], mine["mean_profit"]):
+        if math.isfinite(float(profit)):
+            found.setdefault(_pairing_key(key, opponents, seat), []).append(float(profit))
+    return {point: float(np.mean(values)) for point, values in found.items()}
+
+
+def ab_test(rows: pd.DataFrame, a: str, b: str, confidence: float = 0.95, alpha: float = 0.05) -> dict[str, Any]:
+    """Paired comparison of entrants ``a`` and ``b`` on the same opponents, seat and repetition.
+
+    Each design point (scenario/format, opponent set, seat, repetition) that both played gives one pair of
+    mean profits; rows without a finite profit are skipped. Returns the number of pairs, the mean difference
+    ``b − a`` with its t confidence interval, the paired t-test (``scipy.stats.ttest_rel``), the Wilcoxon
+    signed-rank p-value when at least 6 differences are non-zero (else None) and ``better``: the entrant with
+    the higher mean when the t-test is significant at ``alpha``, else None.
+    """
+    out: dict[str, Any] = {
+        "a": a,
+        "b": b,
+        "pairs": 0,
+        "mean_difference": _NAN,
+        "ci_low": _NAN,
+        "ci_high": _NAN,
+        "t_statistic": _NAN,
+        "p_value": _NAN,
+        "wilcoxon_p": None,
+        "better": None,
+    }
+    sides = [_design_points(rows, name) for name in (a, b)]
+    common = sorted(set(sides[0]) & set(sides[1]), key=repr)
+    n = len(common)
+    out["pairs"] = n
+    if n == 0:
+        return out
+    xa = np.array([sides[0][k] for k in common])
+    xb = np.array([sides[1][k] for k in common])
+    diff = xb - xa
+    out["mean_difference"] = float(diff.mean())
+    if n < 2:
+        return out
+    if np.ptp(diff) == 0:  # no variance: the t-test is undefined, the answer is not
+        d = float(diff[0])
+        out.update(ci_low=d, ci_high=d, t_statistic=0.0 if d == 0 else math.copysign(math.inf, d))
+        out["p_value"] = 1.0 if d == 0 else 0.0
+    else:
+        test = stats.ttest_rel(xb, xa)
+        ci = test.confidence_interval(confidence)
+        out.update(
+            t_statistic=float(test.statistic), p_value=float(test.pvalue), ci_low=float(ci.low), ci_high=float(ci.high)
+        )
+    if np.count_nonzero(diff) >= 6:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out["wilcoxon_p"] = float(stats.wilcoxon(xb, xa).pvalue)
+    if out["p_value"] < alpha and out["mean_difference"] != 0:
+        out["better"] = b if out["mean_difference"] > 0 else a
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Meta-game: symmetric Nash equilibrium of the empirical payoff matrix
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetaGame:
+    """A symmetric Nash equilibrium of the meta-game and how far each pure strategy falls short of it.
+
+    ``mixture`` is the equilibrium probability of each entrant, ``value`` the payoff xᵀAx, ``support`` the
+    entrants played with positive probability, ``regret[i] = value − (Ax)_i``: what entrant i loses against the
+    equilibrium population compared with the equilibrium itself (≥ 0 at an equilibrium, 0 on the support).
+    ``exploitability`` is max_i (Ax)_i − value (0 at an exact equilibrium); ``method`` says how it was found.
+    """
+
+    mixture: np.ndarray
+    value: float
+    support: list[int]
+    regret: np.ndarray
+    method: str = "support_enumeration"
+    exploitability: float = field(default=0.0)
+
+
+def _indifference(a: np.ndarray, support: tuple[int, ...]) -> tuple[np.ndarray, float] | None:
+    """Solve A_SS x_S = v·1, Σ x_S = 1 for (x_S, v); None when the system has no (consistent) solution."""
+    k = len(support)
+    sub = a[np.ix_(support, support)]
+    lhs = np.zeros((k + 1, k + 1))
+    lhs[:k, :k] = sub
+    lhs[:k, k] = -1.0
+    lhs[k, :k] = 1.0
+    rhs = np.zeros(k + 1)
+    rhs[k] = 1.0
+    try:
+        sol = np.linalg.solve(lhs, rhs)
+    except np.linalg.LinAlgError:  # singular (degenerate game): any consistent solution will do, checked below
+        sol = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
+    if not np.all(np.isfinite(sol)) or np.max(np.abs(lhs @ sol - rhs)) > 1e-9 * max(1.0, np.abs(sol).max()):
+        return None
+    return sol[:k], float(sol[k])
+
+
+def _as_equilibrium(a: np.ndarray, x: np.ndarray, method: str, tol: float) -> MetaGame:
+    payoff = a @ x
+    value = float(x @ payoff)
+    regret = value - payoff
+    regret[np.abs(regret) <= tol] = 0.0
+    support = [int(i) for i in np.flatnonzero(x > 0)]
+    return MetaGame(x, value, support, regret, method, float(max(0.0, -regret.min())))
+
+
+def _check(a: np.ndarray, x: np.ndarray, tol: float) -> bool:
+    payoff = a @ x
+    return bool(np.max(payoff) <= x @ payoff + tol)
+
+
+def _replicator(a: np.ndarray, iterations: int = 20000) -> np.ndarray:
+    """Time-averaged discrete replicator (multiplicative-weights) dynamics from the uniform mixture."""
+    n = a.shape[0]
+    scale = max(float(np.ptp(a)), 1e-12)
+    b = (a - a.min()) / scale  # payoffs in [0, 1]: one step size fits every game
+    x = np.full(n, 1.0 / n)
+    total = np.zeros(n)
+    eta = 0.1
+    for _ in range(iterations):
+        payoff = b @ x
+        x = x * np.exp(eta * (payoff - x @ payoff))
+        x = np.maximum(x, 1e-300)
+        x /= x.sum()
+        total += x
+    return total / iterations
+
+
+def solve_meta_game(matrix: np.ndarray, max_enumeration: int = 12) -> MetaGame:
+    """A symmetric Nash equilibrium of the symmetric game where ``matrix[i, j]`` pays i for playing against j.
+
+    Exact support enumeration for up to ``max_enumeration`` strategies: supports are tried by increasing size,
+    each by solving its indifference equations and rejecting negative weights or a profitable deviation
+    outside it; the smallest equilibrium support wins, ties going to the highest value. Every finite symmetric
+    game has a symmetric equilibrium, so this succeeds unless the game is numerically degenerate; then, and
+    for larger games, time-averaged replicator dynamics give an approximate equilibrium, polished to an exact
+    one on its support when the indifference equations allow. NaN entries (pairs that never met) are refused.
+    """
+    a = np.asarray(matrix, float)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] == 0:
+        raise ValueError(f"the meta-game needs a non-empty square payoff matrix, got shape {a.shape}")
+    missing = np.argwhere(~np.isfinite(a))
+    if missing.size:
+        cells = ", ".join(f"({i}, {j})" for i, j in missing[:10])
+        raise ValueError(f"payoff matrix has {len(missing)} missing (non-finite) entries, e.g. {cells}")
+    n = a.shape[0]
+    tol = 1e-10 * max(1.0, float(np.abs(a).max()))
+    if n <= max_enumeration:
+        for size in range(1, n + 1):
+            best: tuple[float, np.ndarray] | None = None
+            for support in itertools.combinations(range(n), size):
+                solved = _indifference(a, support)
+                if solved is None:
+                    continue
+                xs, _ = solved
+                if xs.min() < -1e-12:
+                    continue
+                x = np.zeros(n)
+                x[list(support)] = np.clip(xs, 0.0, None)
+                x /= x.sum()
+                if _check(a, x, tol):
+                    value = float(x @ a @ x)
+                    if best is None or value > best[0] + tol:
+                        best = (value, x)
+            if best is not None:
+                return _as_equilibrium(a, best[1], "support_enumeration", tol)
+    x = _replicator(a)
+    support = tuple(int(i) for i in np.flatnonzero(x > 1e-3))
+    solved = _indifference(a, support)
+    if solved is not None and solved[0].min() >= -1e-12:
+        polished = np.zeros(n)
+        polished[list(support)] = np.clip(solved[0], 0.0, None)
+        polished /= polished.sum()
+        if _check(a, polished, tol):
+            return _as_equilibrium(a, polished, "replicator+polish", tol)
+    return _as_equilibrium(a, x, "replicator", tol)
+
+
+def meta_game(rows: pd.DataFrame) -> tuple[MetaGame, list[str]]:
+    """The symmetric equilibrium of the duopoly payoff matrix of ``rows``, with the entrant of each index."""
+    matrix = payoff_matrix(rows)
+    entrants = [str(e) for e in matrix.index]
+    missing = [(r, c) for r in matrix.index for c in matrix.columns if not np.isfinite(matrix.loc[r, c])]
+    if missing:
+        shown = ", ".join(f"{r} vs {c}" for r, c in missing[:10])
+        raise ValueError(f"the meta-game needs every pairing played; no finished duopoly match for: {shown}")
+    return solve_meta_game(matrix.to_numpy(float)), entrants

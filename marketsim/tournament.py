@@ -1,0 +1,364 @@
+"""Tournaments: entrants meet in declared markets, match by match, seeded, resumable and fault-isolated.
+
+A tournament file names a market (a scenario file or an inline scenario whose sellers are the seats),
+the entrants, a format and the phases of each match. ``schedule`` turns it into ``MatchTask`` objects
+with stable keys; ``run_match`` plays one anywhere; ``run_tournament`` hands the tasks to an
+executor and is the only writer of the result store, so an interrupted run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import json
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, ValidationError, model_validator
+
+from marketsim.matches import MatchResult, MatchTask, SeatResult, fault_result
+from marketsim.model import MarketModel, StrategyError
+from marketsim.registry import Registry, default_registry, load_registry
+from marketsim.scenario import Scenario, _error, _pydantic_problems, _Spec, check_strategies, scenario_from_located
+from marketsim.strategy import InvalidPriceError
+from marketsim.yamlsource import Located, Problem, SourceError, load_yaml
+
+PRICE_POINTS = 200  # evaluation price path kept per match (downsampled), for plots
+
+
+class Entrant(_Spec):
+    """A competitor: a display name and a registered strategy with its parameters."""
+
+    name: str = Field(..., min_length=1, description="Display name, unique in the tournament.")
+    strategy: str = Field(..., description="Registered strategy name (see `marketsim plugins`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword parameters of the strategy.")
+    checkpoint: str | None = Field(None, description="Saved state to load (passed as the `checkpoint` parameter).")
+
+
+class Phases(_Spec):
+    """What a match consists of: learners learn, then everyone is evaluated."""
+
+    train_steps: int = Field(0, ge=0, description="Steps in which learners learn (not scored).")
+    eval_steps: int = Field(200, gt=0, description="Scored steps.")
+    learn_during_eval: bool = Field(False, description="Keep learning while being evaluated.")
+
+
+class Tournament(_Spec):
+    """A tournament file."""
+
+    name: str = Field(..., min_length=1, description="Short name of the tournament.")
+    description: str = Field("", description="What it compares.")
+    seed: int = Field(0, ge=0, description="Root seed; each match's seed derives from it and the match.")
+    market: str | dict[str, Any] = Field(..., description="Scenario file (relative to this file) or inline scenario.")
+    entrants: list[Entrant] = Field(..., min_length=2, description="The competitors.")
+    format: Literal["round_robin", "all_play_all", "vs_field"] = Field(
+        "round_robin",
+        description="round_robin: every pair as a duopoly, both seatings; all_play_all: everyone in one "
+        "market; vs_field: each entrant against the fixed field.",
+    )
+    field: list[Entrant] = Field(default_factory=list, description="The fixed rivals of a vs_field tournament.")
+    self_play: bool = Field(True, description="round_robin also plays each entrant against a copy of itself.")
+    repetitions: int = Field(3, ge=1, description="Times each pairing is played (each with its own seed).")
+    phases: Phases = Field(default_factory=Phases, description="Training and evaluation steps of a match.")
+    time_limit: float = Field(60.0, gt=0, description="Seconds a match may run before it is killed (a fault).")
+    on_fault: Literal["forfeit", "void"] = Field(
+        "forfeit", description="forfeit: the faulty entrant scores 0 and loses; void: the match is dropped."
+    )
+    plugins: list[str] = Field(
+        default_factory=list, description="Extra plugin modules to register (for local, uninstalled strategies)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Tournament:
+        names = [e.name for e in self.entrants] + [f.name for f in self.field]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"entrant and field names must be unique; repeated: {', '.join(dupes)}")
+        if self.format == "vs_field" and not self.field:
+            raise ValueError("format vs_field needs a non-empty 'field' of rivals")
+        return self
+
+
+@dataclass(frozen=True)
+class LoadedTournament:
+    """A validated tournament with its market resolved."""
+
+    spec: Tournament
+    market: Scenario
+    source: str
+
+    def digest(self) -> str:
+        """Identifies the tournament (spec and market): a resume must match it."""
+        blob = json.dumps(self.spec.model_dump(mode="json"), sort_keys=True) + self.market.digest()
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def parse_tournament(
+    text: str, source: str = "<string>", registry: Registry | None = None, base_dir: Path | None = None
+) -> LoadedTournament:
+    """Validate tournament YAML; errors name file:line:col like scenario errors."""
+    located = load_yaml(text, source)
+    if not isinstance(located.data, dict):
+        raise _error([Problem(source, 1, 1, "", "a tournament must be a YAML mapping (key: value lines)")])
+    try:
+        spec = Tournament.model_validate(located.data)
+    except ValidationError as exc:
+        raise _error(_pydantic_problems(exc, located)) from None
+    base_dir = base_dir or Path.cwd()
+    registry = _registry(tuple(spec.plugins)) if registry is None else registry
+    market = _market(spec, located, registry, base_dir)
+    problems, _ = check_strategies(spec.entrants, "entrants", located, registry)
+    problems += check_strategies(spec.field, "field", located, registry)[0]
+    if problems:
+        raise _error(problems)
+    return LoadedTournament(spec, market, source)
+
+
+def _market(spec: Tournament, located: Located, registry: Registry, base_dir: Path) -> Scenario:
+    if isinstance(spec.market, dict):
+        return scenario_from_located(located.part("market"), registry, base_dir)
+    from marketsim.scenario import load_scenario
+
+    path = base_dir / spec.market
+    if not path.is_file():
+        raise _error([located.problem(("market",), f"scenario file {spec.market!r} not found in {base_dir}")])
+    return load_scenario(path, registry)
+
+
+def load_tournament(path: str | Path, registry: Registry | None = None) -> LoadedTournament:
+    """Read and validate a tournament file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SourceError([Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from None
+    return parse_tournament(text, str(path), registry, path.parent)
+
+
+def match_seed(root: int, market_digest: str, repetition: int) -> int:
+    """Seed of every match of one repetition: common random numbers, so entrants compare on paired seeds."""
+    sequence = np.random.SeedSequence([root, int(market_digest[:16], 16), repetition])
+    return int(sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def seatings(spec: Tournament) -> list[tuple[Entrant, ...]]:
+    """Who sits where in each match of one repetition, in schedule order."""
+    entrants = spec.entrants
+    if spec.format == "all_play_all":
+        return [tuple(entrants)]
+    if spec.format == "vs_field":
+        return [(e, *spec.field) for e in entrants]
+    out = []
+    for i, a in enumerate(entrants):
+        for b in entrants[i:]:
+            if a is b:
+                if spec.self_play:
+                    out.append((a, b))
+            else:
+                out += [(a, b), (b, a)]
+    return out
+
+
+def schedule(tournament: LoadedTournament) -> list[MatchTask]:
+    """Every match of the tournament, with stable keys and seeds, in a fixed order."""
+    spec, market = tournament.spec, tournament.market
+    digest = market.digest()
+    tasks = []
+    for rep in range(spec.repetitions):
+        seed = match_seed(spec.seed, digest, rep)
+        for seats in seatings(spec):
+            names = tuple(e.name for e in seats)
+            key = f"{digest[:12]}|{spec.format}|{','.join(names)}|r{rep}"
+            scenario = _match_scenario(market, seats, seed, spec.phases)
+            tasks.append(
+                MatchTask(
+                    key=key,
+                    index=len(tasks),
+                    seed=seed,
+                    scenario=scenario,
+                    seats=names,
+                    train_steps=spec.phases.train_steps,
+                    eval_steps=spec.phases.eval_steps,
+                    learn_during_eval=spec.phases.learn_during_eval,
+                    time_limit=spec.time_limit,
+                    plugins=tuple(spec.plugins),
+                )  # fmt: skip
+            )
+    return tasks
+
+
+def _match_scenario(market: Scenario, seats: tuple[Entrant, ...], seed: int, phases: Phases) -> Scenario:
+    """The market with one seller per seat (seat templates from the market's sellers, last one repeated)."""
+    templates = market.expanded_sellers()
+    sellers, used = [], set()
+    for s, entrant in enumerate(seats):
+        name = entrant.name if entrant.name not in used else f"{entrant.name}#{s + 1}"
+        used.add(name)
+        params = dict(entrant.params)
+        if entrant.checkpoint is not None:
+            params["checkpoint"] = entrant.checkpoint
+        template = templates[min(s, len(templates) - 1)]
+        sellers.append(template.model_copy(update={"name": name, "strategy": entrant.strategy, "params": params}))
+    steps = phases.train_steps + phases.eval_steps
+    return market.model_copy(update={"sellers": tuple(sellers), "seed": seed, "steps": steps})
+
+
+@functools.lru_cache(maxsize=8)
+def _registry(plugins: tuple[str, ...]) -> Registry:
+    """The installed plugins plus the tournament's extra plugin modules (cached per process)."""
+    if not plugins:
+        return default_registry()
+    return load_registry(plugins=[(name, importlib.import_module(name)) for name in plugins])
+
+
+def _short_traceback(exc: BaseException, frames: int = 3, limit: int = 600) -> str:
+    """The error and its innermost frames, on a few lines."""
+    lines = traceback.format_exception(exc)
+    text = "".join(lines[:1] + lines[-(frames + 1) :]).strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def run_match(task: MatchTask, tracker: Callable[[int, int], None] | None = None) -> MatchResult:
+    """Play one match: train, then evaluate; a misbehaving strategy gives a fault result, not an exception."""
+    start = time.perf_counter()
+    try:
+        model = MarketModel(task.scenario, _registry(task.plugins))
+        model.tracker = tracker
+        for _ in range(task.train_steps):
+            model.step()
+        if not task.learn_during_eval:
+            model.set_learning(False)
+        for _ in range(task.eval_steps):
+            model.step()
+    except StrategyError as exc:
+        kind = "invalid_price" if isinstance(exc.error, InvalidPriceError) else "exception"
+        return fault_result(task, kind, exc.seat, exc.step, _short_traceback(exc.error))
+    except Exception as exc:  # a strategy that fails while being built or set up
+        return fault_result(task, "exception", None, None, _short_traceback(exc))
+    steps = model.datacollector.get_model_vars_dataframe().iloc[-task.eval_steps :]
+    names = [s.name for s in model.sellers]
+    profits = np.array([steps[f"{n}.profit"].mean() for n in names])
+    gains = model.benchmarks.profit_gain(profits)
+    results = tuple(
+        SeatResult(
+            seat=i,
+            entrant=task.seats[i],
+            strategy=s.strategy.name,
+            mean_profit=float(profits[i]),
+            mean_price=float(steps[f"{n}.price"].mean()),
+            mean_units=float(steps[f"{n}.units"].mean()),
+            profit_gain=float(gains[i]),
+        )
+        for i, (n, s) in enumerate(zip(names, model.sellers))
+    )
+    picks = np.unique(np.linspace(0, len(steps) - 1, min(PRICE_POINTS, len(steps))).astype(int))
+    prices = tuple(tuple(float(p) for p in steps[f"{n}.price"].to_numpy()[picks]) for n in names)
+    return MatchResult(
+        key=task.key, index=task.index, seed=task.seed, seats=task.seats, status="ok", results=results,
+        consumer_surplus=float(steps["consumer_surplus"].mean()), prices=prices,
+        elapsed=time.perf_counter() - start,
+    )  # fmt: skip
+
+
+class ResumeError(RuntimeError):
+    """The result store belongs to a different tournament, or exists while --resume was not given."""
+
+
+def run_tournament(
+    tournament: LoadedTournament,
+    store_path: Path,
+    executor: Any,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[MatchResult]:
+    """Run every match not yet in the store; the coordinator (this process) is the store's only writer."""
+    from marketsim.results import ResultStore
+
+    tasks = schedule(tournament)
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    with ResultStore(store_path) as store:
+        recorded = store.get_meta("tournament")
+        if recorded is not None and recorded != tournament.digest():
+            raise ResumeError(f"{store_path} holds results of a different tournament; choose another --out")
+        if recorded is not None and not resume and store.done_keys():
+            raise ResumeError(f"{store_path} already holds results; pass --resume to continue, or another --out")
+        store.set_meta("tournament", tournament.digest())
+        done = store.done_keys()
+        todo = [t for t in tasks if t.key not in done]
+        finished = len(tasks) - len(todo)
+        if progress is not None:
+            progress(finished, len(tasks))
+
+        def record(result: MatchResult) -> None:
+            nonlocal finished
+            store.add(result)
+            finished += 1
+            if progress is not None:
+                progress(finished, len(tasks))
+
+        executor.run(todo, run_match, record)
+        return store.results()
+
+
+def write_outputs(results: list[MatchResult], tournament: LoadedTournament, out: Path, match_key: str | None = None):
+    """matches.csv, faults.csv, leaderboard.csv, payoff/pairing tables, summary.json, plots and report.html."""
+    import pandas as pd
+
+    from marketsim import results as analysis
+    from marketsim.report import plot_tournament, tournament_html
+
+    rows = analysis.match_rows(results, tournament.spec.on_fault)
+    board = analysis.leaderboard(rows)
+    matrix = analysis.payoff_matrix(rows)
+    pairs = analysis.pairings(rows)
+    faults = pd.DataFrame([r.fault.as_row() for r in results if r.fault is not None])
+    faults = faults if len(faults) else pd.DataFrame(columns=["key", "kind", "entrant", "seat", "step", "message"])
+    rows.to_csv(out / "matches.csv", index=False)
+    faults.to_csv(out / "faults.csv", index=False)
+    board.to_csv(out / "leaderboard.csv", index=False)
+    matrix.to_csv(out / "payoff_matrix.csv")
+    pairs.to_csv(out / "pairings.csv", index=False)
+    summary = {
+        "tournament": tournament.spec.name,
+        "digest": tournament.digest(),
+        "matches": len(results),
+        "faults": len(faults),
+        "leaderboard": board.to_dict(orient="records"),
+    }
+    sections = [("Leaderboard", board.to_html(index=False, float_format="%.4f"))]
+    if tournament.spec.format == "round_robin" and np.isfinite(matrix.to_numpy(dtype=float)).all():
+        game = analysis.solve_meta_game(matrix.to_numpy(dtype=float))
+        names = list(matrix.index)
+        summary["meta_game"] = {
+            "mixture": dict(zip(names, game.mixture.tolist())),
+            "support": [names[i] for i in game.support],
+            "value": game.value,
+            "regret": dict(zip(names, game.regret.tolist())),
+        }
+        meta = pd.DataFrame({"entrant": names, "weight": game.mixture, "regret": game.regret})
+        sections.append(("Meta-game Nash equilibrium (symmetric)", meta.to_html(index=False, float_format="%.4f")))
+    if len(board) >= 2:
+        a, b = board["entrant"].iloc[0], board["entrant"].iloc[1]
+        summary["ab_test"] = analysis.ab_test(rows, a, b)
+        test = pd.DataFrame([summary["ab_test"]])
+        sections.append((f"A/B: {a} vs {b} on paired seeds", test.to_html(index=False, float_format="%.4g")))
+    sections += [
+        ("Payoff matrix (mean profit of row against column)", matrix.to_html(float_format="%.4f")),
+        ("Collusion and consumer surplus per pairing", pairs.to_html(index=False, float_format="%.4f")),
+        (f"Faults ({len(faults)})", faults.to_html(index=False) if len(faults) else "<p>none</p>"),
+    ]
+    images = plot_tournament(rows, matrix, results, out, match_key)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
+    (out / "report.html").write_text(tournament_html(f"Tournament {tournament.spec.name}", sections, images))
+    return summary, board
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback for numpy scalars."""
+    return value.item() if hasattr(value, "item") else str(value)

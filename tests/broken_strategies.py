@@ -1,0 +1,94 @@
+"""Deliberately broken strategies for fault-injection tests, registered as a plugin module."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from marketsim.hookspecs import hookimpl
+from marketsim.strategy import Strategy
+
+
+class _Broken(Strategy):
+    """Prices sensibly until ``at_step``, then misbehaves."""
+
+    at_step = 3
+
+    def __init__(self, at_step: int = 3) -> None:
+        self.at_step = at_step
+
+    def price(self, obs):
+        return self.fail(obs) if obs.step == self.at_step else 1.6
+
+    def fail(self, obs):
+        raise NotImplementedError
+
+
+class NanPrice(_Broken):
+    """Returns NaN."""
+
+    name = "broken_nan"
+
+    def fail(self, obs):
+        return float("nan")
+
+
+class InfPrice(_Broken):
+    """Returns infinity."""
+
+    name = "broken_inf"
+
+    def fail(self, obs):
+        return float("inf")
+
+
+class NegativePrice(_Broken):
+    """Returns a negative price."""
+
+    name = "broken_negative"
+
+    def fail(self, obs):
+        return -1.0
+
+
+class TextPrice(_Broken):
+    """Returns a string."""
+
+    name = "broken_text"
+
+    def fail(self, obs):
+        return "cheap"
+
+
+class Raises(_Broken):
+    """Raises an exception."""
+
+    name = "broken_raise"
+
+    def fail(self, obs):
+        raise RuntimeError("boom at step 3")
+
+
+class Loops(_Broken):
+    """Never returns."""
+
+    name = "broken_loop"
+
+    def fail(self, obs):
+        while True:
+            time.sleep(0.01)
+
+
+class Exits(_Broken):
+    """Kills its own process."""
+
+    name = "broken_exit"
+
+    def fail(self, obs):
+        os._exit(7)
+
+
+@hookimpl
+def register_strategies(register):
+    for cls in (NanPrice, InfPrice, NegativePrice, TextPrice, Raises, Loops, Exits):
+        register(cls)

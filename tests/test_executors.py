@@ -1,0 +1,294 @@
+"""Executors: identical results on every backend, faults isolated, nothing run twice.
+
+The runners are fakes from ``executor_helpers`` whose behaviour the task key chooses; the real runner
+(``marketsim.tournament.run_match``) is exercised by the tournament tests.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from executor_helpers import RUN_LOG, fake_runner, make_tasks, ok_result, raised_result, read_run_log
+
+from marketsim.executors import (
+    ExecutorUnavailable,
+    ProcessExecutor,
+    RayExecutor,
+    SerialExecutor,
+    make_executor,
+)
+from marketsim.matches import MatchResult, MatchTask
+
+TESTS_DIR = str(Path(__file__).parent)
+
+
+def run_all(executor, tasks: list[MatchTask], runner=fake_runner) -> list[MatchResult]:
+    """Results in completion order, checking they were reported in the caller's thread."""
+    results: list[MatchResult] = []
+    caller = threading.current_thread()
+
+    def collect(result: MatchResult) -> None:
+        assert threading.current_thread() is caller
+        results.append(result)
+
+    executor.run(tasks, runner, collect)
+    return results
+
+
+def by_index(results: list[MatchResult]) -> dict[int, MatchResult]:
+    indices = [result.index for result in results]
+    assert len(indices) == len(set(indices)), f"a task was reported twice: {sorted(indices)}"
+    return {result.index: result for result in results}
+
+
+def fault_of(result: MatchResult) -> tuple:
+    """The comparable part of a fault result: its NaN surplus never equals itself after a pickle round trip."""
+    assert result.status == "fault" and result.fault is not None
+    fault = result.fault
+    return (result.key, result.index, fault.kind, fault.entrant, fault.seat, fault.step)
+
+
+def assert_same_fault(result: MatchResult, expected: MatchResult) -> None:
+    assert fault_of(result) == fault_of(expected) and result.fault.message == expected.fault.message
+
+
+def assert_ok_unchanged(results: dict[int, MatchResult], tasks: list[MatchTask]) -> None:
+    for task in tasks:
+        if task.key.startswith("ok"):
+            assert results[task.index] == ok_result(task)
+
+
+def assert_each_ran_once(log: Path, tasks: list[MatchTask]) -> None:
+    assert Counter(key for key, _ in read_run_log(log)) == Counter(task.key for task in tasks)
+
+
+@pytest.fixture
+def run_log(tmp_path, monkeypatch) -> Path:
+    """A run log the fake runner appends to (inherited by spawned workers)."""
+    path = tmp_path / "runs.log"
+    monkeypatch.setenv(RUN_LOG, str(path))
+    return path
+
+
+CLEAN_KEYS = ("ok-0", "ok-1", "raise-2", "ok-3", "bug-4", "ok-5", "ok-6", "ok-7")
+
+
+# --- serial ---------------------------------------------------------------------------------------
+
+
+def test_serial_runs_every_task_in_order():
+    tasks = make_tasks(*CLEAN_KEYS)
+    results = run_all(SerialExecutor(), tasks)
+    assert [result.index for result in results] == list(range(len(tasks)))
+    assert results[2] == raised_result(tasks[2])
+    assert_ok_unchanged(by_index(results), tasks)
+
+
+def test_serial_turns_timeouts_exits_and_runner_errors_into_faults():
+    tasks = make_tasks("ok-0", "loop-1", "bug-2", "sysexit-3", "ok-4", time_limit=0.5)
+    before = signal.getsignal(signal.SIGALRM)
+    results = by_index(run_all(SerialExecutor(), tasks))
+    assert signal.getsignal(signal.SIGALRM) == before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert fault_of(results[1]) == ("loop-1", 1, "timeout", "beta", 1, 3)
+    assert "time limit of 0.5 s" in results[1].fault.message
+    assert fault_of(results[2]) == ("bug-2", 2, "exception", "beta", 1, 4)
+    assert "RuntimeError: bug in the runner" in results[2].fault.message
+    assert fault_of(results[3]) == ("sysexit-3", 3, "crash", "beta", 1, 2)
+    assert "exit(4)" in results[3].fault.message
+    assert_ok_unchanged(results, tasks)
+
+
+def test_serial_has_no_time_limit_off_the_main_thread():
+    (task,) = make_tasks("sleep-0", time_limit=0.2)
+    results: list[MatchResult] = []
+    thread = threading.Thread(target=lambda: results.extend(run_all(SerialExecutor(), [task])))
+    thread.start()
+    thread.join()
+    assert [result.status for result in results] == ["ok"]
+
+
+# --- process pool ---------------------------------------------------------------------------------
+
+
+def test_process_pool_results_equal_serial(run_log):
+    tasks = make_tasks(*CLEAN_KEYS)
+    serial = by_index(run_all(SerialExecutor(), tasks))
+    run_log.unlink()
+    pooled = by_index(run_all(ProcessExecutor(workers=2), tasks))
+    assert_same_fault(pooled[2], raised_result(tasks[2]))
+    assert fault_of(pooled[4]) == fault_of(serial[4])
+    assert_ok_unchanged(pooled, tasks)
+    assert_each_ran_once(run_log, tasks)
+
+
+def test_process_pool_isolates_timeouts_and_crashes(run_log):
+    keys = ("exit-0", "ok-1", "loop-2", "ok-3", "sysexit-4", "ok-5", "raise-6", "ok-7", "ok-8")
+    tasks = make_tasks(*keys, time_limit=1.0)
+    results = by_index(run_all(ProcessExecutor(workers=2), tasks))
+    assert sorted(results) == list(range(len(tasks)))
+    faults = {index: fault_of(result) for index, result in results.items() if result.status == "fault"}
+    assert faults == {
+        0: ("exit-0", 0, "crash", "alpha", 0, 7),
+        2: ("loop-2", 2, "timeout", "beta", 1, 3),
+        4: ("sysexit-4", 4, "crash", "beta", 1, 2),
+        6: ("raise-6", 6, "exception", "alpha", 0, 2),
+    }
+    assert "exit code 3" in results[0].fault.message
+    assert "worker killed" in results[2].fault.message
+    assert_ok_unchanged(results, tasks)
+    assert_each_ran_once(run_log, tasks)
+    assert len({pid for _, pid in read_run_log(run_log)}) > 2  # lost workers were replaced
+
+
+def test_process_pool_runs_two_matches_at_once():
+    tasks = make_tasks("sleep-0", "sleep-1")
+    results = run_all(ProcessExecutor(workers=2), tasks)
+    (start_a, end_a), (start_b, end_b) = (result.prices[0] for result in results)
+    assert start_a < end_b and start_b < end_a  # the two sleeps overlapped
+    assert max(end_a, end_b) - min(start_a, start_b) < 1.8
+
+
+def test_process_pool_reports_once_when_a_result_races_a_death(run_log):
+    tasks = make_tasks("racy-0", "racy-1", "racy-2", "racy-3", "ok-4", "ok-5", "ok-6")
+    results = by_index(run_all(ProcessExecutor(workers=2), tasks))
+    assert sorted(results) == list(range(len(tasks)))
+    for task in tasks:
+        result = results[task.index]
+        assert result == ok_result(task) or result.fault.kind == "crash"
+    runs = Counter(key for key, _ in read_run_log(run_log))
+    assert max(runs.values()) == 1  # a crash is never retried
+
+
+def test_process_pool_kills_its_workers_on_keyboard_interrupt(run_log):
+    tasks = make_tasks("sleep-0", "sleep-1", "ok-2", "ok-3")
+
+    def interrupt(result: MatchResult) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ProcessExecutor(workers=2).run(tasks, fake_runner, interrupt)
+    pids = {pid for _, pid in read_run_log(run_log)}
+    assert len(pids) == 2  # one finished its sleep, the other was still sleeping
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert multiprocessing.active_children() == []
+
+
+def test_process_pool_needs_a_worker():
+    with pytest.raises(ValueError, match="at least 1"):
+        ProcessExecutor(workers=0)
+
+
+# --- choosing a backend ---------------------------------------------------------------------------
+
+
+def test_make_executor_builds_each_backend():
+    assert isinstance(make_executor("serial"), SerialExecutor)
+    pool = make_executor("process", workers=3)
+    assert isinstance(pool, ProcessExecutor) and pool.workers == 3
+    with pytest.raises(ValueError, match="unknown executor backend"):
+        make_executor("threads")  # type: ignore[arg-type]
+
+
+def test_ray_backend_without_ray_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ExecutorUnavailable, match=r"pip install 'marketsim\[ray\]'"):
+        make_executor("ray")
+
+
+# --- Ray (a local 2-CPU cluster for the module) -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_log(tmp_path_factory):
+    """One local Ray for these tests; its workers can import the fake runners and write the run log."""
+    ray = pytest.importorskip("ray")
+    log = tmp_path_factory.mktemp("ray") / "runs.log"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")])))
+        patch.setenv(RUN_LOG, str(log))
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            yield log
+        finally:
+            ray.shutdown()
+
+
+@pytest.fixture
+def ray_run_log(ray_log) -> Path:
+    ray_log.write_text("")
+    return ray_log
+
+
+def test_ray_results_equal_serial(ray_run_log):
+    tasks = make_tasks(*CLEAN_KEYS)
+    serial = by_index(run_all(SerialExecutor(), tasks))
+    ray_run_log.write_text("")
+    results = by_index(run_all(make_executor("ray"), tasks))
+    assert_same_fault(results[2], serial[2])
+    assert fault_of(results[4]) == fault_of(serial[4])
+    assert_ok_unchanged(results, tasks)
+    assert_each_ran_once(ray_run_log, tasks)
+
+
+def test_ray_isolates_timeouts_and_crashes(ray_run_log):
+    tasks = make_tasks("ok-0", "loop-1", "exit-2", "sysexit-3", "ok-4", "raise-5", "ok-6", time_limit=1.0)
+    results = by_index(run_all(RayExecutor(), tasks))
+    faults = {index: fault_of(result) for index, result in results.items() if result.status == "fault"}
+    assert faults == {
+        1: ("loop-1", 1, "timeout", "beta", 1, 3),
+        2: ("exit-2", 2, "crash", None, None, None),  # Ray does not say where a dead worker was
+        3: ("sysexit-3", 3, "crash", "beta", 1, 2),
+        5: ("raise-5", 5, "exception", "alpha", 0, 2),
+    }
+    assert "WorkerCrashedError" in results[2].fault.message
+    assert_ok_unchanged(results, tasks)
+    assert_each_ran_once(ray_run_log, tasks)
+
+
+def test_ray_kills_a_match_that_ignores_its_alarm(ray_run_log):
+    tasks = make_tasks("stubborn-0", "ok-1", time_limit=0.5)
+    started = time.monotonic()
+    results = by_index(run_all(RayExecutor(kill_grace=0.5), tasks))
+    assert time.monotonic() - started < 5
+    assert fault_of(results[0]) == ("stubborn-0", 0, "timeout", None, None, None)
+    assert "task killed" in results[0].fault.message
+    assert results[1] == ok_result(tasks[1])
+
+
+def test_ray_starts_and_stops_only_its_own_session(ray_run_log, monkeypatch):
+    import ray
+
+    (task,) = make_tasks("ok-0")
+    results = run_all(RayExecutor(), [task])  # Ray is already up: used as it is, left running
+    assert results == [ok_result(task)] and ray.is_initialized()
+
+    calls: list[tuple[str, dict]] = []
+    up = [False]  # pretend Ray is down; "init" and "shutdown" only record (the real session stays up)
+
+    def init(**kwargs) -> None:
+        calls.append(("init", kwargs))
+        up[0] = True
+
+    def shutdown() -> None:
+        calls.append(("shutdown", {}))
+        up[0] = False
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: up[0])
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", shutdown)
+    assert run_all(make_executor("ray", workers=3), [task]) == [ok_result(task)]
+    assert run_all(make_executor("ray", address="ray://head:10001"), [task]) == [ok_result(task)]
+    assert [name for name, _ in calls] == ["init", "shutdown", "init", "shutdown"]
+    assert calls[0][1]["num_cpus"] == 3 and calls[0][1]["include_dashboard"] is False
+    assert calls[2][1]["address"] == "ray://head:10001"
