@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import re
 import signal
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal, Protocol
 
-from marketsim.matches import FaultKind, MatchResult, MatchTask, fault_result
+from marketsim.matches import FaultKind, MatchResult, MatchTask, fault_result, short_traceback, shorten
 
 Tracker = Callable[[int, int], None]
 Runner = Callable[[MatchTask, Tracker | None], MatchResult]
@@ -84,16 +82,6 @@ def _fault(
     return replace(fault_result(task, kind, seat, step, message), elapsed=elapsed)
 
 
-def _shorten(text: str, limit: int = 2000) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text).strip()  # Ray colours its messages
-    return text if len(text) <= limit else "..." + text[-limit:]
-
-
-def _short_traceback(exc: BaseException, frames: int = 3) -> str:
-    """The error and the innermost frames of its traceback."""
-    return _shorten("".join(traceback.format_exception(exc, limit=-frames)))
-
-
 def _timeout_message(task: MatchTask, how: str) -> str:
     return f"match exceeded its time limit of {task.time_limit:g} s ({how})"
 
@@ -104,7 +92,7 @@ def _call_runner(runner: Runner, task: MatchTask, progress: _Progress) -> MatchR
     try:
         return runner(task, progress)
     except Exception as exc:
-        message = f"the runner raised: {_short_traceback(exc)}"
+        message = f"the runner raised: {short_traceback(exc)}"
         return _fault(task, "exception", progress.seat, progress.step, message, time.monotonic() - start)
     except SystemExit as exc:
         message = f"the match called exit({exc.code!r})"
@@ -474,7 +462,7 @@ class RayExecutor:
         except StopIteration:
             item = None
         except self._ray.exceptions.RayError as exc:  # the worker died, was killed or lost
-            message = f"ray task failed ({type(exc).__name__}): {_shorten(str(exc))}"
+            message = f"ray task failed ({type(exc).__name__}): {shorten(str(exc))}"
             return _fault(match.task, "crash", None, None, message, time.monotonic() - match.submitted)
         if item == _STARTED:
             match.started = time.monotonic()

@@ -7,6 +7,8 @@ other and never raises for a misbehaving strategy: it returns a result with a ``
 
 from __future__ import annotations
 
+import re
+import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -79,3 +81,14 @@ def fault_result(task: MatchTask, kind: FaultKind, seat: int | None, step: int |
     entrant = task.seats[seat] if seat is not None and 0 <= seat < len(task.seats) else None
     fault = Fault(task.key, kind, entrant, seat, step, message)
     return MatchResult(task.key, task.index, task.seed, task.seats, "fault", fault=fault)
+
+
+def shorten(text: str, limit: int = 2000) -> str:
+    """Text for a fault row: colour codes removed, the tail kept when it is long."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text).strip()  # Ray colours its messages
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def short_traceback(exc: BaseException, frames: int = 3) -> str:
+    """The error and the innermost frames of its traceback, for a fault row."""
+    return shorten("".join(traceback.format_exception(exc, limit=-frames)))

@@ -22,7 +22,7 @@ from scipy import stats
 
 from marketsim.registry import Registry, default_registry
 from marketsim.strategy import parameters
-from marketsim.yamlsource import Located, Problem, SourceError, load_yaml
+from marketsim.yamlsource import Located, Problem, SourceError, load_yaml, read_source
 
 ScenarioError = SourceError
 
@@ -638,14 +638,7 @@ def _resolve_paths(scenario: Scenario, base_dir: Path) -> Scenario:
 def load_scenario(path: str | Path, registry: Registry | None = None) -> Scenario:
     """Read and validate a scenario file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SourceError([Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from None
-    except UnicodeDecodeError as exc:
-        line = exc.object.count(b"\n", 0, exc.start) + 1
-        raise SourceError([Problem(str(path), line, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
-    return parse_scenario(text, str(path), registry, path.parent)
+    return parse_scenario(read_source(path), str(path), registry, path.parent)
 
 
 def scenario_schema() -> dict[str, Any]:

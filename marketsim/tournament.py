@@ -13,7 +13,6 @@ import hashlib
 import importlib
 import json
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
-from marketsim.matches import MatchResult, MatchTask, SeatResult, fault_result
+from marketsim.matches import MatchResult, MatchTask, SeatResult, fault_result, short_traceback
 from marketsim.model import MarketModel, StrategyError
 from marketsim.registry import Registry, default_registry, load_registry
 from marketsim.scenario import Scenario, _error, _pydantic_problems, _Spec, check_strategies, scenario_from_located
 from marketsim.strategy import InvalidPriceError
-from marketsim.yamlsource import Located, Problem, SourceError, load_yaml
+from marketsim.yamlsource import Located, Problem, load_yaml, read_source
 
 PRICE_POINTS = 200  # evaluation price path kept per match (downsampled), for plots
 
@@ -134,11 +133,7 @@ def _market(spec: Tournament, located: Located, registry: Registry, base_dir: Pa
 def load_tournament(path: str | Path, registry: Registry | None = None) -> LoadedTournament:
     """Read and validate a tournament file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SourceError([Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from None
-    return parse_tournament(text, str(path), registry, path.parent)
+    return parse_tournament(read_source(path), str(path), registry, path.parent)
 
 
 def match_seed(root: int, market_digest: str, repetition: int) -> int:
@@ -217,13 +212,6 @@ def _registry(plugins: tuple[str, ...]) -> Registry:
     return load_registry(plugins=[(name, importlib.import_module(name)) for name in plugins])
 
 
-def _short_traceback(exc: BaseException, frames: int = 3, limit: int = 600) -> str:
-    """The error and its innermost frames, on a few lines."""
-    lines = traceback.format_exception(exc)
-    text = "".join(lines[:1] + lines[-(frames + 1) :]).strip()
-    return text if len(text) <= limit else "…" + text[-limit:]
-
-
 def run_match(task: MatchTask, tracker: Callable[[int, int], None] | None = None) -> MatchResult:
     """Play one match: train, then evaluate; a misbehaving strategy gives a fault result, not an exception."""
     start = time.perf_counter()
@@ -238,9 +226,9 @@ def run_match(task: MatchTask, tracker: Callable[[int, int], None] | None = None
             model.step()
     except StrategyError as exc:
         kind = "invalid_price" if isinstance(exc.error, InvalidPriceError) else "exception"
-        return fault_result(task, kind, exc.seat, exc.step, _short_traceback(exc.error))
+        return fault_result(task, kind, exc.seat, exc.step, short_traceback(exc.error))
     except Exception as exc:  # a strategy that fails while being built or set up
-        return fault_result(task, "exception", None, None, _short_traceback(exc))
+        return fault_result(task, "exception", None, None, short_traceback(exc))
     steps = model.datacollector.get_model_vars_dataframe().iloc[-task.eval_steps :]
     names = [s.name for s in model.sellers]
     profits = np.array([steps[f"{n}.profit"].mean() for n in names])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -94,6 +95,17 @@ class Located:
         """A Problem located at ``path`` (at its key with ``at_key``)."""
         line, col, dotted = self.locate(path, at_key)
         return Problem(self.source, line, col, dotted, message)
+
+
+def read_source(path: Path) -> str:
+    """A file's text; an unreadable or non-UTF-8 file is a SourceError naming the file (and line)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SourceError([Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise SourceError([Problem(str(path), line, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
 
 
 def _child(node: yaml.Node | None, step: Any) -> tuple[yaml.Node | None, yaml.Node] | None:
