@@ -149,7 +149,7 @@ def cmd_tournament(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         executor = make_executor(args.backend, args.workers, args.address)
-    except ExecutorUnavailable as exc:
+    except (ExecutorUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     total = len(schedule(tournament))

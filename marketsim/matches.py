@@ -77,8 +77,13 @@ class MatchResult:
 
 
 def fault_result(task: MatchTask, kind: FaultKind, seat: int | None, step: int | None, message: str) -> MatchResult:
-    """A result for a match that ended in a fault (used by executors for timeouts and crashes)."""
-    entrant = task.seats[seat] if seat is not None and 0 <= seat < len(task.seats) else None
+    """A result for a match that ended in a fault (used by executors for timeouts and crashes).
+
+    A negative seat or step (the tracker's "outside strategy code") means the fault has no culprit.
+    """
+    seat = seat if seat is not None and 0 <= seat < len(task.seats) else None
+    step = step if step is not None and step >= 0 else None
+    entrant = task.seats[seat] if seat is not None else None
     fault = Fault(task.key, kind, entrant, seat, step, message)
     return MatchResult(task.key, task.index, task.seed, task.seats, "fault", fault=fault)
 

@@ -238,8 +238,11 @@ class MarketModel(mesa.Model):
         strategy_rngs = self.rng.spawn(len(specs))
         self.sellers: list[Seller] = []
         for i, spec in enumerate(specs):
-            strategy = registry.create(spec.strategy, spec.params)
-            strategy.setup(self._market_info(i), strategy_rngs[i])
+            try:  # a strategy that cannot be built or set up is that seller's fault, like a bad price
+                strategy = registry.create(spec.strategy, spec.params)
+                strategy.setup(self._market_info(i), strategy_rngs[i])
+            except Exception as exc:
+                raise StrategyError(i, spec.name, 0, exc) from exc
             self.sellers.append(Seller(self, spec, i, strategy))
         self.population = self.population_cls(self, scenario)
         self.learners = [s for s in self.sellers if hasattr(s.strategy, "converged")]
@@ -273,7 +276,7 @@ class MarketModel(mesa.Model):
         self.settle(units)
         self.learn(prices, step)
         self.datacollector.collect(self)
-        if self.learners and all(s.strategy.converged for s in self.learners):
+        if self.learners and all(self._converged(s) for s in self.learners):
             self.running = False  # every learner's greedy policy has stopped changing
 
     def post_prices(self) -> np.ndarray:
@@ -284,9 +287,16 @@ class MarketModel(mesa.Model):
                 prices.append(seller.post_price(obs))
         return np.array(prices)
 
+    def _converged(self, seller: Seller) -> bool:
+        with self._blame(seller, self.steps - 1):
+            return bool(seller.strategy.converged)
+
     @contextmanager
     def _blame(self, seller: Seller, step: int) -> Iterator[None]:
-        """Report which seller is about to run strategy code, and tag anything it raises with its seat."""
+        """Report which seller is about to run strategy code, and tag anything it raises with its seat.
+
+        Afterwards the tracker is told (-1, -1): time spent outside strategy code is nobody's fault.
+        """
         if self.tracker is not None:
             self.tracker(seller.index, step)
         try:
@@ -295,6 +305,9 @@ class MarketModel(mesa.Model):
             raise
         except Exception as exc:
             raise StrategyError(seller.index, seller.name, step, exc) from exc
+        finally:
+            if self.tracker is not None:
+                self.tracker(-1, -1)
 
     def clear_market(self, prices: np.ndarray, step: int) -> np.ndarray:
         """Consumers shop at the posted prices; returns units sold per seller."""

@@ -76,6 +76,9 @@ class Tournament(_Spec):
     @model_validator(mode="after")
     def _consistent(self) -> Tournament:
         names = [e.name for e in self.entrants] + [f.name for f in self.field]
+        odd = sorted(n for n in names if set(n) & set(",|#"))
+        if odd:  # these characters separate the parts of a match key
+            raise ValueError(f"entrant names may not contain ',', '|' or '#': {', '.join(map(repr, odd))}")
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"entrant and field names must be unique; repeated: {', '.join(dupes)}")
@@ -112,11 +115,32 @@ def parse_tournament(
     base_dir = base_dir or Path.cwd()
     registry = _registry(tuple(spec.plugins)) if registry is None else registry
     market = _market(spec, located, registry, base_dir)
-    problems, _ = check_strategies(spec.entrants, "entrants", located, registry)
-    problems += check_strategies(spec.field, "field", located, registry)[0]
+    spec = _resolve_checkpoints(spec, base_dir)
+    problems, _ = check_strategies([_with_checkpoint(e) for e in spec.entrants], "entrants", located, registry)
+    problems += check_strategies([_with_checkpoint(e) for e in spec.field], "field", located, registry)[0]
     if problems:
         raise _error(problems)
     return LoadedTournament(spec, market, source)
+
+
+def _with_checkpoint(entrant: Entrant) -> Entrant:
+    """The entrant with its checkpoint passed as the strategy's ``checkpoint`` parameter (as matches do)."""
+    if entrant.checkpoint is None:
+        return entrant
+    return entrant.model_copy(update={"params": {**entrant.params, "checkpoint": entrant.checkpoint}})
+
+
+def _resolve_checkpoints(spec: Tournament, base_dir: Path) -> Tournament:
+    """Checkpoint paths relative to the tournament file, like the market path."""
+
+    def resolve(e: Entrant) -> Entrant:
+        if e.checkpoint is None:
+            return e
+        return e.model_copy(update={"checkpoint": str((base_dir / e.checkpoint).resolve())})
+
+    return spec.model_copy(
+        update={"entrants": [resolve(e) for e in spec.entrants], "field": [resolve(f) for f in spec.field]}
+    )
 
 
 def _market(spec: Tournament, located: Located, registry: Registry, base_dir: Path) -> Scenario:
@@ -195,9 +219,7 @@ def _match_scenario(market: Scenario, seats: tuple[Entrant, ...], seed: int, pha
     for s, entrant in enumerate(seats):
         name = entrant.name if entrant.name not in used else f"{entrant.name}#{s + 1}"
         used.add(name)
-        params = dict(entrant.params)
-        if entrant.checkpoint is not None:
-            params["checkpoint"] = entrant.checkpoint
+        params = dict(_with_checkpoint(entrant).params)
         template = templates[min(s, len(templates) - 1)]
         sellers.append(template.model_copy(update={"name": name, "strategy": entrant.strategy, "params": params}))
     steps = phases.train_steps + phases.eval_steps

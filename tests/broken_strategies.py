@@ -88,7 +88,19 @@ class Exits(_Broken):
         os._exit(7)
 
 
+class SetupFails(Strategy):
+    """Cannot be set up in any market."""
+
+    name = "broken_setup"
+
+    def setup(self, market, rng):
+        raise RuntimeError("no market for me")
+
+    def price(self, obs):
+        return 1.6
+
+
 @hookimpl
 def register_strategies(register):
-    for cls in (NanPrice, InfPrice, NegativePrice, TextPrice, Raises, Loops, Exits):
+    for cls in (NanPrice, InfPrice, NegativePrice, TextPrice, Raises, Loops, Exits, SetupFails):
         register(cls)

@@ -84,6 +84,14 @@ def test_malformed_tournaments_name_the_line(change, line, text) -> None:
     assert problem.line == line and text in str(problem), str(problem)
 
 
+def test_names_that_would_break_match_keys_and_unusable_checkpoints_are_refused() -> None:
+    with pytest.raises(SourceError, match="may not contain"):
+        small(SMALL.replace("name: random,", "name: 'random,a',"))
+    with pytest.raises(SourceError, match=r"unknown parameter 'checkpoint'") as caught:
+        small(SMALL.replace("params: {beta: 1.0e-2}}", "params: {beta: 1.0e-2}, checkpoint: q.npz}"))
+    assert caught.value.problems[0].line == 17
+
+
 def test_market_from_a_scenario_file(tmp_path: Path) -> None:
     loaded = parse_tournament(SMALL.replace(MARKET, "\nmarket: scenarios/calvano2020.yaml\n"), "t.yaml", base_dir=ROOT)
     assert loaded.market.name == "calvano2020"
@@ -145,6 +153,7 @@ entrants:
   - {{name: raise, strategy: broken_raise}}
   - {{name: loop, strategy: broken_loop}}
   - {{name: exit, strategy: broken_exit}}
+  - {{name: setup, strategy: broken_setup}}
   - {{name: good_b, strategy: undercut}}
 repetitions: 1
 time_limit: 4
@@ -158,7 +167,7 @@ def test_faults_are_recorded_and_isolated(tmp_path: Path) -> None:
     kinds = dict(zip(faults["entrant"], faults["kind"]))
     assert kinds == {
         "not_a_number": "invalid_price", "inf": "invalid_price", "negative": "invalid_price", "text": "invalid_price",
-        "raise": "exception", "loop": "timeout", "exit": "crash",
+        "raise": "exception", "loop": "timeout", "exit": "crash", "setup": "exception",
     }  # fmt: skip
     assert (faults.set_index("entrant").loc[["not_a_number", "raise", "loop", "exit"], "step"] == 3).all()
     assert "boom at step 3" in faults.set_index("entrant").loc["raise", "message"]
