@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import re
 import sys
@@ -245,8 +246,13 @@ def _plugin_rows(registry: Registry) -> list[dict]:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    """List registered strategies with their source, classifier and parameters."""
+    """List registered strategies with their source, classifier and parameters (or show one)."""
     registry = default_registry()
+    if args.what:
+        if len(args.what) != 2 or args.what[0] != "show":
+            print("usage: marketsim plugins [--json] | marketsim plugins show NAME", file=sys.stderr)
+            return 2
+        return _show_plugin(registry, args.what[1])
     rows = _plugin_rows(registry)
     if args.json:
         problems = [{"plugin": p.plugin, "reason": p.reason} for p in registry.problems]
@@ -269,6 +275,26 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         table.add_row(*(escape(c) for c in cells))
     out.print(table)
     _warn_plugin_problems(registry)
+    return 0
+
+
+def _show_plugin(registry: Registry, name: str) -> int:
+    """One strategy: where it comes from, its docstring, classifier and parameter schema."""
+    try:
+        entry = registry.get(name)
+    except KeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out.print(f"[bold]{entry.name}[/]  from {escape(entry.source)}  ({entry.cls.__module__}.{entry.cls.__qualname__})")
+    out.print(escape(inspect.cleandoc(entry.cls.__doc__ or "(no docstring)")))
+    out.print("classifier: " + ", ".join(f"{k}={v!r}" for k, v in entry.cls.classifier.items()))
+    table = Table(title="parameters")
+    for col in ("name", "type", "default"):
+        table.add_column(col)
+    for p in parameters(entry.cls):
+        kind = getattr(p.annotation, "__name__", None) or str(p.annotation).replace("typing.", "")
+        table.add_row(p.name, escape(kind), "(required)" if p.required else escape(repr(p.default)))
+    out.print(table)
     return 0
 
 
@@ -316,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
     plugins = sub.add_parser("plugins", help="list registered strategies and broken plugins")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.add_argument("what", nargs="*", help="'show NAME': one strategy's docstring, classifier and parameters")
     plugins.set_defaults(func=cmd_plugins)
     return parser
 

@@ -18,13 +18,18 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from marketsim import hookspecs
-from marketsim.strategy import Strategy
+from marketsim.strategy import STRATEGY_API_VERSION, Strategy
 
 ENTRY_POINT_GROUP = "marketsim"
 #: Set to 1 to load no entry-point plugins at all (tests, debugging a broken environment).
 DISABLE_AUTOLOAD_ENV = "MARKETSIM_DISABLE_PLUGIN_AUTOLOAD"
+#: Comma-separated distribution names: load only these third-party plugins (the built-ins always load).
+ALLOW_ENV = "MARKETSIM_LOAD_PLUGINS"
+#: A plugin module may declare the strategy-API versions it supports, e.g. ``MARKETSIM_API = ">=1,<2"``.
+API_ATTRIBUTE = "MARKETSIM_API"
 #: The distribution whose entry points are the built-in strategies; they load before any other plugin.
 BUILTIN_DISTRIBUTION = "marketsim"
 
@@ -164,15 +169,43 @@ def _entry_point_plugins(registry: Registry) -> Iterator[tuple[str, ModuleType, 
     """Import each ``marketsim`` entry point, yielding (name, module, dist, version); failures are recorded."""
     if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip() not in ("", "0"):
         return
+    allowed = _allow_list()
     for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=_load_order):
         dist = ep.dist.name if ep.dist else None
         version = ep.dist.version if ep.dist else None
+        if allowed is not None and _normal(dist) not in allowed | {"marketsim"}:
+            continue
         try:
             module = ep.load()
         except Exception as exc:  # a broken plugin must not take the others down
             registry.problems.append(PluginProblem(ep.name, f"import failed: {_short(exc)}"))
             continue
         yield ep.name, module, dist, version
+
+
+def _normal(name: str | None) -> str:
+    """A distribution name in PEP 503 normal form (``My_Plugin`` and ``my-plugin`` are the same)."""
+    return re.sub(r"[-_.]+", "-", name or "").lower()
+
+
+def _allow_list() -> set[str] | None:
+    """Distributions named in MARKETSIM_LOAD_PLUGINS, or None when the variable is unset."""
+    raw = os.environ.get(ALLOW_ENV)
+    return None if raw is None else {_normal(n) for n in raw.split(",") if n.strip()}
+
+
+def _api_problem(obj: object) -> str | None:
+    """Why a plugin cannot be used with this strategy API, or None when it can (or declares nothing)."""
+    declared = getattr(obj, API_ATTRIBUTE, None)
+    if declared is None:
+        return None
+    try:
+        supported = SpecifierSet(str(declared))
+    except InvalidSpecifier:
+        return f"declares an invalid {API_ATTRIBUTE} {declared!r} (expected e.g. '>=1,<2')"
+    if STRATEGY_API_VERSION not in supported:
+        return f"supports strategy API {declared}, but this marketsim provides {STRATEGY_API_VERSION}"
+    return None
 
 
 def load_registry(plugins: Iterable[tuple[str, object]] = (), entry_points: bool = True) -> Registry:
@@ -189,6 +222,9 @@ def load_registry(plugins: Iterable[tuple[str, object]] = (), entry_points: bool
     found = list(_entry_point_plugins(registry)) if entry_points else []
     found += [(name, obj, None, None) for name, obj in plugins]
     for name, obj, dist, version in found:
+        if (incompatible := _api_problem(obj)) is not None:
+            registry.problems.append(PluginProblem(name, f"skipped: {incompatible}"))
+            continue
         try:
             pm.register(obj, name=name)
         except Exception as exc:  # e.g. PluginValidationError: hook with an unknown argument

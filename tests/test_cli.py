@@ -144,3 +144,12 @@ def test_unknown_command_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_plugins_show_one_strategy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins", "show", "undercut"]) == 0
+    shown = capsys.readouterr().out
+    assert "Edgeworth" in shown and "reset_price" in shown and "reactive=True" in shown
+    assert main(["plugins", "show", "no_such_strategy"]) == 2
+    assert "available:" in capsys.readouterr().err
+    assert main(["plugins", "frobnicate"]) == 2

@@ -597,3 +597,53 @@ def test_hookimpl_marker_is_the_public_one() -> None:
 
     assert marketsim.hookimpl is hookimpl is hookspecs.hookimpl
     assert isinstance(hookspecs.hookspec, pluggy.HookspecMarker)
+
+
+# --- plugin API versions and the allow-list ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("declared", "loads", "reason"),
+    [
+        ('">=1,<2"', True, None),
+        (None, True, None),
+        ('">=2"', False, "supports strategy API >=2, but this marketsim provides 1.0"),
+        ('"one point oh"', False, "invalid MARKETSIM_API"),
+    ],
+)
+def test_plugins_declare_the_strategy_api_they_support(
+    fake_dist: Callable[..., str], declared: str | None, loads: bool, reason: str | None
+) -> None:
+    source = (f"MARKETSIM_API = {declared}\n" if declared else "") + GOOD_HOOK
+    fake_dist(source, plugin="versioned", dist="versioned-dist", strategy="versioned_constant")
+    registry = load_registry()
+    assert ("versioned_constant" in registry) is loads
+    if reason is not None:
+        assert any(reason in p for p in problems_of(registry, "versioned")), registry.problems
+    assert_builtins_intact(registry)
+
+
+def test_builtins_declare_a_range_that_includes_this_api() -> None:
+    import marketsim_rules
+    import marketsim_tabular
+    from packaging.specifiers import SpecifierSet
+
+    from marketsim.strategy import STRATEGY_API_VERSION
+
+    for module in (marketsim_rules, marketsim_tabular):
+        assert STRATEGY_API_VERSION in SpecifierSet(module.MARKETSIM_API)
+
+
+def test_allow_list_loads_only_the_named_distributions(
+    fake_dist: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_dist(plugin="alpha", dist="alpha-plugin", strategy="alpha_constant")
+    fake_dist(plugin="beta", dist="beta-plugin", strategy="beta_constant")
+    monkeypatch.setenv("MARKETSIM_LOAD_PLUGINS", "Alpha_Plugin")  # names compare in PEP 503 normal form
+    registry = load_registry()
+    assert "alpha_constant" in registry and "beta_constant" not in registry
+    assert_builtins_intact(registry)
+    monkeypatch.setenv("MARKETSIM_LOAD_PLUGINS", "")
+    only_builtins = load_registry()
+    assert "alpha_constant" not in only_builtins and "beta_constant" not in only_builtins
+    assert_builtins_intact(only_builtins)

@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 
+MARKETSIM_API = ">=1,<2"  # the strategy-API versions this plugin supports
+
+
 @hookimpl
 def register_strategies(register: Callable[[type], None]) -> None:
     """Hand every built-in rule-based strategy to the host's registry."""

@@ -172,6 +172,9 @@ class Sarsa(TabularLearner):
     algorithm = "sarsa"
 
 
+MARKETSIM_API = ">=1,<2"  # the strategy-API versions this plugin supports
+
+
 @hookimpl
 def register_strategies(register) -> None:
     """Register the tabular learners."""
