@@ -624,10 +624,10 @@ def test_plugins_declare_the_strategy_api_they_support(
 
 
 def test_builtins_declare_a_range_that_includes_this_api() -> None:
-    import marketsim_rules
-    import marketsim_tabular
     from packaging.specifiers import SpecifierSet
 
+    import marketsim_rules
+    import marketsim_tabular
     from marketsim.strategy import STRATEGY_API_VERSION
 
     for module in (marketsim_rules, marketsim_tabular):
