@@ -24,7 +24,7 @@ from rich.table import Table
 
 from marketsim import tabular
 from marketsim.experiment import make_plan, run_block, run_sessions
-from marketsim.model import MarketModel
+from marketsim.model import MarketModel, market_info
 from marketsim.registry import default_registry
 from marketsim.scenario import load_scenario
 from marketsim.strategy import Outcome
@@ -39,7 +39,9 @@ def plain_loop(steps: int) -> float:
     model = MarketModel(scenario)  # only to set the strategies up exactly as a run would
     learners = [default_registry().create("q_learning", s.spec.params) for s in model.sellers]
     for i, learner in enumerate(learners):
-        learner.setup(model._market_info(i), np.random.default_rng(i))
+        learner.setup(
+            market_info(i, model.demand, model.benchmarks, model.price_min, model.price_max), np.random.default_rng(i)
+        )
     obs = [s.observe(0, model._rivals(s, model._prices())) for s in model.sellers]
     start = time.perf_counter()
     for _ in range(steps):

@@ -32,6 +32,14 @@ def _fmt(v: float | None, digits: int = 4) -> str:
     return "—" if v is None or v != v else f"{v:,.{digits}f}"
 
 
+def _counting_progress(title: str, unit: str, quiet: bool) -> Progress:
+    """A progress bar on stderr counting ``unit`` done out of a total, with elapsed time and ETA."""
+    return Progress(
+        TextColumn(f"[bold]{escape(title)}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True, disable=quiet,
+    )  # fmt: skip
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a scenario, print the summary table and write the run folder."""
     from marketsim.run import simulate, write_run
@@ -40,17 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
     scenario = scenario.with_overrides(**overrides) if overrides else scenario
     _warn_plugin_problems(default_registry())
-    with Progress(
-        TextColumn(f"[bold]{scenario.name}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("steps"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=args.quiet,
-    ) as bar:
+    with _counting_progress(scenario.name, "steps", args.quiet) as bar:
         task = bar.add_task("run", total=scenario.steps)
         result = simulate(scenario, progress=lambda k: bar.update(task, completed=k))
     folder = write_run(result, args.out or Path("runs") / scenario.name)
@@ -154,10 +152,7 @@ def cmd_tournament(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     total = len(schedule(tournament))
-    with Progress(
-        TextColumn(f"[bold]{tournament.spec.name}"), BarColumn(), MofNCompleteColumn(), TextColumn("matches"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True, disable=args.quiet,
-    ) as bar:  # fmt: skip
+    with _counting_progress(tournament.spec.name, "matches", args.quiet) as bar:
         task = bar.add_task("matches", total=total)
         try:
             results = run_tournament(

@@ -20,12 +20,12 @@ import numpy as np
 
 from marketsim import tabular
 from marketsim.economics import Benchmarks, compute_benchmarks
-from marketsim.model import expected_demand
+from marketsim.model import expected_demand, market_info
 from marketsim.oracle import DiscreteMarket
 from marketsim.registry import Registry, default_registry
 from marketsim.run import atomic_folder
 from marketsim.scenario import Scenario
-from marketsim.strategy import MarketInfo, Observation, Strategy
+from marketsim.strategy import Observation, Strategy
 
 Progress = Callable[[int, int], None]  # (session-steps done so far, sessions still learning)
 
@@ -68,12 +68,8 @@ def make_plan(scenario: Scenario, registry: Registry | None = None) -> Plan:
     bench = compute_benchmarks(demand, lows, highs)
     strategies = []
     for i, spec in enumerate(specs):
-        info = MarketInfo(
-            i, len(specs), tuple(demand.costs), spec.price_min, spec.price_max,
-            bench.nash.prices, bench.monopoly.prices, demand.profits,
-        )  # fmt: skip
         strategy = registry.create(spec.strategy, spec.params)
-        strategy.setup(info, np.random.default_rng(0))  # the rng is unused while planning
+        strategy.setup(market_info(i, demand, bench, lows, highs), np.random.default_rng(0))  # rng unused here
         strategies.append(strategy)
     learners = [i for i, s in enumerate(strategies) if isinstance(getattr(s, "config", None), tabular.TabularConfig)]
     if not learners:
@@ -227,8 +223,7 @@ def _step(plan: Plan, block: _Block, active: np.ndarray, t: int) -> None:
         if cfg.exploration == "boltzmann":
             actions[j] = tabular.choose(cfg, block.q[k, row], t, u)
         else:
-            explore = u[:, 0] < tabular.epsilon(cfg, t)
-            actions[j] = np.where(explore, np.minimum((u[:, 1] * m).astype(np.int64), m - 1), block.greedy[k, row])
+            actions[j] = tabular.epsilon_greedy(cfg, block.greedy[k, row], m, t, u)  # greedy actions are cached
         if block.pending[k] is not None:  # SARSA: update last period's pair with the action just chosen
             s0, a0, r0, s1 = (x[active] for x in block.pending[k])
             target = r0 + cfg.delta * block.q[k].reshape(-1)[(base + s1) * m + actions[j]]

@@ -85,6 +85,22 @@ def expected_demand(scenario: Scenario) -> ExpectedDemand:
     )
 
 
+def market_info(
+    i: int, demand: ExpectedDemand, benchmarks: Benchmarks, price_min: np.ndarray, price_max: np.ndarray
+) -> MarketInfo:
+    """The facts seller ``i``'s strategy is set up with (shared by the model and the batched engine)."""
+    return MarketInfo(
+        index=i,
+        n_sellers=len(price_min),
+        costs=tuple(float(c) for c in demand.costs),
+        price_min=float(price_min[i]),
+        price_max=float(price_max[i]),
+        nash_prices=benchmarks.nash.prices,
+        monopoly_prices=benchmarks.monopoly.prices,
+        expected_profit=demand.profits,
+    )
+
+
 class Seller(mesa.Agent):
     """A seller: cost, price bounds, optional capacity and inventory, and the strategy it holds."""
 
@@ -250,16 +266,7 @@ class MarketModel(mesa.Model):
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
 
     def _market_info(self, i: int) -> MarketInfo:
-        return MarketInfo(
-            index=i,
-            n_sellers=len(self.price_min),
-            costs=tuple(float(c) for c in self.demand.costs),
-            price_min=float(self.price_min[i]),
-            price_max=float(self.price_max[i]),
-            nash_prices=self.benchmarks.nash.prices,
-            monopoly_prices=self.benchmarks.monopoly.prices,
-            expected_profit=self.demand.profits,
-        )
+        return market_info(i, self.demand, self.benchmarks, self.price_min, self.price_max)
 
     def _prices(self) -> np.ndarray:
         return np.array([s.price for s in self.sellers])

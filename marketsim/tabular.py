@@ -171,6 +171,10 @@ def choose(config: TabularConfig, q_row: np.ndarray, t: int | np.ndarray, u: np.
         cum = np.cumsum(np.exp(logits), axis=-1)
         pick = (cum < (u[..., 1] * cum[..., -1])[..., None]).sum(axis=-1)
         return np.minimum(pick, m - 1)
-    greedy = q_row.argmax(axis=-1)
+    return epsilon_greedy(config, q_row.argmax(axis=-1), m, t, u)
+
+
+def epsilon_greedy(config: TabularConfig, greedy, m: int, t: int, u: np.ndarray):
+    """The greedy action(s), or with probability ε_t a uniform one: row (explore?, which action) of ``u``."""
     explore = u[..., 0] < epsilon(config, int(t))
     return np.where(explore, np.minimum((u[..., 1] * m).astype(np.int64), m - 1), greedy)

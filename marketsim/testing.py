@@ -87,11 +87,15 @@ class Report:
         return "\n".join(lines)
 
 
-def _run(cls: type[Strategy], params: Mapping[str, Any], scenario: Scenario, steps: int) -> tuple[MarketModel, list]:
+def _registry_for(cls: type[Strategy]) -> Registry:
     registry = Registry()
     registry.register(cls, "conformance")
     registry.register(_Rival, "conformance")
-    model = MarketModel(scenario, registry)
+    return registry
+
+
+def _run(cls: type[Strategy], params: Mapping[str, Any], scenario: Scenario, steps: int) -> tuple[MarketModel, list]:
+    model = MarketModel(scenario, _registry_for(cls))
     prices = []
     for _ in range(steps):
         model.step()
@@ -156,13 +160,6 @@ def _checks(cls: type[Strategy], params: Mapping[str, Any], steps: int, seed: in
     ]
 
 
-def _registry_for(cls: type[Strategy]) -> Registry:
-    registry = Registry()
-    registry.register(cls, "conformance")
-    registry.register(_Rival, "conformance")
-    return registry
-
-
 def _equal(a: Any, b: Any) -> bool:
     """Deep equality of plain state (dicts, lists, tuples, numbers, numpy arrays)."""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
@@ -186,8 +183,7 @@ def check_strategy(
             problem = f"{type(exc).__name__}: {exc}"
         report.checks.append(Check(name, problem is None, problem or ""))
     try:
-        registry = _registry_for(cls)
-        model = MarketModel(_markets(cls.name, params, steps, seed)[0], registry)
+        model = MarketModel(_markets(cls.name, params, steps, seed)[0], _registry_for(cls))
         start = time.perf_counter()
         for _ in range(50):
             model.sellers[0].strategy.price(model.observations[0])
