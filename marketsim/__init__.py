@@ -3,9 +3,11 @@
 The public API is the names in ``__all__``; everything else is internal.
 """
 
+from marketsim.consumers import ChoiceModel, Logit
 from marketsim.economics import Benchmark, Benchmarks, ExpectedDemand, compute_benchmarks, hhi
 from marketsim.hookspecs import hookimpl
 from marketsim.model import ConsumerPopulation, MarketModel, Seller
+from marketsim.observers import Observer, RunInfo, StepRecord
 from marketsim.registry import (
     DuplicateStrategyError,
     Registry,
@@ -31,19 +33,24 @@ __all__ = [
     "STRATEGY_API_VERSION",
     "Benchmark",
     "Benchmarks",
+    "ChoiceModel",
     "ConsumerPopulation",
     "DuplicateStrategyError",
     "ExpectedDemand",
     "InvalidPriceError",
+    "Logit",
     "MarketInfo",
     "MarketModel",
     "Observation",
+    "Observer",
     "Outcome",
     "Registry",
+    "RunInfo",
     "RunResult",
     "Scenario",
     "ScenarioError",
     "Seller",
+    "StepRecord",
     "Strategy",
     "UnknownStrategyError",
     "compute_benchmarks",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -156,7 +157,7 @@ def clear_agents(
     w: np.ndarray,
     x: np.ndarray,
     a0: float,
-    mu: float,
+    mu: float | ChoiceModel,
     limits: np.ndarray,
     u: np.ndarray,
     order: np.ndarray | None,
@@ -165,6 +166,7 @@ def clear_agents(
 ) -> Clearing:
     """Clear a finite population of shoppers, rationing sellers that run out.
 
+    ``mu`` is the logit scale, or any ``ChoiceModel`` (a plugin's demand model).
     ``u`` holds each shopper's uniform for its first choice. ``order`` is the random queue (a
     permutation of shoppers, needed when a limit is finite). Sellers serve shoppers in queue order up
     to ``limits`` (units this step); a shopper turned away buys its best remaining option among the
@@ -173,7 +175,8 @@ def clear_agents(
     when some seller is over its limit. The result equals serving the queue one by one (tests/reference_market.py).
     """
     n_sellers, n = len(x), len(w)
-    choice = choose(w, x, a0, mu, u, allowed)
+    model = as_choice_model(mu)
+    choice = model.choose(w, x, a0, u, allowed)
     position = None
     if order is not None:
         position = np.empty(n, dtype=np.int64)
@@ -181,12 +184,12 @@ def clear_agents(
         if np.any(np.bincount(choice[choice >= 0], minlength=n_sellers) > limits):
             if keys is None:
                 raise ValueError("demand exceeds a limit: rationing needs Gumbel keys")
-            _ration(w, x, a0, mu, limits, choice, order, allowed, keys)
+            _ration(w, x, a0, model, limits, choice, order, allowed, keys)
     units = np.bincount(choice[choice >= 0], minlength=n_sellers).astype(float)
-    return Clearing(choice, units, _surplus_at_turn(w, x, a0, mu, allowed, choice, units, limits, position))
+    return Clearing(choice, units, _surplus_at_turn(w, x, a0, model, allowed, choice, units, limits, position))
 
 
-def _ration(w, x, a0, mu, limits, choice, order, allowed, keys) -> None:
+def _ration(w, x, a0, model: ChoiceModel, limits, choice, order, allowed, keys) -> None:
     """Re-route, in place, the shoppers who reach a sold-out seller, one sell-out event at a time.
 
     Work is laid out in queue order, so each event touches only the shoppers behind it, and a
@@ -206,7 +209,7 @@ def _ration(w, x, a0, mu, limits, choice, order, allowed, keys) -> None:
         behind = at + np.flatnonzero(queued[at:] == seller)
         who = order[behind]
         sub_allowed = None if allowed is None else allowed[:, who]
-        queued[behind] = _best_remaining(w[who], x, a0, mu, gumbel(uniforms[row[behind]]), open_, sub_allowed)
+        queued[behind] = model.reroute(w[who], x, a0, uniforms[row[behind]], open_, sub_allowed)
     choice[order] = queued
 
 
@@ -260,9 +263,9 @@ class _SellOuts:
         return first
 
 
-def _surplus_at_turn(w, x, a0, mu, allowed, choice, units, limits, position) -> np.ndarray:
+def _surplus_at_turn(w, x, a0, model: ChoiceModel, allowed, choice, units, limits, position) -> np.ndarray:
     """Each shopper's expected surplus over the sellers it knows that still have stock at its turn."""
-    value = surplus(w, x, a0, mu, allowed)
+    value = model.surplus(w, x, a0, allowed)
     full = np.isfinite(limits) & (units >= np.floor(limits))
     if position is None or not full.any():
         return value
@@ -272,7 +275,7 @@ def _surplus_at_turn(w, x, a0, mu, allowed, choice, units, limits, position) -> 
     late = np.flatnonzero(position >= empty_from.min())
     in_stock = empty_from[:, None] > position[late][None, :]
     mask = in_stock if allowed is None else allowed[:, late] & in_stock
-    value[late] = surplus(w[late], x, a0, mu, mask)
+    value[late] = model.surplus(w[late], x, a0, mask)
     return value
 
 
@@ -281,7 +284,7 @@ def clear_expected(
     weight: np.ndarray,
     x: np.ndarray,
     a0: float,
-    mu: float,
+    mu: float | ChoiceModel,
     limits: np.ndarray,
     allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
@@ -291,15 +294,15 @@ def clear_expected(
     rates, a seller closes when its limit is reached and later shoppers choose among the open ones.
     This is the large-population limit of ``clear_agents``.
     """
-    n_sellers = len(x)
+    n_sellers, model = len(x), as_choice_model(mu)
     base = np.ones((n_sellers, len(w)), dtype=bool) if allowed is None else allowed
     open_ = np.ones(n_sellers, dtype=bool)
     sold = np.zeros(n_sellers)
     welfare, now = 0.0, 0.0
     while True:
         mask = None if (allowed is None and open_.all()) else base & open_[:, None]
-        rate = expected_units(w, weight, x, a0, mu, mask)
-        cs = float(surplus(w, x, a0, mu, mask) @ weight)
+        rate = model.expected_units(w, weight, x, a0, mask)
+        cs = float(model.surplus(w, x, a0, mask) @ weight)
         with np.errstate(divide="ignore", invalid="ignore"):
             until = np.where(open_ & (rate > 0), (limits - sold) / rate, np.inf)
         j = int(np.argmin(until))
@@ -311,3 +314,102 @@ def clear_expected(
             return sold, welfare
         open_[j] = False
         sold[j] = limits[j]
+
+
+# --------------------------------------------------------------------------------------- choice models
+
+
+class ChoiceModel:
+    """How a consumer picks among sellers: the contract of the ``register_choice_models`` hook.
+
+    A consumer with WTP ``w`` faces sellers offering ``x_j = quality_j − price_j`` and an outside option
+    worth ``a0``; ``allowed`` (J, n), when given, masks the sellers each consumer knows (or that are still
+    in stock). A model is built once per run as ``cls(mu=consumers.mu, **consumers.choice.params)``.
+    Only ``probabilities`` is required; the rest have exact defaults derived from it, which a model
+    overrides when it knows better (the logit's closed forms, say). Every method is vectorised over
+    consumers and must be a pure function of its arguments (randomness comes in as uniforms).
+    """
+
+    name: ClassVar[str] = ""
+
+    def probabilities(self, w: np.ndarray, x: np.ndarray, a0: float, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Purchase probability of each consumer from each seller, shape (J, n); columns sum to ≤ 1."""
+        raise NotImplementedError
+
+    def choose(
+        self, w: np.ndarray, x: np.ndarray, a0: float, u: np.ndarray, allowed: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Each consumer's pick (−1 = outside option) from its uniform in ``u``: the inverse CDF of its row."""
+        cum = np.cumsum(self.probabilities(w, x, a0, allowed), axis=0)
+        pick = (cum <= u[None, :]).sum(axis=0)
+        return np.where(pick >= len(x), -1, pick)
+
+    def surplus(self, w: np.ndarray, x: np.ndarray, a0: float, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Expected surplus of each consumer over the outside option, in money (default: Σ_j P_j (w + x_j − a0)⁺)."""
+        gain = np.maximum(w[None, :] + x[:, None] - a0, 0.0)
+        return (self.probabilities(w, x, a0, allowed) * gain).sum(axis=0)
+
+    def expected_units(
+        self, w: np.ndarray, weight: np.ndarray, x: np.ndarray, a0: float, allowed: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Expected units per seller when consumer i carries mass ``weight_i``."""
+        return self.probabilities(w, x, a0, allowed) @ weight
+
+    def reroute(
+        self,
+        w: np.ndarray,
+        x: np.ndarray,
+        a0: float,
+        uniforms: np.ndarray,
+        open_: np.ndarray,
+        allowed: np.ndarray | None,
+    ) -> np.ndarray:
+        """Where shoppers turned away by a sold-out seller buy instead (−1 = nowhere).
+
+        ``uniforms`` (m, J+1) are fresh per shopper; ``open_`` (J,) marks sellers still in stock. The
+        default re-draws among the open sellers each shopper knows with the first uniform.
+        """
+        mask = np.broadcast_to(open_[:, None], (len(x), len(w)))
+        mask = mask if allowed is None else mask & allowed
+        return self.choose(w, x, a0, uniforms[:, 0], mask)
+
+
+class Logit(ChoiceModel):
+    """Multinomial logit: Gumbel taste shocks of scale ``mu`` (``mu = 0``: the best value wins, ties split).
+
+    The built-in model (McFadden 1974), registered through the same hook as plugins' models. Its
+    methods are this module's closed-form kernels; a turned-away shopper's next choice follows its
+    Plackett–Luce ranking, so rationing equals serving the consumers one by one.
+    """
+
+    name = "logit"
+
+    def __init__(self, mu: float = 0.25) -> None:
+        if not (np.isfinite(mu) and mu >= 0):
+            raise ValueError(f"mu must be finite and >= 0, got {mu}")
+        self.mu = float(mu)
+
+    def probabilities(self, w, x, a0, allowed=None):
+        return probabilities(w, x, a0, self.mu, allowed)
+
+    def choose(self, w, x, a0, u, allowed=None):
+        return choose(w, x, a0, self.mu, u, allowed)
+
+    def surplus(self, w, x, a0, allowed=None):
+        return surplus(w, x, a0, self.mu, allowed)
+
+    def expected_units(self, w, weight, x, a0, allowed=None):
+        return expected_units(w, weight, x, a0, self.mu, allowed)
+
+    def reroute(self, w, x, a0, uniforms, open_, allowed):
+        return _best_remaining(w, x, a0, self.mu, gumbel(uniforms), open_, allowed)
+
+
+def as_choice_model(model: float | ChoiceModel) -> ChoiceModel:
+    """A choice model as given, or the logit of scale ``model`` when it is a number."""
+    return model if isinstance(model, ChoiceModel) else Logit(float(model))
+
+
+def builtin_choice_models() -> list[type[ChoiceModel]]:
+    """The choice models marketsim registers itself (through the ``register_choice_models`` hook)."""
+    return [Logit]

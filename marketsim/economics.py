@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from marketsim.consumers import expected_units, surplus
+from marketsim.consumers import ChoiceModel, Logit
 
 
 @dataclass(frozen=True)
@@ -26,15 +26,22 @@ class ExpectedDemand:
     wtp: np.ndarray  # (K,) WTP nodes
     mass: np.ndarray  # (K,) consumers per step each node stands for (size × arrival / K)
     survival: Callable[[float], float] | None = None  # P(WTP > t); makes mu = 0 demand exact, not stepped
+    choice: ChoiceModel | None = None  # the consumer-choice model (None: the logit of scale mu)
+
+    @property
+    def model(self) -> ChoiceModel:
+        """The choice model demand follows."""
+        return self.choice if self.choice is not None else Logit(self.mu)
 
     def units(self, prices: np.ndarray) -> np.ndarray:
         """Expected units sold by each seller at the price vector."""
         x = self.quality - np.asarray(prices, float)
-        if self.mu == 0 and self.survival is not None:  # vertical market: best value wins, ties split
+        model = self.model
+        if isinstance(model, Logit) and model.mu == 0 and self.survival is not None:  # best value wins, ties split
             best = float(np.max(x))
             ties = x >= best - 1e-12
             return ties / ties.sum() * float(self.mass.sum()) * float(self.survival(self.outside - best))
-        return expected_units(self.wtp, self.mass, x, self.outside, self.mu)
+        return model.expected_units(self.wtp, self.mass, x, self.outside)
 
     def profits(self, prices: np.ndarray) -> np.ndarray:
         """Expected one-step profit of each seller at the price vector."""
@@ -45,7 +52,7 @@ class ExpectedDemand:
     def consumer_surplus(self, prices: np.ndarray) -> float:
         """Expected consumer surplus per step at the price vector."""
         x = self.quality - np.asarray(prices, float)
-        return float(surplus(self.wtp, x, self.outside, self.mu) @ self.mass)
+        return float(self.model.surplus(self.wtp, x, self.outside) @ self.mass)
 
 
 @dataclass(frozen=True)

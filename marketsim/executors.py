@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Literal, Protocol
 
 from marketsim.matches import FaultKind, MatchResult, MatchTask, fault_result, short_traceback, shorten
+from marketsim.registry import default_registry
 
 Tracker = Callable[[int, int], None]
 Runner = Callable[[MatchTask, Tracker | None], MatchResult]
@@ -148,7 +149,7 @@ class SerialExecutor:
 # --------------------------------------------------------------------------------------------------
 # Local process pool
 
-_READY = "ready"  # the first message of a worker: its runner is imported and it waits for tasks
+_READY = "ready"  # the first message of a worker: its runner and the plugins are loaded, it waits for tasks
 
 
 def _worker_main(conn: Connection, progress: Any, runner: Runner) -> None:
@@ -160,6 +161,7 @@ def _worker_main(conn: Connection, progress: Any, runner: Runner) -> None:
             self.seat, self.step = seat, step
             progress[0], progress[1] = seat, step  # read by the coordinator after a kill or a crash
 
+    default_registry()  # discover plugins (imports torch for the deep learners) before any match's clock starts
     conn.send(_READY)
     while True:
         try:

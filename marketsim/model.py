@@ -16,6 +16,7 @@ import numpy as np
 
 from marketsim import consumers, network
 from marketsim.economics import Benchmarks, ExpectedDemand, compute_benchmarks
+from marketsim.observers import Observer, ObserverError, RunInfo, StepRecord
 from marketsim.registry import Registry, default_registry
 from marketsim.scenario import Scenario
 from marketsim.scenario import Seller as SellerSpec
@@ -69,7 +70,14 @@ def wtp_nodes(scenario: Scenario) -> np.ndarray:
     return dist.ppf((np.arange(k) + 0.5) / k)
 
 
-def expected_demand(scenario: Scenario) -> ExpectedDemand:
+def choice_model(scenario: Scenario, registry: Registry | None = None) -> consumers.ChoiceModel:
+    """The scenario's consumer-choice model, built from its registered class with ``mu`` and its params."""
+    spec = scenario.consumers.choice
+    registry = registry if registry is not None else default_registry()
+    return registry.extension("choice model", spec.model).cls(mu=scenario.consumers.mu, **spec.params)
+
+
+def expected_demand(scenario: Scenario, registry: Registry | None = None) -> ExpectedDemand:
     """The scenario's noise-free demand at its base arrival rate (no shocks, no capacity, full awareness)."""
     sellers = scenario.expanded_sellers()
     nodes = wtp_nodes(scenario)
@@ -82,6 +90,7 @@ def expected_demand(scenario: Scenario) -> ExpectedDemand:
         wtp=nodes,
         mass=np.full(len(nodes), c.size * c.arrival / len(nodes)),
         survival=None if (dist := c.wtp.frozen()) is None else (lambda t: float(dist.sf(t))),
+        choice=choice_model(scenario, registry),
     )
 
 
@@ -180,6 +189,7 @@ class ConsumerPopulation(mesa.Agent):
     def __init__(self, model: MarketModel, scenario: Scenario) -> None:
         super().__init__(model)
         self.spec = scenario.consumers
+        self.choice = model.demand.choice  # the scenario's ChoiceModel, built once by the model
         self.expected = scenario.demand.mode == "expected"
         self.wtp = wtp_nodes(scenario) if self.expected else wtp_population(scenario, model.rng)
         self.aware: np.ndarray | None = None
@@ -200,7 +210,7 @@ class ConsumerPopulation(mesa.Agent):
         w = self.wtp + self.spec.wtp_shift_at(step)
         if self.expected:
             mass = np.full(len(w), self.spec.size * arrival / len(w))
-            units, self.surplus = consumers.clear_expected(w, mass, x, self.spec.outside_value, self.spec.mu, limits)
+            units, self.surplus = consumers.clear_expected(w, mass, x, self.spec.outside_value, self.choice, limits)
             self.shoppers, self.buyers = float(mass.sum()), float(units.sum())
             return units
         rng = self.model.rng
@@ -211,7 +221,7 @@ class ConsumerPopulation(mesa.Agent):
             w if who is None else w[who],
             x,
             self.spec.outside_value,
-            self.spec.mu,
+            self.choice,
             limits,
             draws.u,
             draws.order,
@@ -244,10 +254,10 @@ class MarketModel(mesa.Model):
 
     def __init__(self, scenario: Scenario, registry: Registry | None = None, seed: int | None = None) -> None:
         super().__init__(rng=scenario.seed if seed is None else seed)
-        self.scenario = scenario
+        self.config = scenario  # the validated Scenario; Mesa >= 3.4 reserves `Model.scenario` for its own
         registry = registry if registry is not None else default_registry()
         specs = scenario.expanded_sellers()
-        self.demand = expected_demand(scenario)
+        self.demand = expected_demand(scenario, registry)
         self.price_min = np.array([s.price_min for s in specs])
         self.price_max = np.array([s.price_max for s in specs])
         self.benchmarks: Benchmarks = compute_benchmarks(self.demand, self.price_min, self.price_max)
@@ -264,6 +274,57 @@ class MarketModel(mesa.Model):
         self.learners = [s for s in self.sellers if hasattr(s.strategy, "converged")]
         self.observations = [s.observe(0, self._rivals(s, self._prices())) for s in self.sellers]
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
+        self.observers = self._start_observers(scenario, registry)
+
+    def _start_observers(self, scenario: Scenario, registry: Registry) -> list[Observer]:
+        """Build the scenario's observers and tell them what run they watch."""
+        info = RunInfo(
+            scenario=scenario.name,
+            seed=scenario.seed,
+            steps=scenario.steps,
+            sellers=tuple(s.name for s in self.sellers),
+            strategies=tuple(s.strategy.name for s in self.sellers),
+        )
+        observers = []
+        for spec in scenario.observers:
+            try:
+                observer = registry.extension("observer", spec.observer).cls(**spec.params)
+                observer.start(info)
+            except Exception as exc:
+                raise ObserverError(spec.observer, 0, exc) from exc
+            observers.append(observer)
+        return observers
+
+    def _notify(self, step: int) -> None:
+        """Hand every observer the frozen record of the step just completed."""
+        if not self.observers:
+            return
+        pop = self.population
+        record = StepRecord(
+            step=step,
+            prices=tuple(s.price for s in self.sellers),
+            units=tuple(s.units for s in self.sellers),
+            profits=tuple(s.profit for s in self.sellers),
+            inventory=tuple(s.inventory for s in self.sellers),
+            shoppers=pop.shoppers,
+            buyers=pop.buyers,
+            consumer_surplus=pop.surplus,
+        )
+        for observer in self.observers:
+            try:
+                observer.on_step(record)
+            except Exception as exc:
+                raise ObserverError(observer.name, step, exc) from exc
+
+    def finish_observers(self) -> dict[str, dict]:
+        """Each observer's closing metrics, by name (for summary.json)."""
+        out = {}
+        for observer in self.observers:
+            try:
+                out[observer.name] = dict(observer.finish())
+            except Exception as exc:
+                raise ObserverError(observer.name, self.steps, exc) from exc
+        return out
 
     def _market_info(self, i: int) -> MarketInfo:
         return market_info(i, self.demand, self.benchmarks, self.price_min, self.price_max)
@@ -283,6 +344,7 @@ class MarketModel(mesa.Model):
         self.settle(units)
         self.learn(prices, step)
         self.datacollector.collect(self)
+        self._notify(step)
         if self.learners and all(self._converged(s) for s in self.learners):
             self.running = False  # every learner's greedy policy has stopped changing
 

@@ -1,6 +1,8 @@
-"""The strategy registry: discovers plugins through pluggy and the ``marketsim`` entry-point group.
+"""The registry: discovers plugins through pluggy and the ``marketsim`` entry-point group.
 
-Built-in strategies are registered through exactly the same entry-point path as third-party ones.
+Plugins register strategies, consumer-choice models and step observers through three hooks. Built-in
+strategies come through exactly the same entry-point path as third-party ones; the built-in choice
+models and observers (``marketsim.builtins``) through the same hooks, always loaded.
 One broken plugin is recorded in ``Registry.problems`` and skipped; a duplicate name is refused
 with an error naming both sources.
 """
@@ -20,7 +22,9 @@ from typing import Any
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from marketsim import hookspecs
+from marketsim import builtins, hookspecs
+from marketsim.consumers import ChoiceModel
+from marketsim.observers import Observer
 from marketsim.strategy import STRATEGY_API_VERSION, Strategy
 
 ENTRY_POINT_GROUP = "marketsim"
@@ -39,15 +43,22 @@ class DuplicateStrategyError(ValueError):
 
 
 class UnknownStrategyError(KeyError):
-    """A scenario or call named a strategy that no plugin registered."""
+    """A scenario or call named a strategy (or choice model, observer) that no plugin registered."""
 
-    def __init__(self, name: str, available: Iterable[str]) -> None:
-        self.name = name
+    def __init__(self, name: str, available: Iterable[str], kind: str = "strategy") -> None:
+        self.name, self.kind = name, kind
         self.available = sorted(available)
         super().__init__(name)
 
     def __str__(self) -> str:
-        return f"unknown strategy {self.name!r}; available: {', '.join(self.available) or '(none)'}"
+        return f"unknown {self.kind} {self.name!r}; available: {', '.join(self.available) or '(none)'}"
+
+
+#: hook name → (what it registers, the base class its classes must subclass)
+EXTENSIONS: dict[str, tuple[str, type]] = {
+    "register_choice_models": ("choice model", ChoiceModel),
+    "register_observers": ("observer", Observer),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +91,36 @@ class Registry:
 
     def __init__(self) -> None:
         self._entries: dict[str, StrategyEntry] = {}
+        self.extensions: dict[str, dict[str, StrategyEntry]] = {kind: {} for kind, _ in EXTENSIONS.values()}
         self.problems: list[PluginProblem] = []
+
+    def register_extension(
+        self,
+        hook: str,
+        cls: type,
+        plugin: str = "<direct>",
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Add a choice model or observer class (by the hook that registers it); refuse bad or duplicate ones."""
+        kind, base = EXTENSIONS[hook]
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(f"plugin {plugin!r} registered {cls!r}, which is not a {base.__name__} subclass")
+        if not isinstance(cls.name, str) or not cls.name:
+            raise TypeError(f"plugin {plugin!r} registered {cls.__qualname__} without a name (got {cls.name!r})")
+        table = self.extensions[kind]
+        if cls.name in table:
+            raise DuplicateStrategyError(
+                f"{kind} name {cls.name!r} registered twice: by {table[cls.name].source} and by {plugin}"
+            )
+        table[cls.name] = StrategyEntry(cls.name, cls, plugin, distribution, version)
+
+    def extension(self, kind: str, name: str) -> StrategyEntry:
+        """The choice model or observer registered as ``name``; UnknownStrategyError lists the others."""
+        try:
+            return self.extensions[kind][name]
+        except KeyError:
+            raise UnknownStrategyError(name, self.extensions[kind], kind) from None
 
     def register(
         self,
@@ -106,10 +146,11 @@ class Registry:
             )
         self._entries[cls.name] = StrategyEntry(cls.name, cls, plugin, distribution, version)
 
-    def _unregister(self, names: Iterable[str]) -> None:
+    def _unregister(self, names: Iterable[str], hook: str = "register_strategies") -> None:
         """Drop ``names`` again (a plugin whose hook raised part-way is skipped as a whole)."""
+        table = self._entries if hook == "register_strategies" else self.extensions[EXTENSIONS[hook][0]]
         for name in names:
-            self._entries.pop(name, None)
+            table.pop(name, None)
 
     def get(self, name: str) -> StrategyEntry:
         """The entry for ``name``; UnknownStrategyError lists what is available."""
@@ -219,7 +260,9 @@ def load_registry(plugins: Iterable[tuple[str, object]] = (), entry_points: bool
     registry = Registry()
     pm = make_plugin_manager()
     origin: dict[str, tuple[str | None, str | None]] = {}
-    found = list(_entry_point_plugins(registry)) if entry_points else []
+    version = importlib.metadata.version(BUILTIN_DISTRIBUTION)
+    found = [("marketsim", builtins, BUILTIN_DISTRIBUTION, version)]  # always: the market needs a choice model
+    found += list(_entry_point_plugins(registry)) if entry_points else []
     found += [(name, obj, None, None) for name, obj in plugins]
     for name, obj, dist, version in found:
         if (incompatible := _api_problem(obj)) is not None:
@@ -236,30 +279,37 @@ def load_registry(plugins: Iterable[tuple[str, object]] = (), entry_points: bool
                 known = ", ".join(sorted(n for n, c in vars(pm.hook).items() if c.has_spec()))
                 reason = f"implements unknown hook {caller.name!r} (known: {known})"
                 registry.problems.append(PluginProblem(name, reason))
-    for impl in pm.hook.register_strategies.get_hookimpls():
-        plugin = impl.plugin_name
-        dist, version = origin.get(plugin, (None, None))
-        if impl.hookwrapper or impl.wrapper:
-            registry.problems.append(PluginProblem(plugin, "register_strategies must not be a hook wrapper"))
-            continue
-        added: list[str] = []
-
-        def register(
-            cls: type, _p: str = plugin, _d: str | None = dist, _v: str | None = version, _added: list[str] = added
-        ) -> None:
-            try:
-                registry.register(cls, _p, _d, _v)
-            except (DuplicateStrategyError, TypeError) as exc:  # refuse this class, keep the rest
-                registry.problems.append(PluginProblem(_p, str(exc)))
-            else:
-                _added.append(cls.name)  # type: ignore[attr-defined]  # checked by Registry.register
-
-        try:
-            impl.function(*[{"register": register}[a] for a in impl.argnames])
-        except Exception as exc:
-            registry._unregister(added)
-            registry.problems.append(PluginProblem(plugin, f"register_strategies raised {_short(exc)}"))
+    for hook in ("register_strategies", *EXTENSIONS):
+        for impl in getattr(pm.hook, hook).get_hookimpls():
+            _call_hook(registry, hook, impl, origin)
     return registry
+
+
+def _call_hook(registry: Registry, hook: str, impl: Any, origin: Mapping[str, tuple[str | None, str | None]]) -> None:
+    """Run one plugin's registration hook; refuse bad classes one by one, skip the plugin if it raises."""
+    plugin = impl.plugin_name
+    dist, version = origin.get(plugin, (None, None))
+    if impl.hookwrapper or impl.wrapper:
+        registry.problems.append(PluginProblem(plugin, f"{hook} must not be a hook wrapper"))
+        return
+    added: list[str] = []
+
+    def register(cls: type) -> None:
+        try:
+            if hook == "register_strategies":
+                registry.register(cls, plugin, dist, version)
+            else:
+                registry.register_extension(hook, cls, plugin, dist, version)
+        except (DuplicateStrategyError, TypeError) as exc:  # refuse this class, keep the rest
+            registry.problems.append(PluginProblem(plugin, str(exc)))
+        else:
+            added.append(cls.name)  # type: ignore[attr-defined]  # checked on registration
+
+    try:
+        impl.function(*[{"register": register}[a] for a in impl.argnames])
+    except Exception as exc:
+        registry._unregister(added, hook)
+        registry.problems.append(PluginProblem(plugin, f"{hook} raised {_short(exc)}"))
 
 
 @functools.lru_cache(maxsize=1)

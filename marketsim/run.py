@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ class RunResult:
     consumer_surplus: float  # mean per step
     hhi: float  # of total units over the run
     converged: bool | None = None  # None when no seller reports convergence (no learners)
+    observers: dict[str, dict] = field(default_factory=dict)  # each observer's closing metrics
 
     def summary(self) -> dict:
         """The content of summary.json."""
@@ -65,6 +66,7 @@ class RunResult:
             "consumer_surplus": self.consumer_surplus,
             "hhi": self.hhi,
             "buyers_per_step": float(self.steps["buyers"].mean()),
+            "observers": self.observers,
         }
 
 
@@ -109,13 +111,14 @@ def summarise(model: MarketModel, steps: pd.DataFrame) -> RunResult:
     total_units = [steps[f"{n}.units"].sum() for n in names]
     converged = (not model.running) if model.learners else None
     return RunResult(
-        model.scenario,
+        model.config,
         model.benchmarks,
         steps,
         sellers,
         float(steps["consumer_surplus"].mean()),
         hhi(total_units),
         converged,
+        model.finish_observers(),
     )
 
 

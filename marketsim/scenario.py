@@ -165,8 +165,22 @@ class StepShock(_Spec):
 Shock = Annotated[SinusoidalShock | StepShock, Field(discriminator="kind")]
 
 
+class Choice(_Spec):
+    """Which consumer-choice (demand) model the population follows: a registered name and its parameters."""
+
+    model: str = Field("logit", min_length=1, description="Registered choice model (see `marketsim plugins`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword parameters of the model (besides mu).")
+
+
+class ObserverSpec(_Spec):
+    """A step observer attached to the run (a logger or a custom metric)."""
+
+    observer: str = Field(..., min_length=1, description="Registered observer name (see `marketsim plugins`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword parameters of the observer.")
+
+
 class Consumers(_Spec):
-    """The consumer population: size, willingness to pay, taste shocks and arrivals."""
+    """The consumer population: size, willingness to pay, taste shocks, arrivals and choice model."""
 
     size: Int = Field(10_000, gt=0, description="Number of consumers (market size).")
     wtp: WTP = Field(default_factory=lambda: ConstantWTP(distribution="constant"), description="WTP distribution.")
@@ -174,6 +188,7 @@ class Consumers(_Spec):
     outside_value: Float = Field(0.0, description="Value a0 of not buying (the outside option).")
     arrival: Float = Field(1.0, gt=0, le=1, description="Probability that a consumer shops in a step.")
     shocks: tuple[Shock, ...] = Field(default_factory=tuple, description="Seasonality and demand shocks.")
+    choice: Choice = Field(default_factory=Choice, description="Consumer-choice model (default: the logit).")
 
     def arrival_at(self, step: int) -> float:
         """Arrival probability at ``step`` after seasonality and shocks, clipped to [0, 1]."""
@@ -309,6 +324,7 @@ class Scenario(_Spec):
     demand: Demand = Field(default_factory=Demand, description="Sampled or expected demand.")
     network: Network | None = Field(None, description="Optional word-of-mouth network.")
     sellers: tuple[Seller, ...] = Field(..., min_length=1, description="Sellers, one by one or as groups.")
+    observers: tuple[ObserverSpec, ...] = Field(default_factory=tuple, description="Step observers to attach.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Scenario:
@@ -491,8 +507,36 @@ def _type_name(tp: Any) -> str:
 def _strategy_problems(
     scenario: Scenario, located: Located, registry: Registry
 ) -> tuple[list[Problem], list[dict[str, Any]]]:
-    """Problems with strategy names and parameters, and each seller's parameters validated to their types."""
-    return check_strategies(scenario.sellers, "sellers", located, registry)
+    """Problems with strategy names and parameters, and each seller's parameters validated to their types.
+
+    The choice model and observers are checked by building them: an unknown name lists the registered
+    ones, and a parameter the class refuses is reported at its line.
+    """
+    problems, params = check_strategies(scenario.sellers, "sellers", located, registry)
+    extensions = [("choice model", ("consumers", "choice"), "model", scenario.consumers.choice)]
+    extensions += [("observer", ("observers", i), "observer", o) for i, o in enumerate(scenario.observers)]
+    for kind, where, key, spec in extensions:
+        problems += _extension_problems(kind, where, key, spec, located, registry, scenario.consumers.mu)
+    return problems, params
+
+
+def _extension_problems(
+    kind: str, where: tuple, key: str, spec: Any, located: Located, registry: Registry, mu: float
+) -> list[Problem]:
+    """Build one choice model or observer from its spec; report an unknown name or refused parameters."""
+    name = getattr(spec, key)
+    table = registry.extensions[kind]
+    if name not in table:
+        available = ", ".join(sorted(table)) or "(none installed)"
+        hint = _did_you_mean(name, sorted(table))
+        return [located.problem((*where, key), f"unknown {kind} {name!r}{hint}; available: {available}")]
+    params = {"mu": mu, **spec.params} if kind == "choice model" else dict(spec.params)
+    try:
+        table[name].cls(**params)
+    except Exception as exc:
+        accepted = ", ".join(p.name for p in parameters(table[name].cls)) or "none"
+        return [located.problem((*where, "params"), f"{kind} {name!r}: {exc}; accepted: {accepted}")]
+    return []
 
 
 def check_strategies(

@@ -14,6 +14,7 @@ with capacities and stock, and a monopoly, against a fixed-price rival.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from marketsim.model import MarketModel
-from marketsim.registry import Registry
+from marketsim.registry import Registry, load_registry
 from marketsim.scenario import Scenario
 from marketsim.strategy import DEFAULT_CLASSIFIER, Strategy, parameters
 
@@ -88,7 +89,7 @@ class Report:
 
 
 def _registry_for(cls: type[Strategy]) -> Registry:
-    registry = Registry()
+    registry = load_registry(entry_points=False)  # the built-in choice models, no other plugin
     registry.register(cls, "conformance")
     registry.register(_Rival, "conformance")
     return registry
@@ -139,16 +140,25 @@ def _checks(cls: type[Strategy], params: Mapping[str, Any], steps: int, seed: in
         saved = model.sellers[0].strategy.state_dict()
         fresh = MarketModel(markets[0], _registry_for(cls)).sellers[0].strategy
         fresh.load_state_dict(saved)
-        return None if _equal(fresh.state_dict(), saved) else "load_state_dict(state_dict()) does not restore the state"
+        return (
+            None
+            if states_equal(fresh.state_dict(), saved)
+            else "load_state_dict(state_dict()) does not restore the state"
+        )
 
     def global_random() -> str | None:
-        np_state, py_state = np.random.get_state(), random.getstate()
+        np_state, py_state, torch_state = np.random.get_state(), random.getstate(), _torch_rng_state()
         _run(cls, params, markets[1], steps)
         same = random.getstate() == py_state and all(
             np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y
             for x, y in zip(np.random.get_state(), np_state)
         )
-        return None if same else "used the global random state (random / np.random)"
+        if not same:
+            return "used the global random state (random / np.random)"
+        after = _torch_rng_state()
+        if torch_state is not None and after is not None and not bool((torch_state == after).all()):
+            return "used torch's global random generator (draw from a torch.Generator seeded from self.rng)"
+        return None
 
     return [
         ("has a name, docstring, classifier and defaults", metadata),
@@ -160,13 +170,30 @@ def _checks(cls: type[Strategy], params: Mapping[str, Any], steps: int, seed: in
     ]
 
 
-def _equal(a: Any, b: Any) -> bool:
-    """Deep equality of plain state (dicts, lists, tuples, numbers, numpy arrays)."""
+def _torch_rng_state() -> Any:
+    """torch's global CPU generator state, when torch has been imported (None otherwise)."""
+    torch = sys.modules.get("torch")
+    return torch.random.get_rng_state() if torch is not None else None
+
+
+def states_equal(a: Any, b: Any) -> bool:
+    """Deep equality of plain state (dicts, lists, tuples, numbers, numpy arrays, torch tensors); NaN equals NaN.
+
+    Public so that plugin authors can compare ``state_dict()`` results in their own tests.
+    """
+    if hasattr(a, "detach") and hasattr(b, "detach"):  # torch tensors, without importing torch
+        x, y = a.detach().cpu(), b.detach().cpu()
+        return x.shape == y.shape and x.dtype == y.dtype and bool(((x == y) | ((x != x) & (y != y))).all())
     if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    if isinstance(a, np.ndarray | list | tuple) or isinstance(b, np.ndarray | list | tuple):
-        x, y = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
-        return x.shape == y.shape and all(_equal(p, q) for p, q in zip(x.ravel(), y.ravel()))
+        return a.keys() == b.keys() and all(states_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(states_equal(p, q) for p, q in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        x, y = np.asarray(a), np.asarray(b)
+        if x.dtype.kind in "fc" and y.dtype.kind in "fc":
+            return x.shape == y.shape and bool(np.array_equal(x, y, equal_nan=True))
+        x, y = x.astype(object), y.astype(object)
+        return x.shape == y.shape and all(states_equal(p, q) for p, q in zip(x.ravel(), y.ravel()))
     return a == b or (isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b))
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from marketsim.cli import main
 from marketsim.scenario import load_scenario
+from optional import unexpected
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
@@ -67,7 +68,7 @@ def test_plugins_json_lists_strategies_with_parameters(capsys: pytest.CaptureFix
     for row in rows.values():
         assert {"learns", "stochastic", "needs_torch", "observes"} <= set(row["classifier"])
         assert row["summary"]
-    assert listing["problems"] == []
+    assert unexpected(listing["problems"]) == []
 
 
 def test_validate_shipped_scenarios(capsys: pytest.CaptureFixture[str]) -> None:

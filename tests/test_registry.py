@@ -36,6 +36,7 @@ from marketsim.registry import (
 )
 from marketsim.strategy import Observation, Strategy
 from marketsim_rules import ALL_STRATEGIES, CostPlus, FixedPrice
+from optional import unexpected
 
 BUILTIN_NAMES = {cls.name for cls in ALL_STRATEGIES}
 
@@ -143,7 +144,7 @@ def test_default_registry_holds_builtins_from_the_rules_entry_point() -> None:
 def test_good_third_party_distribution_is_discovered(fake_dist: Callable[..., str]) -> None:
     module = fake_dist(plugin="acme", dist="acme-pricing", strategy="acme_constant")
     registry = load_registry()
-    assert registry.problems == []
+    assert unexpected(registry.problems) == []
     entry = registry.get("acme_constant")
     assert entry.plugin == "acme"
     assert (entry.distribution, entry.version) == ("acme-pricing", "1.0")
@@ -244,7 +245,7 @@ def test_broken_plugin_is_reported_and_skipped(kind: str, fake_dist: Callable[..
     assert len(reasons) == 1, registry.problems
     for fragment in expected:
         assert fragment in reasons[0], (fragment, reasons[0])
-    assert all(p.plugin == "broken" for p in registry.problems), registry.problems
+    assert all(p.plugin == "broken" for p in unexpected(registry.problems)), registry.problems
     assert "broken_constant" not in registry  # nothing half-registered
     assert all(e.plugin != "broken" for e in registry)
     assert registry.get("healthy_constant").plugin == "healthy"  # the rest keep working

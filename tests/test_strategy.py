@@ -36,6 +36,7 @@ from marketsim.strategy import (
     checked_price,
     parameters,
 )
+from marketsim.testing import states_equal
 
 # Calvano et al. (2020) logit duopoly: quality 2, cost 1, outside option 0, mu 0.25.
 NASH, MONOPOLY = 1.4729, 1.9249
@@ -452,22 +453,11 @@ def play(name: str, variant: str = "unlimited", seed: int = 0, steps: int = STEP
     return [episode.step(strategy, learn) for _ in range(steps)]
 
 
-def same_state(a: Any, b: Any) -> bool:
-    """Equality for plain state data that may hold numpy arrays."""
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return bool(a == b)
-
-
 def is_plain(value: Any) -> bool:
-    """Numbers, strings, None, numpy arrays/scalars and lists/tuples/dicts of them (no arbitrary objects)."""
+    """Numbers, strings, None, numpy arrays/scalars, torch tensors and lists/tuples/dicts of them."""
     if value is None or isinstance(value, (bool, int, float, str, np.ndarray, np.generic)):
+        return True
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):  # a tensor (torch not imported here)
         return True
     if isinstance(value, (list, tuple)):
         return all(is_plain(v) for v in value)
@@ -554,7 +544,7 @@ def test_state_dict_round_trip(name: str, variant: str) -> None:
     b, rng_b = fresh(name, twin, seed=999)
     rng_b.bit_generator.state = rng_a.bit_generator.state  # the generator belongs to the seller, not the state
     b.load_state_dict(copy.deepcopy(state))
-    assert same_state(b.state_dict(), state)
+    assert states_equal(b.state_dict(), state)
 
     rest_a = [episode.step(a) for _ in range(STEPS // 2)]
     rest_b = [twin.step(b) for _ in range(STEPS // 2)]
@@ -579,7 +569,7 @@ def test_global_random_state_is_untouched(name: str) -> None:
     assert random.getstate() == py_before
     np_after = np.random.get_state(legacy=False)
     assert np_after["bit_generator"] == np_before["bit_generator"]
-    assert same_state(np_after["state"], np_before["state"])
+    assert states_equal(np_after["state"], np_before["state"])
     assert (np_after["has_gauss"], np_after["gauss"]) == (np_before["has_gauss"], np_before["gauss"])
     if torch_before is not None and "torch" in sys.modules:
         assert bool((sys.modules["torch"].random.get_rng_state() == torch_before).all())
