@@ -1,4 +1,4 @@
-"""The ``marketsim`` command line: run, validate, schema, plugins."""
+"""The ``marketsim`` command line: run, experiment, train, tournament, validate, schema, plugins."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from marketsim.model import StrategyError
+from marketsim.observers import ObserverError
 from marketsim.registry import Registry, default_registry
 from marketsim.scenario import Scenario, load_scenario, scenario_schema
 from marketsim.strategy import InvalidPriceError, parameters
@@ -138,6 +139,56 @@ def _print_experiment(summary: dict) -> None:
     out.print(line)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one seller's learner in a scenario and write its checkpoint and learning curve."""
+    from marketsim.training import TrainError, train, write_training
+
+    scenario = load_scenario(args.scenario)
+    registry = default_registry()
+    _warn_plugin_problems(registry)
+    steps = args.steps if args.steps is not None else scenario.steps
+    try:
+        import torch  # small networks train fastest on one thread; worker processes set their own
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    with _counting_progress(f"train {args.seller}", "steps", args.quiet) as bar:
+        task = bar.add_task("train", total=steps)
+        try:
+            result = train(
+                scenario, args.seller, steps, args.workers, registry,
+                progress=lambda k: bar.update(task, completed=k),
+            )  # fmt: skip
+        except TrainError as exc:
+            print(f"{args.scenario}: {exc}", file=sys.stderr)
+            return 2
+    folder = write_training(result, args.out or Path("runs") / f"{scenario.name}-train-{result.seller}")
+    if not args.quiet:
+        _print_training(result)
+    out.print(f"training folder: [bold]{folder}[/] (checkpoint.pt, curve.csv, curve.png)")
+    out.print(f"evaluate with: params: {{checkpoint: {folder / 'checkpoint.pt'}, mode: eval}}", highlight=False)
+    return 0
+
+
+def _print_training(result) -> None:
+    summary = result.summary()
+    table = Table(title=f"{result.scenario.name}: trained {result.seller} ({result.strategy})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    speed = summary["steps_per_second"]
+    table.add_row("steps", f"{result.steps:,}" + (f" over {result.workers} workers" if result.workers > 1 else ""))
+    table.add_row("wall time", f"{result.seconds:,.1f} s ({_fmt(speed, 0)} steps/s)")
+    table.add_row("profit/step, first tenth", _fmt(summary["mean_profit_first_tenth"]))
+    table.add_row("profit/step, last tenth", _fmt(summary["mean_profit_last_tenth"]))
+    if result.score is not None:
+        table.add_row("score S of the greedy policy (1 = optimal, 0 = random)", _fmt(result.score.score, 3))
+        table.add_row("score S of the myopic best response", _fmt(result.score.myopic_score, 3))
+    out.print(table)
+    if result.score is None:
+        out.print("no oracle score: it needs expected demand, no shocks/capacities, and deterministic reactive rivals")
+
+
 def cmd_tournament(args: argparse.Namespace) -> int:
     """Run (or resume) a tournament and write its results folder."""
     from marketsim.executors import ExecutorUnavailable, make_executor
@@ -184,6 +235,7 @@ def cmd_tournament(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate scenario and tournament files; print every problem, one per line."""
+    from marketsim.tasks import is_family_file, load_family
     from marketsim.tournament import load_tournament
 
     failed = 0
@@ -193,6 +245,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 loaded = load_tournament(path)
                 what = f"tournament, {len(loaded.spec.entrants)} entrants, {loaded.spec.format}"
                 name = loaded.spec.name
+            elif is_family_file(path):
+                family = load_family(path)
+                name, what = family.name, f"task family, horizon {family.horizon}"
             else:
                 scenario = load_scenario(path)
                 what = f"{len(scenario.expanded_sellers())} sellers, {scenario.steps} steps"
@@ -251,7 +306,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     rows = _plugin_rows(registry)
     if args.json:
         problems = [{"plugin": p.plugin, "reason": p.reason} for p in registry.problems]
-        print(json.dumps({"strategies": rows, "problems": problems}, indent=2))
+        listing = {"strategies": rows, **_extension_rows(registry), "problems": problems}
+        print(json.dumps(listing, indent=2, default=repr))
         return 0
     table = Table(title=f"{len(rows)} registered strategies")
     for col in ("name", "from", "learns", "stochastic", "parameters (defaults)", "what it does"):
@@ -269,8 +325,29 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         )
         table.add_row(*(escape(c) for c in cells))
     out.print(table)
+    for kind, items in _extension_rows(registry).items():
+        listed = ", ".join(f"{r['name']} ({r['distribution'] or r['plugin']})" for r in items) or "none"
+        out.print(f"{kind.replace('_', ' ')}: {escape(listed)}")
     _warn_plugin_problems(registry)
     return 0
+
+
+def _extension_rows(registry: Registry) -> dict[str, list[dict]]:
+    """Registered choice models and observers, with their source, parameters and summary line."""
+    return {
+        key: [
+            {
+                "name": e.name,
+                "plugin": e.plugin,
+                "distribution": e.distribution,
+                "version": e.version,
+                "parameters": {p.name: (None if p.required else p.default) for p in parameters(e.cls)},
+                "summary": (e.cls.__doc__ or "").strip().splitlines()[0] if e.cls.__doc__ else "",
+            }
+            for e in sorted(registry.extensions[kind].values(), key=lambda e: e.name)
+        ]
+        for key, kind in (("choice_models", "choice model"), ("observers", "observer"))
+    }
 
 
 def _show_plugin(registry: Registry, name: str) -> int:
@@ -319,6 +396,17 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", type=Path, help="experiment folder (default runs/<scenario name>-experiment)")
     exp.add_argument("--quiet", action="store_true", help="no progress bar or table")
     exp.set_defaults(func=cmd_experiment)
+    trn = sub.add_parser("train", help="train one seller's learner and write a checkpoint and learning curve")
+    trn.add_argument("scenario", help="scenario YAML file")
+    trn.add_argument("--seller", required=True, help="name of the seller whose learner to train")
+    trn.add_argument("--steps", type=int, help="training steps (default: the scenario's steps)")
+    trn.add_argument("--workers", type=int, default=1, help="worker processes (strategies with parallel training)")
+    trn.add_argument("--out", type=Path, help="training folder (default runs/<scenario name>-train-<seller>)")
+    trn.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    trn.set_defaults(func=cmd_train)
+    from marketsim.metaeval import add_meta_eval_parser  # imports cli helpers only when run
+
+    add_meta_eval_parser(sub)
     tour = sub.add_parser("tournament", help="run a head-to-head tournament")
     tour.add_argument("file", help="tournament YAML file")
     tour.add_argument("--backend", choices=["serial", "process", "ray"], default="process", help="where matches run")
@@ -351,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
-    except (InvalidPriceError, StrategyError) as exc:
+    except (InvalidPriceError, StrategyError, ObserverError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -4,6 +4,8 @@ the deep-RL plugin is correctly listed as failed to load; every other plugin pro
 from __future__ import annotations
 
 import importlib.util
+import re
+from pathlib import Path
 from typing import Any
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -16,3 +18,17 @@ def unexpected(problems: list[Any]) -> list[Any]:
         return p["plugin"] if isinstance(p, dict) else p.plugin
 
     return [p for p in problems if HAS_TORCH or plugin(p) != "deep"]
+
+
+TORCH_STRATEGIES = re.compile(r"strategy:\s*(dqn|a3c|rl2|reptile_dqn)\b")
+
+
+def bundled(paths: list[Path]) -> list[Any]:
+    """Bundled scenario files as pytest params; those naming torch strategies skip without torch."""
+    import pytest
+
+    def needs_torch(path: Path) -> bool:
+        return bool(TORCH_STRATEGIES.search(path.read_text()))
+
+    skip = pytest.mark.skip(reason="names a torch strategy and torch (the deep extra) is not installed")
+    return [pytest.param(p, id=p.stem, marks=[skip] if needs_torch(p) and not HAS_TORCH else []) for p in paths]

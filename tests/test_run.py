@@ -9,9 +9,13 @@ import pytest
 
 from marketsim.run import simulate, write_run
 from marketsim.scenario import load_scenario
+from marketsim.tasks import is_family_file
+from optional import bundled
 
 SCENARIOS = sorted(
-    p for p in (Path(__file__).parents[1] / "scenarios").glob("*.yaml") if not p.stem.startswith("tournament")
+    p
+    for p in (Path(__file__).parents[1] / "scenarios").glob("*.yaml")
+    if not p.stem.startswith("tournament") and not is_family_file(p)
 )
 
 
@@ -20,7 +24,7 @@ def test_there_are_bundled_scenarios() -> None:
     assert {"quickstart", "calvano2020", "oligopoly", "social_network"} <= names
 
 
-@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bundled(SCENARIOS))
 def test_bundled_scenario_runs(path: Path, tmp_path: Path) -> None:
     scenario = load_scenario(path)
     short = scenario.with_overrides(steps=min(scenario.steps, 25))

@@ -15,10 +15,14 @@ import pytest
 from pydantic import ValidationError
 
 from marketsim.scenario import Scenario, ScenarioError, load_scenario, parse_scenario, scenario_schema
+from marketsim.tasks import is_family_file
 from marketsim.yamlsource import SourceError
+from optional import bundled
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIO_FILES = sorted(p for p in (ROOT / "scenarios").glob("*.yaml") if not p.stem.startswith("tournament"))
+SCENARIO_FILES = sorted(
+    p for p in (ROOT / "scenarios").glob("*.yaml") if not p.stem.startswith("tournament") and not is_family_file(p)
+)
 
 # A valid scenario; every malformed one below is derived from it. Line numbers on the right.
 BASE = """\
@@ -393,7 +397,7 @@ def test_edge_list_path_is_resolved_against_the_scenario_file(tmp_path: Path) ->
     assert Path(scenario.network.graph.path) == (tmp_path / "edges.txt").resolve()
 
 
-@pytest.mark.parametrize("path", SCENARIO_FILES, ids=[p.name for p in SCENARIO_FILES])
+@pytest.mark.parametrize("path", bundled(SCENARIO_FILES))
 def test_every_shipped_scenario_loads(path: Path) -> None:
     scenario = load_scenario(path)
     assert scenario.name and scenario.description

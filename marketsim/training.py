@@ -1,0 +1,313 @@
+"""Train one seller's learner in its scenario, then save a checkpoint and its learning curve.
+
+The other sellers play their own strategies. A strategy class that defines a classmethod
+``train_parallel(scenario, seller, steps, workers, progress) -> (state, rows)`` (A3C: several worker
+processes sharing one model) trains itself; any other learner learns inside the ordinary market loop.
+
+The training folder holds ``checkpoint.pt`` + ``checkpoint.json`` (strategy, parameters, seller, scenario
+name and hash, steps, versions), ``curve.csv`` (step, profit, moving average, price, and the normalised
+score S where an oracle exists) and ``curve.png``. A scenario then evaluates the learner with
+``params: {checkpoint: <folder>/checkpoint.pt, mode: eval}``.
+
+S exists when the market is stationary with expected demand (what ``marketsim experiment`` needs) and
+every rival is a deterministic rule reacting to last period's prices: the learner's greedy policy over
+last period's grid prices is then scored exactly by ``marketsim.oracle``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from marketsim import oracle, tabular
+from marketsim.model import MarketModel
+from marketsim.registry import Registry, default_registry
+from marketsim.run import atomic_folder
+from marketsim.scenario import Scenario
+from marketsim.strategy import Strategy
+
+Progress = Callable[[int], None]  # steps done so far (summed over workers)
+
+
+class TrainError(ValueError):
+    """The seller cannot be trained as asked (unknown name, not a learner, workers unsupported)."""
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """What scoring a seller's greedy policy needs: the tabulated market, rivals' reactions, discount."""
+
+    market: oracle.DiscreteMarket
+    index: int
+    reactions: dict[int, np.ndarray]
+    delta: float
+
+    def start_state(self, prices: list[float]) -> int:
+        """Joint grid index of the given last posted prices (snapped to each seller's grid)."""
+        actions = [tabular.nearest(self.market.grids[j], p) for j, p in enumerate(prices)]
+        return int(self.market.joint(np.array(actions)))
+
+    def score(self, strategy: Strategy, prices: list[float] | None = None) -> oracle.Score | None:
+        """S of the strategy's greedy policy, from the state of ``prices`` (all starts when None)."""
+        table = greedy_policy(strategy, self.market.grids)
+        if table is None:
+            return None
+        start = None if prices is None else self.start_state(prices)
+        return oracle.score(self.market, self.index, table, self.reactions, self.delta, start=start)
+
+
+@dataclass
+class TrainResult:
+    """A trained learner's state, its learning curve and what it was trained on."""
+
+    scenario: Scenario
+    seller: str
+    index: int
+    strategy: str
+    params: dict[str, Any]
+    state: dict[str, Any]
+    curve: pd.DataFrame
+    steps: int
+    workers: int
+    seconds: float
+    score: oracle.Score | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """The checkpoint's JSON sidecar (versions are added by ``save_checkpoint``)."""
+        return {
+            "strategy": self.strategy,
+            "params": _jsonable(self.params),
+            "seller": self.seller,
+            "seller_index": self.index,
+            "scenario": self.scenario.name,
+            "scenario_hash": self.scenario.digest(),
+            "steps": self.steps,
+            "workers": self.workers,
+            **self.meta,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The content of summary.json: sidecar facts plus timing, profits and the final score."""
+        profit = self.curve["profit"].to_numpy()
+        k = max(1, len(profit) // 10)
+        return {
+            **self.checkpoint_meta(),
+            "seconds": self.seconds,
+            "steps_per_second": self.steps / self.seconds if self.seconds > 0 else None,
+            "mean_profit_first_tenth": float(profit[:k].mean()) if len(profit) else None,
+            "mean_profit_last_tenth": float(profit[-k:].mean()) if len(profit) else None,
+            "score": None if self.score is None else self.score.as_dict(),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    """Parameters as JSON data (tuples become lists, numpy scalars numbers)."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def seller_index(scenario: Scenario, name: str) -> int:
+    """Index of seller ``name`` among the scenario's expanded sellers; TrainError lists the names."""
+    names = [s.name for s in scenario.expanded_sellers()]
+    if name not in names:
+        raise TrainError(f"no seller named {name!r} in scenario {scenario.name!r} (sellers: {', '.join(names)})")
+    return names.index(name)
+
+
+def greedy_policy(strategy: Strategy, grids: np.ndarray) -> np.ndarray | None:
+    """The strategy's greedy action in every memory-1 grid state, or None when it cannot say."""
+    if hasattr(strategy, "greedy_table"):
+        return np.asarray(strategy.greedy_table(grids), dtype=np.int64)
+    config = getattr(strategy, "config", None)
+    if isinstance(config, tabular.TabularConfig) and config.memory == 1:
+        return np.asarray(strategy.q.argmax(axis=1), dtype=np.int64)
+    return None
+
+
+def make_oracle(scenario: Scenario, index: int, learner: Strategy, registry: Registry) -> Oracle | None:
+    """The exact oracle for seller ``index`` when the market and rivals allow one, else None."""
+    from marketsim.experiment import ExperimentError, _check_supported, make_plan
+
+    grid = getattr(learner, "prices", None)
+    if grid is None and isinstance(getattr(learner, "config", None), tabular.TabularConfig):
+        grid = learner.grids[index]
+    if grid is None or not hasattr(learner, "grid_size"):
+        return None
+    explicit = getattr(learner, "grid", None)
+    grid_params = {"grid_size": learner.grid_size, "xi": getattr(learner, "xi", 0.1)}
+    grid_params = grid_params if explicit is None else {"grid": [float(p) for p in explicit]}
+    try:
+        _check_supported(scenario)
+        specs = list(scenario.expanded_sellers())
+        stand_in = {"strategy": "q_learning", "params": grid_params, "count": 1}
+        specs[index] = specs[index].model_copy(update=stand_in)
+        plan = make_plan(scenario.model_copy(update={"sellers": tuple(specs)}), registry)
+    except (ExperimentError, ValueError, KeyError):
+        return None
+    if plan.learners != (index,) or not np.allclose(plan.market.grids[index], grid):
+        return None
+    delta = float(getattr(learner, "gamma", getattr(learner, "delta", 0.95)))
+    return Oracle(plan.market, index, plan.reactions, delta)
+
+
+def _strategy_class(scenario: Scenario, index: int, registry: Registry) -> type[Strategy]:
+    spec = scenario.expanded_sellers()[index]
+    try:
+        return registry.get(spec.strategy).cls
+    except KeyError as exc:
+        raise TrainError(str(exc).strip("'\"")) from None
+
+
+def train(
+    scenario: Scenario,
+    seller: str,
+    steps: int | None = None,
+    workers: int = 1,
+    registry: Registry | None = None,
+    progress: Progress | None = None,
+    eval_points: int = 20,
+) -> TrainResult:
+    """Train ``seller``'s learner for ``steps`` (default: the scenario's) while the others play as usual."""
+    registry = registry if registry is not None else default_registry()
+    steps = scenario.steps if steps is None else int(steps)
+    if steps < 1:
+        raise TrainError(f"steps must be >= 1, got {steps}")
+    if workers < 1:
+        raise TrainError(f"workers must be >= 1, got {workers}")
+    index = seller_index(scenario, seller)
+    cls = _strategy_class(scenario, index, registry)
+    if not cls.classifier.get("learns"):
+        raise TrainError(f"seller {seller!r} plays {cls.name!r}, which does not learn: nothing to train")
+    parallel = getattr(cls, "train_parallel", None)
+    if parallel is None and workers > 1:
+        raise TrainError(f"strategy {cls.name!r} trains in one process only: drop --workers or use 1")
+    if parallel is not None:
+        return _train_parallel(scenario, index, cls, steps, workers, registry, progress)
+    return _train_in_market(scenario, index, steps, registry, progress, eval_points)
+
+
+def _train_in_market(
+    scenario: Scenario, index: int, steps: int, registry: Registry, progress: Progress | None, eval_points: int
+) -> TrainResult:
+    """Run the market loop for ``steps`` with the seller learning; score S every ``steps/eval_points``."""
+    model = MarketModel(scenario, registry)
+    seller = model.sellers[index]
+    learner = seller.strategy
+    judge = make_oracle(scenario, index, learner, registry)
+    every = max(1, steps // max(eval_points, 1))
+    rows: list[dict[str, float]] = []
+    start = time.perf_counter()
+    for k in range(1, steps + 1):
+        model.step()  # a tabular learner's convergence stop is ignored: training runs the full budget
+        row = {"step": k, "profit": seller.profit, "price": seller.price, "S": math.nan}
+        if judge is not None and (k % every == 0 or k == steps):
+            row["S"] = _score_value(judge.score(learner, [s.price for s in model.sellers]))
+        rows.append(row)
+        if progress is not None:
+            progress(k)
+    seconds = time.perf_counter() - start
+    final = judge.score(learner, [s.price for s in model.sellers]) if judge is not None else None
+    spec = scenario.expanded_sellers()[index]
+    return TrainResult(
+        scenario, spec.name, index, learner.name, dict(learner.params), learner.state_dict(),
+        _curve(pd.DataFrame(rows), steps), steps, 1, seconds, final,
+    )  # fmt: skip
+
+
+def _train_parallel(
+    scenario: Scenario,
+    index: int,
+    cls: type[Strategy],
+    steps: int,
+    workers: int,
+    registry: Registry,
+    progress: Progress | None,
+) -> TrainResult:
+    """Let the strategy train itself (e.g. A3C's worker processes), then score the result once."""
+    start = time.perf_counter()
+    state, rows = cls.train_parallel(scenario, index, steps, workers, progress)
+    seconds = time.perf_counter() - start
+    model = MarketModel(scenario, registry)
+    learner = model.sellers[index].strategy
+    learner.load_state_dict(state)
+    learner.set_training(False)
+    judge = make_oracle(scenario, index, learner, registry)
+    final = judge.score(learner) if judge is not None else None
+    frame = pd.DataFrame(rows, columns=["step", "worker", "profit", "price"]).sort_values(["step", "worker"])
+    frame["S"] = math.nan
+    if final is not None and len(frame):
+        frame.loc[frame.index[-1], "S"] = final.score
+    spec = scenario.expanded_sellers()[index]
+    return TrainResult(
+        scenario, spec.name, index, learner.name, dict(learner.params), state,
+        _curve(frame.reset_index(drop=True), steps), steps, workers, seconds, final,
+    )  # fmt: skip
+
+
+def _score_value(score: oracle.Score | None) -> float:
+    return math.nan if score is None else float(score.score)
+
+
+def _curve(frame: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """Add the moving average of profit (per worker when there are several) over a window of steps."""
+    window = moving_window(steps)
+    if "worker" in frame and frame["worker"].nunique() > 1:
+        frame["moving_average"] = frame.groupby("worker")["profit"].transform(
+            lambda s: s.rolling(window, min_periods=1).mean()
+        )
+    else:
+        frame["moving_average"] = frame["profit"].rolling(window, min_periods=1).mean()
+    front = ["step", "worker"] if "worker" in frame else ["step"]
+    return frame[[*front, "profit", "moving_average", "price", "S"]]
+
+
+def moving_window(steps: int) -> int:
+    """Moving-average window of a curve: a twentieth of the steps, between 10 and 1000."""
+    return int(min(1000, max(10, steps // 20)))
+
+
+def write_training(result: TrainResult, out_dir: str | Path) -> Path:
+    """Write checkpoint.pt/.json, curve.csv, curve.png and summary.json atomically into ``out_dir``."""
+    from marketsim.checkpoint import save_checkpoint
+
+    with atomic_folder(out_dir) as tmp:
+        save_checkpoint(tmp / "checkpoint.pt", result.state, result.checkpoint_meta())
+        result.curve.to_csv(tmp / "curve.csv", index=False)
+        title = f"{result.scenario.name}: training {result.seller} ({result.strategy})"
+        plot_curve(result.curve, tmp / "curve.png", title)
+        (tmp / "summary.json").write_text(json.dumps(_jsonable(result.summary()), indent=2) + "\n")
+    return Path(out_dir)
+
+
+def plot_curve(curve: pd.DataFrame, path: Path, title: str) -> Path:
+    """Profit per step and its moving average; S on a second axis where it was measured."""
+    from marketsim.report import plt  # the Agg backend, set up by the report module
+
+    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+    groups = curve.groupby("worker") if "worker" in curve else [(None, curve)]
+    for worker, part in groups:
+        label = "" if worker is None else f" (worker {worker})"
+        ax.plot(part["step"], part["profit"], lw=0.5, alpha=0.35, label=f"profit per step{label}")
+        ax.plot(part["step"], part["moving_average"], lw=1.6, label=f"moving average{label}")
+    ax.set(title=title, xlabel="training step", ylabel="profit")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    scored = curve.dropna(subset=["S"])
+    if len(scored):
+        right = ax.twinx()
+        right.plot(scored["step"], scored["S"], "o-", color="black", ms=3, lw=1.0, label="score S (1 = optimal)")
+        right.set_ylabel("normalised score S")
+        more_handles, more_labels = right.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, loc="lower right", fontsize="small")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

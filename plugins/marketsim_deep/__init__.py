@@ -1,0 +1,31 @@
+"""Deep reinforcement-learning sellers on PyTorch: ``dqn`` and ``a3c``.
+
+Registered through the ``marketsim`` entry-point group like any plugin. torch comes with the ``deep``
+extra (``pip install -e ".[deep]"``); without it this plugin is listed by ``marketsim plugins`` as
+failed to load, with that reason, and every other strategy keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+try:
+    import torch  # noqa: F401
+except ImportError as exc:  # reported by the registry as this plugin's problem
+    raise ImportError("the deep-RL strategies (dqn, a3c) need torch: pip install 'marketsim[deep]'") from exc
+
+from marketsim.hookspecs import hookimpl
+
+from .a3c import A3C
+from .dqn import DQN
+
+__all__ = ["A3C", "DQN", "register_strategies"]
+
+MARKETSIM_API = ">=1,<2"  # the strategy-API versions this plugin supports
+
+
+@hookimpl
+def register_strategies(register: Callable[[type], None]) -> None:
+    """Hand the deep-RL strategies to the host's registry."""
+    register(DQN)
+    register(A3C)

@@ -1,0 +1,198 @@
+"""What the deep-RL sellers share: device choice, the price grid, the observation encoder, seeded
+network construction, and the ``checkpoint`` / ``mode`` parameters.
+
+Randomness: a learner draws everything from the numpy generator handed to ``setup``. Network
+initialisation runs inside ``seeded`` (``torch.random.fork_rng``), so torch's global generator is left
+as it was, and sampling uses a ``torch.Generator`` seeded from the same numpy generator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+
+from marketsim import tabular
+from marketsim.checkpoint import CheckpointError, load_checkpoint
+from marketsim.strategy import MarketInfo, Observation, Strategy
+
+Mode = Literal["train", "eval"]
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else the CPU; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block (e.g. building a network) under ``seed`` without touching torch's global generator."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def price_grid(market: MarketInfo, grid_size: int, xi: float, grid: Sequence[float] | None) -> np.ndarray:
+    """The seller's price grid: explicit, or the tabular learners' grid around its Nash and monopoly prices."""
+    config = tabular.TabularConfig(
+        algorithm="q_learning", grid_size=grid_size, xi=xi, grid=None if grid is None else tuple(grid)
+    )
+    config.validate()
+    i = market.index
+    return tabular.price_grid(config, market.nash_prices[i], market.monopoly_prices[i])
+
+
+class ObservationEncoder:
+    """A fixed-length feature vector from the last ``history`` observations.
+
+    Per remembered step: own price and every rival's price, scaled so the seller's grid spans [0, 1]; own
+    units sold, scaled by its units at the Nash prices; and, when finite, inventory and capacity (scaled by
+    the first finite inventory / the capacity). ``period`` adds sin/cos of the step for seasonal markets.
+    """
+
+    def __init__(self, market: MarketInfo, grid: np.ndarray, history: int = 1, period: int | None = None) -> None:
+        self.history, self.period = history, period
+        self.low, self.span = float(grid.min()), float(max(grid.max() - grid.min(), 1e-9))
+        i, nash = market.index, np.asarray(market.nash_prices, float)
+        margin = nash[i] - market.costs[i]
+        units = market.expected_profit(nash)[i] / margin if margin > 0 else 1.0
+        self.unit_scale = float(units) if np.isfinite(units) and units > 0 else 1.0
+        self.n_rivals = market.n_sellers - 1
+        self.stock_scale: float | None = None
+        self.frames: deque[np.ndarray] = deque(maxlen=max(history - 1, 1))  # the frames before the current one
+
+    @property
+    def size(self) -> int:
+        """Length of the encoded vector."""
+        return self.history * (self.n_rivals + 4) + (2 if self.period else 0)
+
+    def frame(self, obs: Observation) -> np.ndarray:
+        """One step's features (no history): prices, units, inventory and capacity."""
+        if self.stock_scale is None and math.isfinite(obs.inventory) and obs.inventory > 0:
+            self.stock_scale = obs.inventory
+        prices = (np.array((obs.own_price, *obs.competitor_prices)) - self.low) / self.span
+        stock = obs.inventory / self.stock_scale if self.stock_scale and math.isfinite(obs.inventory) else 0.0
+        cap = 1.0 if math.isfinite(obs.capacity) else 0.0
+        return np.concatenate([prices, [obs.last_units / self.unit_scale, stock, cap]]).astype(np.float32)
+
+    def steady(self, obs: Observation) -> np.ndarray:
+        """Features as if ``obs`` had repeated for ``history`` steps (for tabulating a policy by state)."""
+        parts = [np.tile(self.frame(obs), self.history)]
+        if self.period:
+            angle = 2 * math.pi * obs.step / self.period
+            parts.append(np.array([math.sin(angle), math.cos(angle)], np.float32))
+        return np.concatenate(parts).astype(np.float32)
+
+    def encode(self, obs: Observation, remember: bool = True) -> np.ndarray:
+        """Features of ``obs`` after those of the previous ``history − 1`` remembered observations.
+
+        Before enough steps have been seen, the oldest available frame is repeated. ``remember=False``
+        encodes without storing (for hypothetical observations, e.g. tabulating a policy).
+        """
+        frame = self.frame(obs)
+        window = [*self.frames, frame] if self.history > 1 else [frame]
+        window = [window[0]] * (self.history - len(window)) + window
+        if remember and self.history > 1:
+            self.frames.append(frame)
+        parts = [np.concatenate(window)]
+        if self.period:
+            angle = 2 * math.pi * obs.step / self.period
+            parts.append(np.array([math.sin(angle), math.cos(angle)], np.float32))
+        return np.concatenate(parts).astype(np.float32)
+
+
+class DeepLearner(Strategy):
+    """Base of the torch learners: grid, encoder, device, torch generator, ``checkpoint`` and ``mode``.
+
+    Subclasses take ``grid_size, xi, grid, history, period, device, checkpoint, mode`` among their
+    parameters, build their networks in ``build`` (called inside ``seeded``) and implement
+    ``state_dict`` / ``load_state_dict``. ``mode: eval`` freezes learning and acts greedily.
+    """
+
+    classifier = {"learns": True, "stochastic": True, "needs_torch": True, "observes": ("own", "competitors")}
+
+    grid_size: int
+    xi: float
+    grid: list[float] | None
+    history: int
+    period: int | None
+    device: str
+    checkpoint: str | None
+    mode: Mode
+
+    def setup(self, market: MarketInfo, rng: np.random.Generator) -> None:
+        """Build grid, encoder and networks; then load ``checkpoint`` and apply ``mode``."""
+        super().setup(market, rng)
+        if self.mode not in ("train", "eval"):
+            raise ValueError(f"mode must be 'train' or 'eval', got {self.mode!r}")
+        self.prices = price_grid(market, self.grid_size, self.xi, self.grid)
+        self.encoder = ObservationEncoder(market, self.prices, self.history, self.period)
+        self.torch_device = pick_device(self.device)
+        if self.torch_device.type == "cpu" and torch.get_num_threads() > 1:
+            # These networks are tiny: one intra-op thread is several times faster than torch's default
+            # on a small machine (and 10x when the other core is busy). Process-wide, as torch allows.
+            torch.set_num_threads(1)
+        seed = int(rng.integers(2**63 - 1))
+        self.generator = torch.Generator().manual_seed(seed)
+        with seeded(seed):
+            self.build()
+        if self.checkpoint:
+            self.load_checkpoint(self.checkpoint)
+        if self.mode == "eval":
+            self.set_training(False)
+
+    def build(self) -> None:
+        """Create the networks and optimiser (runs under a seeded torch generator)."""
+        raise NotImplementedError
+
+    def load_checkpoint(self, path: str) -> None:
+        """Load a checkpoint written for this strategy (refusing one written for another)."""
+        state, meta = load_checkpoint(path)
+        if meta.get("strategy", self.name) != self.name:
+            raise CheckpointError(f"checkpoint {path} was written by {meta['strategy']!r}, not {self.name!r}")
+        self.load_state_dict(state)
+
+    def greedy_actions(self, features: np.ndarray) -> np.ndarray:
+        """Greedy action index for each row of ``features`` (k, encoder.size), without exploring."""
+        raise NotImplementedError
+
+    def greedy_table(self, grids: np.ndarray) -> np.ndarray:
+        """The greedy action in every memory-1 grid state, as ``marketsim.oracle`` policies are indexed.
+
+        ``grids`` (n, m) are all sellers' price grids (this seller's must be its own); state k is last
+        period's joint action with seller 0 the most significant digit; own units and profit are the
+        expected ones at those prices, so the observation is exactly what the market would show.
+        """
+        n, m = grids.shape
+        i, market = self.market.index, self.market
+        rows = []
+        for actions in np.indices((m,) * n).reshape(n, -1).T:
+            prices = grids[np.arange(n), actions]
+            profit = float(market.expected_profit(prices)[i])
+            margin = prices[i] - market.costs[i]
+            obs = Observation(
+                step=1,
+                own_price=float(prices[i]),
+                cost=market.costs[i],
+                last_units=profit / margin if margin > 0 else 0.0,
+                last_profit=profit,
+                inventory=math.inf,
+                capacity=math.inf,
+                competitor_prices=tuple(float(p) for p in np.delete(prices, i)),
+                price_min=market.price_min,
+                price_max=market.price_max,
+            )
+            rows.append(self.encoder.steady(obs))
+        return np.asarray(self.greedy_actions(np.stack(rows)), dtype=np.int64)
+
+    def action_price(self, action: int) -> float:
+        """The grid price of an action index."""
+        return float(self.prices[action])
