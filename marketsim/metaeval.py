@@ -1,0 +1,606 @@
+"""Meta-evaluation: how fast does a strategy adapt to an unseen market of a task family?
+
+Every agent takes the learner's seat in the SAME held-out tasks (same task seeds, so the same consumers
+and the same draws where the agents price alike) and the market runs H steps through ``MarketModel``.
+Each step records the posted price and its expected profit given the rivals' actual prices
+(``model.demand.profits(prices)[learner]``, noise-free), and the same for the ``clairvoyant`` oracle run
+in the same task. Cumulative regret is R(t) = Σ_{s≤t} (oracle expected profit − agent expected profit).
+
+``write`` produces ``summary.json`` (per agent: ``regret_10``, ``regret_25``, ``regret_H`` — means over tasks
+with 95% CIs — and ``last10_oracle_share``, plus the family's ``fixed_price_share``), ``curves.csv``
+(t, agent, mean regret, CI), ``tasks.csv`` (per task: drawn parameters and each agent's regret) and
+``regret.png``. Tasks can be spread over worker processes; results never depend on the worker count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from marketsim.model import MarketModel, StrategyError, market_info
+from marketsim.registry import Registry, default_registry
+from marketsim.run import atomic_folder
+from marketsim.strategy import Strategy, parameters
+from marketsim.tasks import (
+    Family,
+    Task,
+    best_fixed_price,
+    expected_rollout,
+    fixed_price_profits,
+    rival_specs,
+    sample_task,
+    sample_tasks,
+)
+
+#: The oracle's strategy name (marketsim_bandits) and the baselines' (agent name -> strategy name).
+ORACLE = "clairvoyant"
+BASELINES: Mapping[str, str] = {
+    "thompson_pricing": "thompson_pricing",
+    "ucb_pricing": "ucb_pricing",
+    "best_fixed_price": "best_fixed_price",
+}
+#: The times at which regret is reported (besides H).
+REPORT_AT = (10, 25)
+
+AgentSpec = tuple[str, Mapping[str, Any]]  # (registered strategy name, parameters)
+Progress = Callable[[int, int], None]  # (tasks done, tasks in all)
+
+
+class MetaEvalError(ValueError):
+    """The evaluation cannot run as asked (unknown strategy, bad checkpoint, bad numbers)."""
+
+
+# --- one agent in one task -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """One agent's H steps in one task: posted price, its expected profit, realised units and profit."""
+
+    prices: np.ndarray  # (H,)
+    expected_profit: np.ndarray  # (H,) expected profit of the posted price against the rivals' actual prices
+    units: np.ndarray  # (H,) units actually sold
+    profit: np.ndarray  # (H,) profit actually booked
+
+
+def oracle_params(task: Task) -> dict[str, Any]:
+    """The clairvoyant's parameters for ``task``: the rivals' rules, the family grid and the horizon."""
+    return {
+        "rivals": [r.as_dict() for r in rival_specs(task.scenario, task.learner)],
+        "grid": tuple(task.grid),
+        "horizon": task.horizon,
+    }
+
+
+def task_params(strategy: str, params: Mapping[str, Any], task: Task, registry: Registry) -> dict[str, Any]:
+    """``params`` completed for ``task``: a strategy that takes a ``grid`` gets the family's grid unless given."""
+    accepted = {p.name for p in parameters(registry.get(strategy).cls)}
+    out = dict(params)
+    if "grid" in accepted and "grid" not in out and task.grid:
+        out["grid"] = tuple(task.grid)
+    return out
+
+
+def task_model(task: Task, registry: Registry | None = None) -> MarketModel:
+    """The task's market, built once (placeholder in the learner seat); ``run_agent`` copies it per agent."""
+    return MarketModel(task.scenario, registry if registry is not None else default_registry())
+
+
+def run_agent(
+    task: Task,
+    agent: AgentSpec | Strategy,
+    registry: Registry | None = None,
+    template: MarketModel | None = None,
+    learning: bool = True,
+) -> AgentRun:
+    """Run ``agent`` in the learner seat of ``task`` for H steps and record what it posted and earned.
+
+    ``agent`` is (strategy name, params) — params completed by ``task_params`` — or a Strategy instance
+    (a meta-learner keeping its weights across tasks): it is ``setup`` with the seat's MarketInfo and the
+    seat's generator exactly as ``MarketModel`` would have set it up. ``template`` (from ``task_model``) is
+    copied, not changed: building a MarketModel costs ~0.2 s (its Nash/monopoly benchmarks), a copy ~3 ms.
+    The result equals running ``MarketModel(with_strategy(task, name, params))`` step by step.
+    ``learning=False`` runs the market with learning off (strategies told through ``set_training``).
+    """
+    registry = registry if registry is not None else default_registry()
+    template = template if template is not None else task_model(task, registry)
+    model = copy.deepcopy(template)
+    i = task.learner
+    seat = model.sellers[i]
+    try:
+        if isinstance(agent, Strategy):
+            strategy = agent
+        else:
+            name, params = agent
+            strategy = registry.create(name, task_params(name, params, task, registry))
+        rng = copy.deepcopy(template.sellers[i].strategy.rng)  # the seat's own, untouched generator
+        strategy.setup(market_info(i, model.demand, model.benchmarks, model.price_min, model.price_max), rng)
+    except Exception as exc:
+        raise StrategyError(i, seat.name, 0, exc) from exc
+    seat.strategy = strategy
+    model.learners = [s for s in model.sellers if hasattr(s.strategy, "converged")]
+    if not learning:
+        model.set_learning(False)
+    horizon = task.horizon
+    prices, expected = np.empty(horizon), np.empty(horizon)
+    units, profit = np.empty(horizon), np.empty(horizon)
+    for t in range(horizon):
+        model.step()
+        posted = np.array([s.price for s in model.sellers])
+        prices[t] = posted[i]
+        expected[t] = model.demand.profits(posted)[i]
+        units[t], profit[t] = seat.units, seat.profit
+    return AgentRun(prices, expected, units, profit)
+
+
+def _evaluate_task(
+    family: Family, split: str, k: int, agents: Mapping[str, AgentSpec], registry: Registry
+) -> tuple[Task, AgentRun, list[AgentRun]]:
+    task = sample_task(family, split, k)
+    template = task_model(task, registry)
+    oracle = run_agent(task, (ORACLE, oracle_params(task)), registry, template)
+    return task, oracle, [run_agent(task, spec, registry, template) for spec in agents.values()]
+
+
+# --- many tasks, many agents ---------------------------------------------------------------------------
+
+
+def _ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and 95% t-interval along ``axis``."""
+    from scipy import stats
+
+    n = values.shape[axis]
+    mean = values.mean(axis=axis)
+    if n < 2:
+        return mean, mean.copy(), mean.copy()
+    half = stats.t.ppf(0.975, n - 1) * values.std(axis=axis, ddof=1) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def _ratio_ci(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Ratio of means x̄/ȳ with a 95% delta-method interval (per-task pairs x_i, y_i)."""
+    ratio = float(x.sum() / y.sum()) if y.sum() != 0 else math.nan
+    n = len(x)
+    if n < 2 or not math.isfinite(ratio):
+        return ratio, ratio, ratio
+    se = float(np.std(x - ratio * y, ddof=1) / math.sqrt(n) / abs(y.mean()))
+    return ratio, ratio - 1.96 * se, ratio + 1.96 * se
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Every agent's and the oracle's path in every evaluated task."""
+
+    family: str
+    split: str
+    horizon: int
+    agents: tuple[str, ...]
+    specs: Mapping[str, AgentSpec]
+    tasks: tuple[int, ...]  # task indices of the split
+    task_params: tuple[Mapping[str, Any], ...]
+    prices: np.ndarray  # (A, T, H) posted prices
+    expected: np.ndarray  # (A, T, H) expected profit of the posted price
+    oracle_prices: np.ndarray  # (T, H)
+    oracle: np.ndarray  # (T, H) the clairvoyant's expected profit
+    seconds: float = 0.0
+    workers: int = 1
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. best_fixed_price: the price it posts
+
+    def regret(self) -> np.ndarray:
+        """(A, T, H) cumulative regret R(t) = Σ_{s≤t} (oracle − agent), t = 1 … H."""
+        return np.cumsum(self.oracle[None] - self.expected, axis=2)
+
+    def fixed_price_share(self) -> float | None:
+        """Expected profit of the best fixed price over the oracle's, over all evaluated tasks and steps."""
+        for a, name in enumerate(self.agents):
+            if self.specs[name][0] == "best_fixed_price":
+                return float(self.expected[a].sum() / self.oracle.sum())
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        """The content of summary.json."""
+        regret = self.regret()
+        last = min(10, self.horizon)
+        agents: dict[str, Any] = {}
+        for a, name in enumerate(self.agents):
+            row: dict[str, Any] = {"strategy": self.specs[name][0]}
+            for label, t in [*((f"regret_{t}", t) for t in REPORT_AT), ("regret_H", self.horizon)]:
+                mean, low, high = _ci(regret[a, :, min(t, self.horizon) - 1])
+                row[label], row[f"{label}_ci"] = float(mean), [float(low), float(high)]
+            share, low, high = _ratio_ci(self.expected[a, :, -last:].sum(axis=1), self.oracle[:, -last:].sum(axis=1))
+            row["last10_oracle_share"], row["last10_oracle_share_ci"] = share, [low, high]
+            row["mean_profit"] = float(self.expected[a].mean())
+            row["mean_price"] = float(self.prices[a].mean())
+            agents[name] = row
+        return {
+            "family": self.family,
+            "split": self.split,
+            "tasks": len(self.tasks),
+            "first_task": int(min(self.tasks)) if self.tasks else 0,
+            "horizon": self.horizon,
+            "fixed_price_share": self.fixed_price_share(),
+            **dict(self.extra),
+            "oracle": {"strategy": ORACLE, "mean_profit": float(self.oracle.mean())},
+            "agents": agents,
+            "regret": "R(t) = sum over steps s <= t of (oracle expected profit - agent expected profit); "
+            "regret_25 is R(min(25, H)); CIs are 95% t-intervals over tasks; last10_oracle_share is the agent's "
+            "expected profit over the last 10 steps over the oracle's, summed over tasks (delta-method CI)",
+            "seconds": self.seconds,
+            "workers": self.workers,
+        }
+
+    def curves(self):
+        """Mean cumulative regret per step and agent, with 95% CIs, and mean expected profits (long format)."""
+        import pandas as pd
+
+        regret = self.regret()
+        oracle_mean = self.oracle.mean(axis=0)
+        frames = []
+        for a, name in enumerate(self.agents):
+            mean, low, high = _ci(regret[a])
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "t": np.arange(1, self.horizon + 1),
+                        "agent": name,
+                        "regret": mean,
+                        "ci_low": low,
+                        "ci_high": high,
+                        "profit": self.expected[a].mean(axis=0),
+                        "oracle_profit": oracle_mean,
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
+    def tasks_table(self):
+        """One row per task: its index, drawn parameters, the oracle's profit and each agent's R(H)."""
+        import pandas as pd
+
+        regret = self.regret()
+        rows = []
+        for t, (k, params) in enumerate(zip(self.tasks, self.task_params)):
+            row = {"task": k, **params, "oracle_profit": float(self.oracle[t].sum())}
+            row.update({f"{name}.regret_H": float(regret[a, t, -1]) for a, name in enumerate(self.agents)})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def evaluate(
+    family: Family,
+    agents: Mapping[str, AgentSpec],
+    n_tasks: int,
+    split: str = "test",
+    registry: Registry | None = None,
+    progress: Progress | None = None,
+    workers: int = 1,
+    start: int = 0,
+) -> EvalResult:
+    """Run every agent and the clairvoyant on tasks ``start … start+n_tasks-1`` of ``split``.
+
+    ``agents`` maps a display name to (strategy name, params); a strategy that takes a ``grid`` gets the
+    family's grid unless its params set one. ``workers`` > 1 spreads tasks over spawned processes.
+    """
+    if n_tasks < 1:
+        raise MetaEvalError(f"the number of tasks must be >= 1, got {n_tasks}")
+    if split not in ("train", "test", "ood"):
+        raise MetaEvalError(f"split must be test, ood or train, got {split!r}")
+    if split == "ood" and family.spec.ood is None:
+        raise MetaEvalError(f"family {family.name!r} declares no ood slice")
+    if not agents:
+        raise MetaEvalError("no agents to evaluate")
+    given = registry
+    registry = registry if registry is not None else default_registry()
+    for name, (strategy, _) in agents.items():
+        if strategy not in registry:
+            raise MetaEvalError(
+                f"agent {name!r}: unknown strategy {strategy!r}; available: {', '.join(registry.names())}"
+            )
+    if ORACLE not in registry:
+        raise MetaEvalError(f"the oracle strategy {ORACLE!r} is not registered (install the marketsim_bandits plugin)")
+    began = time.perf_counter()
+    indices = list(range(start, start + n_tasks))
+    if workers <= 1 or n_tasks < 2:
+        results = []
+        for done, k in enumerate(indices, 1):
+            results.append(_evaluate_task(family, split, k, agents, registry))
+            if progress is not None:
+                progress(done, n_tasks)
+    else:
+        results = _evaluate_parallel(family, split, indices, agents, given, workers, progress)
+    tasks = [r[0] for r in results]
+    names = tuple(agents)
+    extra = {}
+    for strategy, params in agents.values():
+        if strategy == "best_fixed_price" and "price" in params:
+            extra["best_fixed_price"] = float(params["price"])
+    return EvalResult(
+        family=family.name,
+        split=split,
+        horizon=family.horizon,
+        agents=names,
+        specs={k: (s, dict(p)) for k, (s, p) in agents.items()},
+        tasks=tuple(t.index for t in tasks),
+        task_params=tuple(dict(t.params) for t in tasks),
+        prices=np.array([[r[2][a].prices for r in results] for a in range(len(names))]),
+        expected=np.array([[r[2][a].expected_profit for r in results] for a in range(len(names))]),
+        oracle_prices=np.array([r[1].prices for r in results]),
+        oracle=np.array([r[1].expected_profit for r in results]),
+        seconds=time.perf_counter() - began,
+        workers=max(1, min(workers, n_tasks)),
+        extra=extra,
+    )
+
+
+def _init_worker() -> None:
+    try:  # small networks act fastest on one thread per process
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def _worker(family: Family, split: str, indices: list[int], agents, registry: Registry | None):
+    registry = registry if registry is not None else default_registry()
+    return [_evaluate_task(family, split, k, agents, registry) for k in indices]
+
+
+def _evaluate_parallel(family, split, indices, agents, registry, workers, progress):
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    size = max(1, min(8, len(indices) // (4 * workers)))
+    chunks = [indices[k : k + size] for k in range(0, len(indices), size)]
+    ctx = mp.get_context("spawn")
+    done_tasks = 0
+    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=ctx, initializer=_init_worker) as pool:
+        futures = {pool.submit(_worker, family, split, c, agents, registry): n for n, c in enumerate(chunks)}
+        pending = set(futures)
+        out: dict[int, list] = {}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                out[futures[f]] = f.result()
+                done_tasks += len(out[futures[f]])
+            if progress is not None:
+                progress(done_tasks, len(indices))
+    return [r for n in range(len(chunks)) for r in out[n]]
+
+
+def baseline_agents(family: Family, registry: Registry | None = None, n_train: int = 200) -> dict[str, AgentSpec]:
+    """Thompson sampling, UCB and the best fixed price (computed from ``n_train`` training tasks)."""
+    price, _ = best_fixed_price(family, n_train, "train", registry=registry)
+    return {
+        "thompson_pricing": ("thompson_pricing", {}),
+        "ucb_pricing": ("ucb_pricing", {}),
+        "best_fixed_price": ("best_fixed_price", {"price": price}),
+    }
+
+
+def fixed_price_share(
+    family: Family, n_tasks: int = 200, split: str = "test", n_train: int = 200, registry: Registry | None = None
+) -> tuple[float, float]:
+    """(share, price): the best fixed price's expected profit over the clairvoyant's, over ``n_tasks`` tasks.
+
+    The price comes from ``n_train`` training tasks (``best_fixed_price``); both profits are computed on the
+    noise-free dynamics (``expected_rollout``), which is exact for these two sales-blind strategies, so
+    this takes seconds, not a full evaluation. A family where adaptation matters has a share well below 1.
+    """
+    registry = registry if registry is not None else default_registry()
+    price, _ = best_fixed_price(family, n_train, "train", registry=registry)
+    fixed = oracle = 0.0
+    for task in sample_tasks(family, split, n_tasks):
+        _, profits = expected_rollout(task, registry.create(ORACLE, oracle_params(task)), registry)
+        oracle += float(profits.sum())
+        fixed += float(fixed_price_profits(task, [price], registry)[0].sum())
+    return fixed / oracle, price
+
+
+# --- output --------------------------------------------------------------------------------------------
+
+
+def _trailing(values: np.ndarray, window: int) -> np.ndarray:
+    """Sum over the last ``window`` steps up to each step (fewer at the start)."""
+    total = np.cumsum(values)
+    total[window:] = total[window:] - total[:-window]
+    return total
+
+
+def plot_regret(result: EvalResult, path: Path) -> Path:
+    """Two panels: mean cumulative regret with 95% bands, and per-step profit as a share of the oracle's."""
+    from marketsim.report import plt
+
+    regret = result.regret()
+    t = np.arange(1, result.horizon + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
+    order = np.argsort([-regret[a, :, -1].mean() for a in range(len(result.agents))])
+    oracle_mean = result.oracle.mean(axis=0)
+    window = min(5, result.horizon)
+    for a in order:
+        name = result.agents[a]
+        mean, low, high = _ci(regret[a])
+        (line,) = left.plot(t, mean, lw=1.8, label=f"{name} (R(H) = {mean[-1]:,.0f})")
+        left.fill_between(t, low, high, color=line.get_color(), alpha=0.18, lw=0)
+        share = _trailing(result.expected[a].mean(axis=0), window) / _trailing(oracle_mean, window)
+        right.plot(t, share, lw=1.6, color=line.get_color(), label=name)
+    for mark in REPORT_AT:
+        if mark < result.horizon:
+            left.axvline(mark, color="grey", ls=":", lw=0.9)
+            right.axvline(mark, color="grey", ls=":", lw=0.9)
+    left.set(
+        title="Cumulative regret against the clairvoyant (mean, 95% CI)",
+        xlabel="step t",
+        ylabel="R(t) = Σ (oracle − agent) expected profit",
+    )
+    left.legend(loc="upper left", fontsize="small")
+    right.axhline(1.0, color="k", lw=0.9, label="clairvoyant")
+    right.set(
+        title=f"Expected profit, share of the oracle's (trailing {window} steps)",
+        xlabel="step t",
+        ylabel="share of oracle profit",
+    )
+    right.set_ylim(bottom=max(0.0, float(np.nanmin(right.get_ylim()[0]))), top=1.05)
+    right.legend(loc="lower right", fontsize="small")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.set_xlim(1, result.horizon)
+    fig.suptitle(f"{result.family}: {len(result.tasks)} {result.split} tasks, H = {result.horizon}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_eval(result: EvalResult, out_dir: str | Path) -> Path:
+    """Write summary.json, curves.csv, tasks.csv and regret.png into ``out_dir``, atomically."""
+    with atomic_folder(out_dir) as tmp:
+        (tmp / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+        result.curves().to_csv(tmp / "curves.csv", index=False)
+        result.tasks_table().to_csv(tmp / "tasks.csv", index=False)
+        plot_regret(result, tmp / "regret.png")
+    return Path(out_dir)
+
+
+# --- command line --------------------------------------------------------------------------------------
+
+
+def add_meta_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``marketsim meta-eval`` to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "meta-eval", help="evaluate the meta-learning baselines (and a checkpoint) on held-out tasks of a family"
+    )
+    p.add_argument("family", help="task family YAML file (family: + base:)")
+    p.add_argument("--checkpoint", type=Path, help="meta-learner checkpoint (.pt with its .json sidecar)")
+    p.add_argument(
+        "--strategy",
+        help="strategy of the checkpoint (default: the sidecar's 'strategy'); without --checkpoint, "
+        "a registered strategy to evaluate beside the baselines with its default parameters",
+    )
+    p.add_argument("--tasks", type=int, default=500, help="held-out tasks to evaluate (default 500)")
+    p.add_argument("--split", choices=("test", "ood"), default="test", help="meta-test tasks or the OOD slice")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes to spread tasks over")
+    p.add_argument("--out", type=Path, help="output folder (default runs/<family>-meta-eval-<split>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    p.set_defaults(func=cmd_meta_eval)
+    return p
+
+
+def _checkpoint_agent(args: argparse.Namespace, registry: Registry) -> tuple[str, AgentSpec]:
+    path = Path(args.checkpoint)
+    pt = path if path.suffix == ".pt" else path.with_suffix(".pt")
+    if not pt.is_file():
+        raise MetaEvalError(f"checkpoint {pt} does not exist")
+    sidecar = pt.with_suffix(".json")
+    meta: dict[str, Any] = {}
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError) as exc:
+            raise MetaEvalError(f"checkpoint sidecar {sidecar} is not readable JSON: {exc}") from None
+    name = args.strategy or meta.get("strategy")
+    if not name:
+        raise MetaEvalError(f"checkpoint sidecar {sidecar} names no 'strategy': pass --strategy NAME")
+    if name not in registry:
+        raise MetaEvalError(f"checkpoint strategy {name!r} is not registered; available: {', '.join(registry.names())}")
+    return str(name), (str(name), {"checkpoint": str(pt), "mode": "eval"})
+
+
+def cmd_meta_eval(args: argparse.Namespace) -> int:
+    """Evaluate every baseline (and a checkpointed meta-learner) on held-out tasks; write the folder."""
+    from rich.table import Table
+
+    from marketsim.cli import _counting_progress, _fmt, _warn_plugin_problems, out
+    from marketsim.tasks import load_family
+    from marketsim.yamlsource import SourceError
+
+    registry = default_registry()
+    try:
+        if args.tasks < 1:
+            raise MetaEvalError(f"--tasks must be >= 1, got {args.tasks}")
+        if args.workers < 1:
+            raise MetaEvalError(f"--workers must be >= 1, got {args.workers}")
+        family = load_family(args.family, registry)
+        if args.split == "ood" and family.spec.ood is None:
+            raise MetaEvalError(f"family {family.name!r} declares no ood slice")
+        extra: dict[str, AgentSpec] = {}
+        if args.checkpoint is not None:
+            name, spec = _checkpoint_agent(args, registry)
+            extra[name] = spec
+        elif args.strategy:
+            if args.strategy not in registry:
+                raise MetaEvalError(f"unknown strategy {args.strategy!r}; available: {', '.join(registry.names())}")
+            extra[args.strategy] = (args.strategy, {})
+        for strategy, params in extra.values():  # surface a bad checkpoint before hours of evaluation
+            probe = sample_task(family, args.split, 0)
+            registry.create(strategy, task_params(strategy, params, probe, registry))
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except (MetaEvalError, StrategyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a strategy refusing its checkpoint: one line, not a traceback
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    _warn_plugin_problems(registry)
+    agents = {**baseline_agents(family, registry), **extra}
+    with _counting_progress(f"meta-eval {family.name} ({args.split})", "tasks", args.quiet) as bar:
+        task = bar.add_task("tasks", total=args.tasks)
+        try:
+            result = evaluate(
+                family, agents, args.tasks, args.split, registry, workers=args.workers,
+                progress=lambda done, total: bar.update(task, completed=done),
+            )  # fmt: skip
+        except (MetaEvalError, StrategyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    folder = write_eval(result, args.out or Path("runs") / f"{family.name}-meta-eval-{args.split}")
+    summary = result.summary()
+    if not args.quiet:
+        table = Table(
+            title=f"{family.name}: {summary['tasks']} {args.split} tasks, H = {summary['horizon']} "
+            f"({result.seconds:,.0f} s on {result.workers} workers)"
+        )
+        for col in ("agent", "regret_10", "regret_25", "regret_H", "95% CI of regret_H", "last-10 oracle share"):
+            table.add_column(col, justify="left" if col == "agent" else "right")
+        for name, row in sorted(summary["agents"].items(), key=lambda kv: kv[1]["regret_H"]):
+            low, high = row["regret_H_ci"]
+            table.add_row(
+                name, _fmt(row["regret_10"], 1), _fmt(row["regret_25"], 1), _fmt(row["regret_H"], 1),
+                f"{_fmt(low, 1)} – {_fmt(high, 1)}", f"{row['last10_oracle_share']:.3f}",
+            )  # fmt: skip
+        out.print(table)
+        share = summary["fixed_price_share"]
+        if share is not None:
+            out.print(
+                f"best fixed price {summary.get('best_fixed_price', float('nan')):.3f} earns {share:.1%} of the "
+                f"clairvoyant's profit (oracle: {summary['oracle']['mean_profit']:,.2f} per step)"
+            )
+    out.print(f"meta-eval folder: [bold]{folder}[/] (summary.json, curves.csv, tasks.csv, regret.png)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m marketsim.metaeval FAMILY …`` until the CLI wires ``meta-eval`` in."""
+    parser = argparse.ArgumentParser(prog="marketsim")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_meta_eval_parser(sub)
+    args = parser.parse_args(["meta-eval", *(argv if argv is not None else sys.argv[1:])])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
