@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from markets import duopoly  # noqa: E402
 from marketsim import oracle  # noqa: E402
 from marketsim.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from marketsim.experiment import make_plan  # noqa: E402
@@ -28,30 +29,6 @@ from marketsim_deep.a3c import (  # noqa: E402
 from marketsim_deep.a3c_train import worker_seeds  # noqa: E402
 
 CPU = {"device": "cpu"}
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks run fastest on one thread (two threads on a busy 2-core machine run 10× slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def duopoly(a: dict, b: dict, seed: int = 100, steps: int = 10) -> Scenario:
-    """The Calvano logit duopoly of tests/test_tabular.py (expected demand, mu 0.25, bounds 1.0–2.5)."""
-    bounds = {"price_min": 1.0, "price_max": 2.5}
-    return Scenario.model_validate(
-        {
-            "name": "duopoly",
-            "seed": seed,
-            "steps": steps,
-            "consumers": {"size": 1, "wtp": {"distribution": "constant", "value": 0.0}, "mu": 0.25},
-            "demand": {"mode": "expected"},
-            "sellers": [{"name": "a", **bounds, **a}, {"name": "b", **bounds, **b}],
-        }
-    )
 
 
 def a3c_vs(rival: dict, seed: int = 100, **params) -> Scenario:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+import markets  # noqa: E402
 from marketsim import oracle  # noqa: E402
 from marketsim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
 from marketsim.experiment import make_plan  # noqa: E402
@@ -22,35 +22,12 @@ MONOPOLY = 1.9249809
 FAST = {"learning_starts": 64, "batch_size": 32, "hidden": [32, 32], "decay_steps": 300}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks train fastest on one thread (and without fighting other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def duopoly(
     params: dict | None = None, rival: dict | None = None, seed: int = 100, steps: int = 400, learner: str = "dqn"
 ) -> Scenario:
     """The Calvano logit duopoly (expected demand) with ``learner`` (a small, fast DQN) at seat 0."""
-    bounds = {"price_min": 1.0, "price_max": 2.5}
-    rival = rival or {"strategy": "match_lowest"}
     params = {**FAST, **(params or {})} if learner == "dqn" else params or {}
-    return Scenario.model_validate(
-        {
-            "name": "duopoly",
-            "seed": seed,
-            "steps": steps,
-            "consumers": {"size": 1, "wtp": {"distribution": "constant", "value": 0.0}, "mu": 0.25},
-            "demand": {"mode": "expected"},
-            "sellers": [
-                {"name": "a", "strategy": learner, "params": params, **bounds},
-                {"name": "b", **bounds, **rival},
-            ],
-        }
-    )
+    return markets.duopoly({"strategy": learner, "params": params}, rival or {"strategy": "match_lowest"}, seed, steps)
 
 
 def run(scenario: Scenario, steps: int | None = None) -> MarketModel:

@@ -7,28 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from markets import MONOPOLY, NASH, duopoly
 from marketsim import oracle, tabular
 from marketsim.experiment import make_plan, run_block
 from marketsim.model import MarketModel
 from marketsim.scenario import Scenario
-
-NASH, MONOPOLY = 1.4729266, 1.9249809
-
-
-def duopoly(a: dict, b: dict, seed: int = 100, steps: int = 10) -> Scenario:
-    """The Calvano logit duopoly (expected demand) with the two given sellers."""
-    bounds = {"price_min": 1.0, "price_max": 2.5}
-    return Scenario.model_validate(
-        {
-            "name": "duopoly",
-            "seed": seed,
-            "steps": steps,
-            "consumers": {"size": 1, "wtp": {"distribution": "constant", "value": 0.0}, "mu": 0.25},
-            "demand": {"mode": "expected"},
-            "sellers": [{"name": "a", **bounds, **a}, {"name": "b", **bounds, **b}],
-        }
-    )
-
 
 # --- the maths --------------------------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,6 +14,7 @@ import yaml
 
 torch = pytest.importorskip("torch")
 
+from markets import duopoly_dict  # noqa: E402
 from marketsim.checkpoint import load_checkpoint  # noqa: E402
 from marketsim.cli import main  # noqa: E402
 from marketsim.hookspecs import hookimpl  # noqa: E402
@@ -27,27 +27,11 @@ from marketsim.training import TrainError, make_oracle, train, write_training  #
 SMALL = {"learning_starts": 64, "batch_size": 32, "hidden": [32], "decay_steps": 300}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def scenario_dict(params: dict | None = None, rival: str = "match_lowest", steps: int = 400) -> dict[str, Any]:
-    bounds = {"price_min": 1.0, "price_max": 2.5}
-    return {
-        "name": "small-duopoly",
-        "seed": 3,
-        "steps": steps,
-        "consumers": {"size": 1, "wtp": {"distribution": "constant", "value": 0.0}, "mu": 0.25},
-        "demand": {"mode": "expected"},
-        "sellers": [
-            {"name": "learner", "strategy": "dqn", "params": {**SMALL, **(params or {})}, **bounds},
-            {"name": "rival", "strategy": rival, **bounds},
-        ],
-    }
+    """A small DQN ("learner") against a rule ("rival") in the Calvano duopoly, as YAML data."""
+    data = duopoly_dict({"strategy": "dqn", "params": {**SMALL, **(params or {})}}, {"strategy": rival}, 3, steps)
+    data["sellers"][0]["name"], data["sellers"][1]["name"] = "learner", "rival"
+    return {**data, "name": "small-duopoly"}
 
 
 def write_scenario(path: Path, data: dict[str, Any]) -> Path:

@@ -18,6 +18,7 @@ from scipy.optimize import minimize_scalar
 from marketsim import tabular
 from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy
 from marketsim.tasks import RivalRules, full_prices
+from marketsim_rules.strategies import FixedPrice
 
 
 def _check(condition: bool, message: str) -> None:
@@ -174,7 +175,7 @@ class UCBPricing(_GridPricer):
         self.order = np.array(state["order"], dtype=np.int64)
 
 
-class BestFixedPrice(Strategy):
+class BestFixedPrice(FixedPrice):
     """Post ``price`` every step: the best single price under a task prior, the no-adaptation baseline.
 
     The strategy only posts its parameter. The price itself is computed by
@@ -184,18 +185,6 @@ class BestFixedPrice(Strategy):
     """
 
     name = "best_fixed_price"
-    classifier: ClassVar[Mapping[str, Any]] = {"reactive": True, "observes": ("own",)}
-
-    def __init__(self, price: float = 1.5) -> None:
-        _check(math.isfinite(price) and price >= 0, f"price must be finite and >= 0, got {price}")
-        self.fixed = float(price)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"price": self.fixed}
-
-    def price(self, obs: Observation) -> float:
-        return _clip(self.fixed, obs)
 
 
 class Clairvoyant(_GridPricer):
