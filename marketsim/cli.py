@@ -404,8 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--out", type=Path, help="training folder (default runs/<scenario name>-train-<seller>)")
     trn.add_argument("--quiet", action="store_true", help="no progress bar or table")
     trn.set_defaults(func=cmd_train)
-    from marketsim.metaeval import add_meta_eval_parser  # imports cli helpers only when run
+    from marketsim.metaeval import add_meta_eval_parser  # these import cli helpers only when run
+    from marketsim.metatrain import add_meta_train_parser
 
+    add_meta_train_parser(sub)
     add_meta_eval_parser(sub)
     tour = sub.add_parser("tournament", help="run a head-to-head tournament")
     tour.add_argument("file", help="tournament YAML file")

@@ -1,5 +1,5 @@
 """What the optional extras change: without torch (the ``deep`` extra, e.g. the Python 3.12 core run)
-the deep-RL plugin is correctly listed as failed to load; every other plugin problem is a real one."""
+the deep-RL and meta-RL plugins are correctly listed as failed to load; every other problem is a real one."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ from pathlib import Path
 from typing import Any
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+TORCH_PLUGINS = {"deep", "meta"}  # entry-point names of the plugins that need torch
 
 
 def unexpected(problems: list[Any]) -> list[Any]:
-    """Plugin problems, less the deep plugin's 'needs torch' when torch is not installed."""
+    """Plugin problems, less the torch plugins' 'needs torch' when torch is not installed."""
 
     def plugin(p: Any) -> str:
         return p["plugin"] if isinstance(p, dict) else p.plugin
 
-    return [p for p in problems if HAS_TORCH or plugin(p) != "deep"]
+    return [p for p in problems if HAS_TORCH or plugin(p) not in TORCH_PLUGINS]
 
 
 TORCH_STRATEGIES = re.compile(r"strategy:\s*(dqn|a3c|rl2|reptile_dqn)\b")

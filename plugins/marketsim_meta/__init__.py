@@ -1,0 +1,32 @@
+"""Meta-reinforcement-learning sellers: ``rl2`` (a recurrent actor-critic that adapts in its forward pass)
+and ``reptile_dqn`` (a DQN whose initial weights are meta-learned with Reptile, fine-tuned online).
+
+Both are trained across the tasks of a family (``marketsim meta-train FAMILY --strategy rl2|reptile_dqn``)
+and evaluated on held-out tasks (``marketsim meta-eval FAMILY --checkpoint …``). Registered through the
+``marketsim`` entry-point group like any plugin; torch comes with the ``deep`` extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+try:
+    import torch  # noqa: F401
+except ImportError as exc:  # reported by the registry as this plugin's problem
+    raise ImportError("the meta-RL strategies (rl2, reptile_dqn) need torch: pip install 'marketsim[deep]'") from exc
+
+from marketsim.hookspecs import hookimpl
+
+from .reptile import ReptileDQN
+from .rl2 import RL2
+
+__all__ = ["RL2", "ReptileDQN", "register_strategies"]
+
+MARKETSIM_API = ">=1,<2"  # the strategy-API versions this plugin supports
+
+
+@hookimpl
+def register_strategies(register: Callable[[type], None]) -> None:
+    """Hand the meta-RL strategies to the host's registry."""
+    register(RL2)
+    register(ReptileDQN)
