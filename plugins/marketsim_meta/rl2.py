@@ -271,6 +271,7 @@ class RL2(Strategy):
             "memory": self.h.detach().cpu().numpy().copy(),
             "action": self.action,
             "t": self.t,
+            "sampler": self.generator.get_state(),  # where its action sampling stands (continues identically)
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -280,6 +281,8 @@ class RL2(Strategy):
             raise ValueError(f"rl2 state does not fit this network: {exc}") from None
         self.h = torch.as_tensor(np.asarray(state["memory"], np.float32), device=self.torch_device)
         self.action, self.t = int(state["action"]), int(state["t"])
+        if "sampler" in state:  # absent from meta-trained checkpoints, which start a task afresh
+            self.generator.set_state(torch.as_tensor(state["sampler"], dtype=torch.uint8))
 
     # --- meta-training -----------------------------------------------------------------------------
 
