@@ -38,6 +38,7 @@ and validates it with pydantic only (no registry look-ups): thousands of tasks t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -609,15 +610,9 @@ class RivalRules:
         for seat, spec in zip(self.seats, self.specs):
             rule = registry.create(spec.strategy, spec.params)
             if market is not None:
-                info = MarketInfo(
-                    index=seat,
-                    n_sellers=self.n,
-                    costs=market.costs,
-                    price_min=spec.price_min,
-                    price_max=spec.price_max,
-                    nash_prices=market.nash_prices,
-                    monopoly_prices=market.monopoly_prices,
-                    expected_profit=market.expected_profit,
+                # the learner's market facts, seen from the rival's seat
+                info = dataclasses.replace(
+                    market, index=seat, n_sellers=self.n, price_min=spec.price_min, price_max=spec.price_max
                 )
                 rule.setup(info, np.random.default_rng(0))  # deterministic rules draw nothing
             self.rules.append(rule)

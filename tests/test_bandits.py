@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+import marketsim_bandits
 from marketsim.metaeval import run_agent
 from marketsim.model import MarketModel, expected_demand
 from marketsim.oracle import DiscreteMarket, match_reaction, solve
-from marketsim.registry import Registry, default_registry, load_registry
+from marketsim.registry import default_registry
 from marketsim.scenario import Scenario
 from marketsim.strategy import MarketInfo, Observation
 from marketsim.tasks import Task, expected_rollout
 from marketsim.testing import assert_conforms
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins"))
-
-import marketsim_bandits  # noqa: E402
-from marketsim_bandits import BestFixedPrice, Clairvoyant, ThompsonPricing, UCBPricing  # noqa: E402
+from marketsim_bandits import BestFixedPrice, Clairvoyant, ThompsonPricing, UCBPricing
 
 GRID = tuple(float(p) for p in np.linspace(1.1, 3.0, 15))
-
-
-def bandits_registry() -> Registry:
-    registry = default_registry()
-    if "thompson_pricing" in registry:
-        return registry
-    return load_registry(plugins=[("bandits", marketsim_bandits)])
 
 
 @pytest.mark.parametrize(
@@ -51,7 +38,7 @@ def test_baselines_conform(cls, params) -> None:
 
 
 def test_plugin_registers_every_baseline() -> None:
-    registry = bandits_registry()
+    registry = default_registry()
     assert {"thompson_pricing", "ucb_pricing", "best_fixed_price", "clairvoyant"} <= set(registry.names())
     assert marketsim_bandits.MARKETSIM_API == ">=1,<2"
 
@@ -94,7 +81,7 @@ def _oracle(task: Task) -> dict:
 @pytest.mark.parametrize("name", ["thompson_pricing", "ucb_pricing"])
 def test_bandits_reach_ninety_percent_of_the_clairvoyant(name: str) -> None:
     """Learning from its own noisy sales only, over a long task each bandit ends near the oracle's profit."""
-    registry = bandits_registry()
+    registry = default_registry()
     task = _task(_market({"strategy": "fixed_price", "params": {"price": 1.9}}, steps=400))
     learner = run_agent(task, (name, {"grid": GRID}), registry)
     oracle = run_agent(task, ("clairvoyant", _oracle(task)), registry)
@@ -105,7 +92,7 @@ def test_bandits_reach_ninety_percent_of_the_clairvoyant(name: str) -> None:
 
 
 def test_thompson_posterior_follows_the_sales() -> None:
-    registry = bandits_registry()
+    registry = default_registry()
     task = _task(_market({"strategy": "fixed_price", "params": {"price": 1.9}}, mode="expected"))
     strategy = registry.create("thompson_pricing", {"grid": GRID})
     expected_rollout(task, strategy, registry)
@@ -121,7 +108,7 @@ def test_thompson_posterior_follows_the_sales() -> None:
 
 
 def test_clairvoyant_is_the_myopic_optimum_against_a_fixed_rival() -> None:
-    registry = bandits_registry()
+    registry = default_registry()
     task = _task(_market({"strategy": "fixed_price", "params": {"price": 1.9}}, mode="expected"))
     prices, profits = expected_rollout(task, registry.create("clairvoyant", _oracle(task)), registry)
     demand = expected_demand(task.scenario)
@@ -140,7 +127,7 @@ def test_clairvoyant_is_the_myopic_optimum_against_a_fixed_rival() -> None:
 
 
 def test_clairvoyant_is_the_value_iteration_optimum_against_a_matching_rival() -> None:
-    registry = bandits_registry()
+    registry = default_registry()
     scenario = _market({"strategy": "match_lowest", "cost": 0.9}, mode="expected")
     demand = expected_demand(scenario)
     grids = np.array([GRID, GRID])  # the rival's cost is below the grid: matching stays on it
@@ -169,11 +156,11 @@ def test_clairvoyant_refuses_a_wrong_number_of_rivals() -> None:
     task = _task(_market({"strategy": "fixed_price"}, mode="expected"))
     with pytest.raises(ValueError, match="2 rivals for a market of 2 sellers"):
         rival = {"strategy": "fixed_price", "params": {}, "cost": 1.0, "price_min": 0.5, "price_max": 6.0}
-        expected_rollout(task, Clairvoyant(rivals=[rival, rival]), bandits_registry())
+        expected_rollout(task, Clairvoyant(rivals=[rival, rival]), default_registry())
 
 
 def test_best_fixed_price_posts_its_price_and_ucb_tries_every_price_first() -> None:
-    registry = bandits_registry()
+    registry = default_registry()
     task = _task(_market({"strategy": "fixed_price", "params": {"price": 1.9}}, mode="expected"))
     prices, _ = expected_rollout(task, registry.create("best_fixed_price", {"price": 2.2}), registry)
     assert set(prices) == {2.2}

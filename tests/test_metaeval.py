@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from marketsim.metaeval import (
     write_eval,
 )
 from marketsim.model import MarketModel
-from marketsim.registry import Registry, default_registry, load_registry
+from marketsim.registry import Registry, default_registry
 from marketsim.tasks import Family, load_family, sample_tasks, with_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,19 +29,9 @@ BUNDLED = ROOT / "scenarios" / "meta_pricing.yaml"
 AGENT_KEYS = {"regret_10", "regret_25", "regret_H", "last10_oracle_share"}
 
 
-def bandits_registry() -> Registry:
-    registry = default_registry()
-    if "thompson_pricing" in registry:
-        return registry
-    sys.path.insert(0, str(ROOT / "plugins"))
-    import marketsim_bandits
-
-    return load_registry(plugins=[("bandits", marketsim_bandits)])
-
-
 @pytest.fixture(scope="module")
 def registry() -> Registry:
-    return bandits_registry()
+    return default_registry()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -22,36 +21,17 @@ from marketsim.metatrain import (
     family_hash,
     meta_train,
 )
-from marketsim.registry import Registry, default_registry, load_registry
+from marketsim.registry import Registry, default_registry
 from marketsim.strategy import Observation, Strategy
 from marketsim.tasks import Family, load_family, sample_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "scenarios" / "meta_pricing.yaml"
 
-try:  # the plugin is importable once installed; until then from plugins/
-    import marketsim_meta  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(ROOT / "plugins"))
-
-
-def meta_registry() -> Registry:
-    """The default registry, plus the meta (and bandit) plugins loaded by hand until their entry points exist."""
-    registry = default_registry()
-    if "rl2" in registry and "thompson_pricing" in registry:
-        return registry
-    sys.path.insert(0, str(ROOT / "plugins"))
-    import marketsim_bandits
-    import marketsim_meta
-
-    extra = [("meta", marketsim_meta)] if "rl2" not in registry else []
-    extra += [("bandits", marketsim_bandits)] if "thompson_pricing" not in registry else []
-    return load_registry(plugins=extra)
-
 
 @pytest.fixture(scope="module")
 def registry() -> Registry:
-    return meta_registry()
+    return default_registry()
 
 
 @pytest.fixture(scope="module")

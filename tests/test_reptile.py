@@ -15,11 +15,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from test_metatrain import meta_registry  # noqa: E402
 
 from marketsim.checkpoint import load_checkpoint  # noqa: E402
 from marketsim.metaeval import evaluate, run_agent  # noqa: E402
-from marketsim.registry import Registry  # noqa: E402
+from marketsim.registry import Registry, default_registry  # noqa: E402
 from marketsim.tasks import Family, load_family, sample_tasks  # noqa: E402
 from marketsim.testing import assert_conforms  # noqa: E402
 
@@ -33,7 +32,7 @@ N_TASKS = 100
 
 @pytest.fixture(scope="module")
 def registry() -> Registry:
-    return meta_registry()
+    return default_registry()
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from test_metatrain import meta_registry  # noqa: E402
 
 from marketsim.metaeval import EvalResult, evaluate, run_agent  # noqa: E402
-from marketsim.registry import Registry  # noqa: E402
+from marketsim.registry import Registry, default_registry  # noqa: E402
 from marketsim.tasks import Family, best_fixed_price, load_family, sample_tasks  # noqa: E402
 from marketsim.testing import assert_conforms  # noqa: E402
 
@@ -29,7 +28,7 @@ N_TASKS = 200  # held-out tasks in CI (the README's table: 500, by command)
 
 @pytest.fixture(scope="module")
 def registry() -> Registry:
-    return meta_registry()
+    return default_registry()
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from marketsim.model import expected_demand
-from marketsim.registry import Registry, default_registry, load_registry
+from marketsim.registry import default_registry
 from marketsim.scenario import Scenario
 from marketsim.tasks import (
     PLACEHOLDER,
@@ -29,20 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "scenarios" / "meta_pricing.yaml"
 
 
-def bandits_registry() -> Registry:
-    """The default registry, with the bandits plugin loaded by hand until its entry point is installed."""
-    registry = default_registry()
-    if "thompson_pricing" in registry:
-        return registry
-    sys.path.insert(0, str(ROOT / "plugins"))
-    import marketsim_bandits
-
-    return load_registry(plugins=[("bandits", marketsim_bandits)])
-
-
 @pytest.fixture(scope="module")
 def family() -> Family:
-    return load_family(BUNDLED, bandits_registry())
+    return load_family(BUNDLED, default_registry())
 
 
 # A valid family; the malformed ones below are derived from it. Line numbers on the right.
@@ -76,7 +64,7 @@ base:
 
 
 def _parse(text: str) -> Family:
-    return parse_family(text, "fam.yaml", bandits_registry())
+    return parse_family(text, "fam.yaml", default_registry())
 
 
 def test_small_family_parses_and_samples() -> None:
@@ -165,7 +153,7 @@ def test_a_scenario_is_not_a_family(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("name: x\nsellers: [{name: a, strategy: fixed_price}]\n")
     with pytest.raises(SourceError, match="missing field 'family'"):
-        load_family(path, bandits_registry())
+        load_family(path, default_registry())
     assert not is_family_file(path) and is_family_file(BUNDLED)
 
 
