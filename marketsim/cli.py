@@ -17,6 +17,7 @@ from rich.table import Table
 
 from marketsim.model import StrategyError
 from marketsim.observers import ObserverError
+from marketsim.outputs import OutputError, check_output_folder, default_folder, open_resumable_folder
 from marketsim.registry import Registry, default_registry
 from marketsim.scenario import Scenario, load_scenario, scenario_schema
 from marketsim.strategy import InvalidPriceError, parameters
@@ -27,6 +28,9 @@ err = Console(stderr=True)
 for _console in (out, err):
     if not _console.is_terminal:  # logs and pipes: wide enough that tables do not truncate
         _console.width = 130
+
+
+FORCE_HELP = "replace the output folder if it exists and marketsim wrote it (never a folder of your own)"
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:
@@ -48,11 +52,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
     scenario = scenario.with_overrides(**overrides) if overrides else scenario
+    folder = check_output_folder(args.out or default_folder(scenario.name), args.force)
     _warn_plugin_problems(default_registry())
     with _counting_progress(scenario.name, "steps", args.quiet) as bar:
         task = bar.add_task("run", total=scenario.steps)
         result = simulate(scenario, progress=lambda k: bar.update(task, completed=k))
-    folder = write_run(result, args.out or Path("runs") / scenario.name)
+    folder = write_run(result, folder, args.force)
     if not args.quiet:
         _print_summary(result, scenario)
     out.print(f"run folder: [bold]{folder}[/]")
@@ -93,6 +98,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from marketsim.experiment import ExperimentError, run_experiment, write_experiment
 
     scenario = load_scenario(args.scenario)
+    folder = check_output_folder(args.out or default_folder(scenario.name, "-experiment"), args.force)
     max_steps = args.max_steps or scenario.steps
     with Progress(
         TextColumn(f"[bold]{scenario.name}[/] {args.sessions} sessions"), BarColumn(),
@@ -108,7 +114,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         except ExperimentError as exc:
             print(f"{args.scenario}: {exc}", file=sys.stderr)
             return 2
-    folder = write_experiment(result, args.out or Path("runs") / f"{scenario.name}-experiment")
+    folder = write_experiment(result, folder, args.force)
     if not args.quiet:
         _print_experiment(result.summary())
     out.print(f"experiment folder: [bold]{folder}[/]")
@@ -144,6 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from marketsim.training import TrainError, train, write_training
 
     scenario = load_scenario(args.scenario)
+    folder = check_output_folder(args.out or default_folder(scenario.name, f"-train-{args.seller}"), args.force)
     registry = default_registry()
     _warn_plugin_problems(registry)
     steps = args.steps if args.steps is not None else scenario.steps
@@ -163,7 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         except TrainError as exc:
             print(f"{args.scenario}: {exc}", file=sys.stderr)
             return 2
-    folder = write_training(result, args.out or Path("runs") / f"{scenario.name}-train-{result.seller}")
+    folder = write_training(result, folder, args.force)
     if not args.quiet:
         _print_training(result)
     out.print(f"training folder: [bold]{folder}[/] (checkpoint.pt, curve.csv, curve.png)")
@@ -195,13 +202,17 @@ def cmd_tournament(args: argparse.Namespace) -> int:
     from marketsim.tournament import ResumeError, load_tournament, run_tournament, schedule, write_outputs
 
     tournament = load_tournament(args.file)
-    out_dir = args.out or Path("runs") / tournament.spec.name
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = args.out or default_folder(tournament.spec.name)
+    if not args.resume:  # a resumed tournament adds to its own folder; anything else follows the folder policy
+        if (out_dir / "results.sqlite").is_file() and not args.force:
+            raise OutputError(f"{out_dir}: holds a tournament's results; pass --resume to continue it, or --force")
+        check_output_folder(out_dir, args.force)
     try:
         executor = make_executor(args.backend, args.workers, args.address)
     except (ExecutorUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    out_dir = open_resumable_folder(out_dir, "tournament", args.force, args.resume)
     total = len(schedule(tournament))
     with _counting_progress(tournament.spec.name, "matches", args.quiet) as bar:
         task = bar.add_task("matches", total=total)
@@ -387,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="override the scenario's seed")
     run.add_argument("--out", type=Path, help="run folder (default runs/<scenario name>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    run.add_argument("--force", action="store_true", help=FORCE_HELP)
     run.set_defaults(func=cmd_run)
     exp = sub.add_parser("experiment", help="many independent sessions of a tabular-learning market, batched")
     exp.add_argument("scenario", help="scenario YAML file with q_learning / sarsa sellers and expected demand")
@@ -395,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--max-steps", type=int, help="step cap per session (default: the scenario's steps)")
     exp.add_argument("--out", type=Path, help="experiment folder (default runs/<scenario name>-experiment)")
     exp.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    exp.add_argument("--force", action="store_true", help=FORCE_HELP)
     exp.set_defaults(func=cmd_experiment)
     trn = sub.add_parser("train", help="train one seller's learner and write a checkpoint and learning curve")
     trn.add_argument("scenario", help="scenario YAML file")
@@ -403,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--workers", type=int, default=1, help="worker processes (strategies with parallel training)")
     trn.add_argument("--out", type=Path, help="training folder (default runs/<scenario name>-train-<seller>)")
     trn.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    trn.add_argument("--force", action="store_true", help=FORCE_HELP)
     trn.set_defaults(func=cmd_train)
     from marketsim.metaeval import add_meta_eval_parser  # these import cli helpers only when run
     from marketsim.metatrain import add_meta_train_parser
@@ -416,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--address", help="Ray cluster address (ray backend; a local Ray when omitted)")
     tour.add_argument("--out", type=Path, help="results folder (default runs/<tournament name>)")
     tour.add_argument("--resume", action="store_true", help="continue an interrupted tournament in --out")
+    tour.add_argument("--force", action="store_true", help=FORCE_HELP)
     tour.add_argument("--match", help="key of the match whose price paths to plot")
     tour.add_argument("--quiet", action="store_true", help="no progress bar or table")
     tour.set_defaults(func=cmd_tournament)
@@ -444,6 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InvalidPriceError, StrategyError, ObserverError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         err.print("interrupted; nothing written")
         return 130

@@ -22,8 +22,8 @@ from marketsim import tabular
 from marketsim.economics import Benchmarks, compute_benchmarks
 from marketsim.model import expected_demand, market_info
 from marketsim.oracle import DiscreteMarket
+from marketsim.outputs import output_folder
 from marketsim.registry import Registry, default_registry
-from marketsim.run import atomic_folder
 from marketsim.scenario import Scenario
 from marketsim.strategy import Observation, Strategy
 
@@ -438,11 +438,11 @@ def run_experiment(
     return ExperimentResult(plan, seeds, block.converged, block.steps, cycle, np.atleast_2d(gain), impulse, best)
 
 
-def write_experiment(result: ExperimentResult, out_dir: str | Path) -> Path:
+def write_experiment(result: ExperimentResult, out_dir: str | Path, force: bool = False) -> Path:
     """Write sessions.csv, summary.json, histograms and the impulse-response plot, atomically."""
     from marketsim.report import plot_experiment
 
-    with atomic_folder(out_dir) as tmp:
+    with output_folder(out_dir, "experiment", force) as tmp:
         result.sessions_table().to_csv(tmp / "sessions.csv", index=False)
         (tmp / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
         (tmp / "scenario.sha256").write_text(result.plan.scenario.digest() + "\n")

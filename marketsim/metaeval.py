@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from marketsim.model import MarketModel, StrategyError, market_info
+from marketsim.outputs import OutputError, check_output_folder, default_folder, output_folder
 from marketsim.registry import Registry, default_registry
-from marketsim.run import atomic_folder
 from marketsim.strategy import Strategy, parameters
 from marketsim.tasks import (
     Family,
@@ -463,9 +463,9 @@ def plot_regret(result: EvalResult, path: Path) -> Path:
     return path
 
 
-def write_eval(result: EvalResult, out_dir: str | Path) -> Path:
+def write_eval(result: EvalResult, out_dir: str | Path, force: bool = False) -> Path:
     """Write summary.json, curves.csv, tasks.csv and regret.png into ``out_dir``, atomically."""
-    with atomic_folder(out_dir) as tmp:
+    with output_folder(out_dir, "meta-eval", force) as tmp:
         (tmp / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
         result.curves().to_csv(tmp / "curves.csv", index=False)
         result.tasks_table().to_csv(tmp / "tasks.csv", index=False)
@@ -493,6 +493,7 @@ def add_meta_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes to spread tasks over")
     p.add_argument("--out", type=Path, help="output folder (default runs/<family>-meta-eval-<split>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    p.add_argument("--force", action="store_true", help="replace the output folder if marketsim wrote it")
     p.set_defaults(func=cmd_meta_eval)
     return p
 
@@ -532,6 +533,7 @@ def cmd_meta_eval(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise MetaEvalError(f"--workers must be >= 1, got {args.workers}")
         family = load_family(args.family, registry)
+        out_dir = check_output_folder(args.out or default_folder(family.name, f"-meta-eval-{args.split}"), args.force)
         if args.split == "ood" and family.spec.ood is None:
             raise MetaEvalError(f"family {family.name!r} declares no ood slice")
         extra: dict[str, AgentSpec] = {}
@@ -549,7 +551,7 @@ def cmd_meta_eval(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
-    except (MetaEvalError, StrategyError) as exc:
+    except (MetaEvalError, StrategyError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a strategy refusing its checkpoint: one line, not a traceback
@@ -567,7 +569,7 @@ def cmd_meta_eval(args: argparse.Namespace) -> int:
         except (MetaEvalError, StrategyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    folder = write_eval(result, args.out or Path("runs") / f"{family.name}-meta-eval-{args.split}")
+    folder = write_eval(result, out_dir, args.force)
     summary = result.summary()
     if not args.quiet:
         table = Table(

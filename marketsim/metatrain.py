@@ -334,13 +334,19 @@ def meta_train(
 
 
 def write_meta_train(
-    result: MetaTrained, family: Family, strategy: str, seconds: float, out_dir: str | Path, seed: int = 0
+    result: MetaTrained,
+    family: Family,
+    strategy: str,
+    seconds: float,
+    out_dir: str | Path,
+    seed: int = 0,
+    force: bool = False,
 ) -> Path:
     """Write ``checkpoint.pt/.json``, extra checkpoints, ``curve.csv`` and ``curve.png`` into ``out_dir``."""
     import pandas as pd
 
     from marketsim.checkpoint import save_checkpoint
-    from marketsim.run import atomic_folder
+    from marketsim.outputs import output_folder
 
     meta = {
         "strategy": strategy,
@@ -353,7 +359,7 @@ def write_meta_train(
         "seed": seed,
         **{k: v for k, v in result.info.items() if k != "iterations"},
     }
-    with atomic_folder(out_dir) as tmp:
+    with output_folder(out_dir, "meta-train", force) as tmp:
         save_checkpoint(tmp / "checkpoint.pt", result.state, meta)
         for name, (state, extra_meta) in result.extra.items():
             save_checkpoint(tmp / f"{name}.pt", state, {**meta, **extra_meta})
@@ -391,6 +397,7 @@ def add_meta_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--force", action="store_true", help="replace the output folder if marketsim wrote it")
     p.set_defaults(func=cmd_meta_train)
     return p
 
@@ -422,7 +429,9 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
     except MetaTrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out_dir = args.out or Path("runs") / f"{family.name}-{args.strategy}"
+    from marketsim.outputs import check_output_folder, default_folder
+
+    out_dir = check_output_folder(args.out or default_folder(family.name, f"-{args.strategy}"), args.force)
     if args.quiet:
         result, seconds = meta_train(family, args.strategy, args.iterations, args.seed, registry, device=args.device)
     else:
@@ -437,7 +446,7 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
             result, seconds = meta_train(
                 family, args.strategy, args.iterations, args.seed, registry, progress=progress, device=args.device
             )
-    folder = write_meta_train(result, family, args.strategy, seconds, out_dir, args.seed)
+    folder = write_meta_train(result, family, args.strategy, seconds, out_dir, args.seed, args.force)
     if not args.quiet:
         from marketsim.cli import out
 

@@ -1,16 +1,13 @@
 """Run one scenario to the end and write its run folder (the public "run one market" function).
 
 A run folder holds the resolved scenario and its hash, ``summary.json``, ``steps.csv`` and plots.
-It is written to a temporary sibling and renamed into place, so a failed run leaves nothing behind.
+It is written by ``marketsim.outputs``: to a temporary sibling moved into place, never over a user's folder.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import yaml
 
 from marketsim.economics import Benchmarks, hhi
 from marketsim.model import MarketModel
+from marketsim.outputs import output_folder
 from marketsim.registry import Registry
 from marketsim.scenario import Scenario
 
@@ -122,27 +120,11 @@ def summarise(model: MarketModel, steps: pd.DataFrame) -> RunResult:
     )
 
 
-@contextmanager
-def atomic_folder(out_dir: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder to fill; on success it replaces ``out_dir``, on error it vanishes."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_run(result: RunResult, out_dir: str | Path) -> Path:
-    """Write the run folder atomically: scenario.yaml, scenario.sha256, summary.json, steps.csv, plots."""
+def write_run(result: RunResult, out_dir: str | Path, force: bool = False) -> Path:
+    """Write the run folder atomically (see ``marketsim.outputs``): scenario, its hash, summary, steps, plots."""
     from marketsim.report import plot_run  # matplotlib is only needed when writing
 
-    with atomic_folder(out_dir) as tmp:
+    with output_folder(out_dir, "run", force) as tmp:
         scenario = result.scenario.model_dump(mode="json", by_alias=True, exclude_defaults=False)
         (tmp / "scenario.yaml").write_text(yaml.safe_dump(scenario, sort_keys=False))
         (tmp / "scenario.sha256").write_text(result.scenario.digest() + "\n")

@@ -29,8 +29,8 @@ import pandas as pd
 
 from marketsim import oracle, tabular
 from marketsim.model import MarketModel
+from marketsim.outputs import output_folder
 from marketsim.registry import Registry, default_registry
-from marketsim.run import atomic_folder
 from marketsim.scenario import Scenario
 from marketsim.strategy import Strategy
 
@@ -274,11 +274,11 @@ def moving_window(steps: int) -> int:
     return int(min(1000, max(10, steps // 20)))
 
 
-def write_training(result: TrainResult, out_dir: str | Path) -> Path:
+def write_training(result: TrainResult, out_dir: str | Path, force: bool = False) -> Path:
     """Write checkpoint.pt/.json, curve.csv, curve.png and summary.json atomically into ``out_dir``."""
     from marketsim.checkpoint import save_checkpoint
 
-    with atomic_folder(out_dir) as tmp:
+    with output_folder(out_dir, "training", force) as tmp:
         save_checkpoint(tmp / "checkpoint.pt", result.state, result.checkpoint_meta())
         result.curve.to_csv(tmp / "curve.csv", index=False)
         title = f"{result.scenario.name}: training {result.seller} ({result.strategy})"
