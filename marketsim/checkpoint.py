@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,21 +78,26 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any], meta: Mapping[st
     return path
 
 
+def state_file(path: str | Path) -> Path:
+    """The ``.pt`` file a checkpoint path names (``run/checkpoint`` and ``run/checkpoint.pt`` alike)."""
+    path = Path(path)
+    return path if path.suffix == ".pt" else path.with_suffix(".pt")
+
+
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read a checkpoint's state and sidecar; refuse anything that is not plain data and tensors."""
     import pickle
 
     import torch
 
-    path = Path(path)
-    if path.suffix != ".pt":
-        path = path.with_suffix(".pt")
+    path = state_file(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch's message carries terminal bold codes
+        first = text.splitlines()[0] if text else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} refused: not plain data and tensors ({first})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")

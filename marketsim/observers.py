@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from marketsim.exceptions import PortableError
+
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
@@ -53,7 +55,7 @@ class Observer:
         return {}
 
 
-class ObserverError(RuntimeError):
+class ObserverError(PortableError, RuntimeError):
     """An observer raised: the run stops and says which observer and step."""
 
     def __init__(self, name: str, step: int, error: BaseException) -> None:

@@ -24,6 +24,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from marketsim import builtins, hookspecs
 from marketsim.consumers import ChoiceModel
+from marketsim.exceptions import PortableError
 from marketsim.observers import Observer
 from marketsim.strategy import STRATEGY_API_VERSION, Strategy
 
@@ -42,7 +43,7 @@ class DuplicateStrategyError(ValueError):
     """Two plugins registered strategies under the same name."""
 
 
-class UnknownStrategyError(KeyError):
+class UnknownStrategyError(PortableError, KeyError):
     """A scenario or call named a strategy (or choice model, observer) that no plugin registered."""
 
     def __init__(self, name: str, available: Iterable[str], kind: str = "strategy") -> None:

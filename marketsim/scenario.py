@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -20,9 +21,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic_core import PydanticCustomError
 from scipy import stats
 
+from marketsim import limits
+from marketsim.exceptions import PortableError
 from marketsim.registry import Registry, default_registry
-from marketsim.strategy import parameters
-from marketsim.yamlsource import Located, Problem, SourceError, load_yaml, read_source
+from marketsim.strategy import SizedState, parameters
+from marketsim.yamlsource import Located, Problem, SourceError, brief, load_yaml, read_bytes, read_source
 
 ScenarioError = SourceError
 
@@ -30,7 +33,7 @@ ScenarioError = SourceError
 Loc = tuple[str | int, ...]
 
 
-class FieldError(ValueError):
+class FieldError(PortableError, ValueError):
     """A model validator's complaint about one of its fields; ``loc`` is relative to the model.
 
     pydantic puts a model validator's error on the whole model; raising this instead lets the error
@@ -50,8 +53,23 @@ def _no_text_or_bool(value: Any) -> Any:
     if isinstance(value, bool):
         raise PydanticCustomError("number_type", "should be a number, not a boolean (YAML reads yes/no/on/off as one)")
     if isinstance(value, str):
-        raise PydanticCustomError("number_type", "should be a number, not text (write numbers without quotes)")
+        raise PydanticCustomError("number_type", f"should be a number, not text ({_text_number_hint(value)})")
     return value
+
+
+_E_NOTATION = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _text_number_hint(text: str) -> str:
+    """How to write ``text`` as a number: YAML 1.1 reads ``2e4`` (no dot, no exponent sign) as text."""
+    if len(text) < 40 and _E_NOTATION.match(text.strip()):
+        mantissa, exponent = text.strip().lower().split("e")
+        mantissa += "" if "." in mantissa else ".0"
+        exponent = exponent if exponent[0] in "+-" else "+" + exponent
+        value = float(text)
+        plain = f" or {int(value)}" if value.is_integer() and abs(value) < 1e15 else ""
+        return f"YAML 1.1 reads {text.strip()} as text; write {mantissa}e{exponent}{plain}"
+    return "write numbers without quotes"
 
 
 #: A real number; ints and numpy scalars are fine, text and booleans are not.
@@ -238,7 +256,11 @@ class EdgeList(_Spec):
     """A graph read from a file of edges (your own survey or platform data)."""
 
     kind: Literal["edge_list"] = Field(description="Which graph: an edge-list file.")
-    path: str = Field(..., description="Whitespace-separated 'u v' lines, nodes 0..size-1; relative to the scenario.")
+    path: str = Field(
+        ...,
+        description="Whitespace-separated 'u v' lines of node ids 0..size-1 ('#' starts a comment); a relative "
+        "path is relative to the folder of the file it is written in (scenario, tournament or family).",
+    )
 
 
 Graph = Annotated[WattsStrogatz | BarabasiAlbert | ErdosRenyi | EdgeList, Field(discriminator="kind")]
@@ -285,7 +307,11 @@ class Seller(_Spec):
 
     name: str = Field(..., min_length=1, description="Display name (groups get _1, _2, … appended).")
     strategy: str = Field(..., description="Registered strategy name (see `marketsim plugins`).")
-    params: dict[str, Any] = Field(default_factory=dict, description="Keyword parameters of the strategy.")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword parameters of the strategy. A relative `checkpoint` path is relative to the folder "
+        "of the file it is written in (scenario, tournament or family), not to the working directory.",
+    )
     count: Int = Field(1, ge=1, description="Number of identical sellers this entry declares.")
     cost: Float = Field(1.0, ge=0, description="Marginal cost per unit.")
     quality: Float = Field(2.0, description="Brand/quality term a_j added to every consumer's value.")
@@ -299,6 +325,10 @@ class Seller(_Spec):
     def _bounds(self) -> Seller:
         if self.price_max < self.price_min:
             raise FieldError(("price_max",), f"price_max ({self.price_max}) is below price_min ({self.price_min})")
+        if self.cost > self.price_max:
+            raise FieldError(
+                ("cost",), f"cost ({self.cost}) is above price_max ({self.price_max}): every allowed price loses money"
+            )
         if self.initial_price is not None and not self.price_min <= self.initial_price <= self.price_max:
             raise FieldError(
                 ("initial_price",),
@@ -328,6 +358,7 @@ class Scenario(_Spec):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Scenario:
+        self._check_seller_count()  # first: expanding a huge count into names would take forever
         seen: dict[str, str] = {}  # expanded name -> the entry that declared it
         for i, entry in enumerate(self.sellers):
             names = [entry.name] if entry.count == 1 else [f"{entry.name}_{k}" for k in range(1, entry.count + 1)]
@@ -340,6 +371,34 @@ class Scenario(_Spec):
                         f"seller name {name!r}{mine} is already used by {seen[name]}; seller names must be unique",
                     )
                 seen[name] = f"sellers[{i}]" + (group if entry.count > 1 else "")
+        return self
+
+    def _check_seller_count(self) -> None:
+        """Refuse more sellers than ``limits.max_sellers()``, at the ``count`` that crosses the limit."""
+        most, total = limits.max_sellers(), 0
+        for i, entry in enumerate(self.sellers):
+            total += entry.count
+            if total > most:
+                raise FieldError(
+                    ("sellers", i, "count"),
+                    f"{total:,} sellers in all is more than {most:,}, the most one market may hold "
+                    "(the Nash benchmark alone would take hours; set MARKETSIM_MAX_SELLERS to allow more)",
+                )
+
+    @model_validator(mode="after")
+    def _network_fits(self) -> Scenario:
+        """Graph parameters must fit the population: a ring of k neighbours needs more than k consumers."""
+        graph, n = (self.network.graph if self.network else None), self.consumers.size
+        where = ("network", "graph")
+        if isinstance(graph, WattsStrogatz) and graph.k >= n:
+            raise FieldError((*where, "k"), f"k ({graph.k:,}) must be below consumers.size ({n:,})")
+        if isinstance(graph, BarabasiAlbert) and graph.m >= n:
+            raise FieldError((*where, "m"), f"m ({graph.m:,}) must be below consumers.size ({n:,})")
+        if isinstance(graph, ErdosRenyi) and graph.mean_degree > n - 1:
+            raise FieldError(
+                (*where, "mean_degree"),
+                f"mean_degree ({graph.mean_degree:g}) cannot exceed consumers.size - 1 ({n - 1:,})",
+            )
         return self
 
     @model_validator(mode="after")
@@ -436,6 +495,8 @@ def _field_names(model: Any) -> list[str]:
 
 def _did_you_mean(word: str, choices: Sequence[str]) -> str:
     """`` (did you mean 'x'?)`` when ``word`` looks like a misspelling of one of ``choices``."""
+    if len(word) > 100:  # no field name is this long; comparing a huge key to each choice is wasted work
+        return ""
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -452,10 +513,14 @@ def _error_loc(err: Any) -> Loc:
 
 
 def _shown(value: Any) -> str | None:
-    """A short repr of a scalar or small list for an error message; None for mappings and long values."""
+    """A short repr of a scalar or small list for an error message; None for mappings and long values.
+
+    Built by ``brief``, which stops after a few items and levels: ``repr`` of a value that aliases blow up
+    would take minutes and gigabytes before it could be cut.
+    """
     if isinstance(value, dict | BaseModel):
         return None
-    text = repr(value)
+    text = brief(value, limit=61)
     return text if len(text) <= 60 else None
 
 
@@ -466,7 +531,7 @@ def _message(err: Any, loc: Loc) -> str:
         allowed = _field_names(_type_at(loc[:-1]))
         key = str(loc[-1])
         listing = f"; allowed: {', '.join(allowed)}" if allowed else ""
-        return f"unknown field {key!r}{_did_you_mean(key, allowed)}{listing}"
+        return f"unknown field {brief(key)}{_did_you_mean(key, allowed)}{listing}"
     if kind == "missing":
         return f"missing required field {loc[-1]!r}"
     if kind == "union_tag_invalid":
@@ -491,9 +556,17 @@ def _pydantic_problems(exc: ValidationError, located: Located) -> list[Problem]:
     """One located Problem per pydantic error."""
     problems = []
     for err in exc.errors():
+        if _follows_item_errors(err):
+            continue
         loc = _error_loc(err)
         problems.append(located.problem(loc, _message(err, loc), at_key=err["type"] == "extra_forbidden"))
     return problems
+
+
+def _follows_item_errors(err: Any) -> bool:
+    """A "too short" error that only repeats that some items failed (pydantic counts what validated)."""
+    given, ctx = err.get("input"), err.get("ctx") or {}
+    return err["type"] == "too_short" and isinstance(given, list | tuple) and len(given) >= ctx.get("min_length", 0)
 
 
 # --- strategies and files: checks that need the registry or the disk -------------------------------
@@ -588,7 +661,7 @@ def _param_problems(
             )
             continue
         annotation = accepted[key].annotation
-        what = f"bad value {value!r} for {seller.strategy} parameter {key!r} ({_type_name(annotation)})"
+        what = f"bad value {brief(value)} for {seller.strategy} parameter {key!r} ({_type_name(annotation)})"
         try:
             typed[key] = TypeAdapter(annotation).validate_python(value)
         except ValidationError as exc:
@@ -603,7 +676,7 @@ def _param_problems(
             reason = (
                 "a boolean, not a number (YAML reads yes/no/on/off as one)"
                 if isinstance(value, bool)
-                else "text, not a number (write numbers without quotes)"
+                else f"text, not a number ({_text_number_hint(value)})"
             )
             problems.append(located.problem(where, f"{what}: {reason}"))
     for p in accepted.values():
@@ -624,12 +697,128 @@ def _param_problems(
     return problems, typed
 
 
-def _file_problems(scenario: Scenario, located: Located, base_dir: Path) -> list[Problem]:
-    """Files the scenario names that do not exist."""
-    graph = scenario.network.graph if scenario.network else None
-    if isinstance(graph, EdgeList) and not (base_dir / graph.path).is_file():
-        return [located.problem(("network", "graph", "path"), f"edge-list file {graph.path!r} not found in {base_dir}")]
-    return []
+#: Rough bytes per consumer row (WTP, uniforms, choice, surplus, index arrays) and per row and seller
+#: (logit weights, awareness and masks) while a step clears; and per node and edge of a networkx graph
+#: (adjacency dicts both ways plus the sparse matrix), measured on Watts-Strogatz graphs.
+BYTES_PER_CONSUMER, BYTES_PER_CONSUMER_SELLER = 64, 24
+BYTES_PER_GRAPH_NODE, BYTES_PER_GRAPH_EDGE = 250, 250
+
+
+def resolve_checkpoints(items: Sequence[Any], base_dir: Path) -> list[Any]:
+    """Items (sellers, entrants) whose ``checkpoint`` parameter, a relative path, is made absolute.
+
+    A checkpoint named in a file is relative to that file's folder, as an edge-list path or a
+    tournament's market is, so a file means the same wherever it is run from.
+    """
+    out = []
+    for item in items:
+        path = item.params.get("checkpoint")
+        if isinstance(path, str) and path:
+            item = item.model_copy(update={"params": {**item.params, "checkpoint": str((base_dir / path).resolve())}})
+        out.append(item)
+    return out
+
+
+def checkpoint_problems(paths: Sequence[Any], section: str, located: Located, key: Sequence[str]) -> list[Problem]:
+    """A problem for each checkpoint path (already absolute) that names no file, at ``section[i].key``.
+
+    ``paths[i]`` belongs to item ``i`` of ``section`` (None or a non-path where it has no checkpoint).
+    """
+    from marketsim.checkpoint import state_file  # torch-free; imported here to keep scenario's imports lean
+
+    problems = []
+    for i, path in enumerate(paths):
+        if isinstance(path, str) and path and not state_file(path).is_file():
+            problems.append(located.problem((section, i, *key), f"checkpoint file {state_file(path)} not found"))
+    return problems
+
+
+def _edge_list_problems(scenario: Scenario, located: Located) -> tuple[list[Problem], int]:
+    """Problems with the edge-list file (its path already absolute) and its number of edges.
+
+    The file is read within the size limit and checked line by line; a problem names the line of the
+    file, never its content (the path might point at a file that is not ours to show).
+    """
+    graph, n = scenario.network.graph, scenario.consumers.size  # type: ignore[union-attr]
+    where, path = ("network", "graph", "path"), Path(graph.path)
+    if not path.exists():
+        return [located.problem(where, f"edge-list file {path.name!r} not found in {path.parent}")], 0
+    try:
+        data = read_bytes(path, "edge-list file")
+    except SourceError as exc:
+        reason = exc.problems[0].message
+        return [located.problem(where, f"edge-list file {graph.path}: {reason}")], 0
+    edges = 0
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        tokens = raw.split(b"#", 1)[0].split()
+        if not tokens:
+            continue
+        if len(tokens) != 2 or not all(t.isdigit() and t.isascii() for t in tokens):
+            reason = "is not an edge: each line holds two whole-number node ids 'u v' (or a # comment)"
+            return [located.problem(where, f"edge-list file {graph.path}, line {number} {reason}")], edges
+        if max(int(tokens[0]), int(tokens[1])) >= n:
+            reason = f"names a node outside 0..{n - 1:,} (consumers.size = {n:,})"
+            return [located.problem(where, f"edge-list file {graph.path}, line {number} {reason}")], edges
+        edges += 1
+    return [], edges
+
+
+def _graph_edges(graph: Any, n: int, listed: int) -> float:
+    """Expected number of edges of the social graph over ``n`` consumers (``listed`` for an edge list)."""
+    if isinstance(graph, WattsStrogatz):
+        return n * graph.k / 2
+    if isinstance(graph, BarabasiAlbert):
+        return n * graph.m
+    if isinstance(graph, ErdosRenyi):
+        return n * graph.mean_degree / 2
+    return listed
+
+
+def memory_excess(scenario: Scenario, registry: Registry, edges: int | None = None) -> tuple[Loc, str] | None:
+    """Where (a path in ``scenario``) and why its estimated memory exceeds the budget; None when it fits.
+
+    Sums the population, the social graph (``edges`` of an edge list; counted from its file when None) and
+    the ``SizedState`` strategies' tables, and names the largest part, its estimate, the total and the budget.
+    Parameters are those the strategies are built with, so they must already be valid.
+    """
+    budget = limits.memory_budget()
+    sellers = sum(s.count for s in scenario.sellers)
+    c = scenario.consumers
+    rows = c.size if scenario.demand.mode == "agents" else scenario.demand.quadrature
+    parts: list[tuple[Loc, str, float]] = [
+        (
+            ("consumers", "size"),
+            "the consumer population",
+            rows * (BYTES_PER_CONSUMER + BYTES_PER_CONSUMER_SELLER * sellers),
+        )
+    ]
+    if scenario.network is not None:
+        graph = scenario.network.graph
+        if edges is None and isinstance(graph, EdgeList):
+            edges = _edge_list_problems(scenario, Located(None, None, ""))[1]
+        size = c.size * BYTES_PER_GRAPH_NODE + _graph_edges(graph, c.size, edges or 0) * BYTES_PER_GRAPH_EDGE
+        parts.append((("network", "graph"), "the social graph", size))
+    for i, seller in enumerate(scenario.sellers):
+        if issubclass(registry.get(seller.strategy).cls, SizedState):
+            made = registry.create(seller.strategy, dict(seller.params))
+            what = f"the tables of strategy {seller.strategy!r}" + (f" (x{seller.count})" if seller.count > 1 else "")
+            parts.append((("sellers", i, "params"), what, made.state_bytes(sellers) * seller.count))
+    total = sum(size for _, _, size in parts)
+    if total <= budget:
+        return None
+    where, what, size = max(parts, key=lambda part: part[2])
+    overall = f"; {limits.human_bytes(total, exact=False)} in all" if total > size * 1.001 else ""
+    message = (
+        f"{what} would need an estimated {limits.human_bytes(size)}{overall}, more than the memory budget "
+        f"of {limits.human_bytes(budget)} (set MARKETSIM_MEMORY_BUDGET to allow more)"
+    )
+    return where, message
+
+
+def _memory_problems(scenario: Scenario, located: Located, registry: Registry, edges: int) -> list[Problem]:
+    """Refuse a market whose estimated population, graph and strategy tables exceed the memory budget."""
+    found = memory_excess(scenario, registry, edges)
+    return [located.problem(*found)] if found else []
 
 
 def _error(problems: list[Problem]) -> SourceError:
@@ -656,23 +845,38 @@ def parse_scenario(
 
 
 def scenario_from_located(located: Located, registry: Registry | None = None, base_dir: Path | None = None) -> Scenario:
-    """Validate parsed YAML (a mapping) into a Scenario; problems are located in the source file."""
+    """Validate parsed YAML (a mapping) into a Scenario; problems are located in the source file.
+
+    Relative paths (an edge-list file, a seller's ``checkpoint`` parameter) resolve against ``base_dir``,
+    the folder of the file the scenario is written in. Named files must exist and be usable, and the
+    market's estimated memory must fit the budget, so nothing that validates fails for these at run time.
+    """
     try:
         scenario = Scenario.model_validate(located.data)
     except ValidationError as exc:
         raise _error(_pydantic_problems(exc, located)) from None
     registry = registry if registry is not None else default_registry()
-    base_dir = base_dir or Path.cwd()
+    scenario = _resolve_paths(scenario, base_dir or Path.cwd())
     problems, params = _strategy_problems(scenario, located, registry)
-    problems += _file_problems(scenario, located, base_dir)
+    checkpoints = [s.params.get("checkpoint") for s in scenario.sellers]
+    problems = problems or checkpoint_problems(checkpoints, "sellers", located, ("params", "checkpoint"))
+    edges = 0
+    if scenario.network is not None and isinstance(scenario.network.graph, EdgeList):
+        found, edges = _edge_list_problems(scenario, located)
+        problems += found
     if problems:
         raise _error(problems)
     sellers = tuple(s.model_copy(update={"params": p}) for s, p in zip(scenario.sellers, params))
-    return _resolve_paths(scenario.model_copy(update={"sellers": sellers}), base_dir)
+    scenario = scenario.model_copy(update={"sellers": sellers})
+    problems = _memory_problems(scenario, located, registry, edges)
+    if problems:
+        raise _error(problems)
+    return scenario
 
 
 def _resolve_paths(scenario: Scenario, base_dir: Path) -> Scenario:
     """Make file paths inside the scenario absolute, so a run does not depend on the working directory."""
+    scenario = scenario.model_copy(update={"sellers": tuple(resolve_checkpoints(scenario.sellers, base_dir))})
     if scenario.network is None or not isinstance(scenario.network.graph, EdgeList):
         return scenario
     graph = scenario.network.graph.model_copy(update={"path": str((base_dir / scenario.network.graph.path).resolve())})

@@ -15,9 +15,11 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
+
+from marketsim.exceptions import PortableError
 
 STRATEGY_API_VERSION = "1.0"
 
@@ -31,7 +33,7 @@ DEFAULT_CLASSIFIER: Mapping[str, Any] = {
 }
 
 
-class InvalidPriceError(ValueError):
+class InvalidPriceError(PortableError, ValueError):
     """A strategy returned something that is not a finite, non-negative number."""
 
     def __init__(self, strategy: str, value: object, step: int | None = None) -> None:
@@ -155,6 +157,19 @@ class Strategy:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+@runtime_checkable
+class SizedState(Protocol):
+    """Capability: a strategy whose state grows with the market (a tabular learner's tables) says how much.
+
+    Scenario validation sums these estimates with the population's and refuses a market above the memory
+    budget (``MARKETSIM_MEMORY_BUDGET``) before anything is allocated.
+    """
+
+    def state_bytes(self, n_sellers: int) -> float:
+        """Estimated bytes this strategy will allocate in a market of ``n_sellers`` sellers (may be inf)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

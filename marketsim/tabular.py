@@ -123,6 +123,17 @@ def temperature(config: TabularConfig, t: int) -> float:
     return max(config.temperature * math.exp(-config.beta * t), 1e-12)
 
 
+def table_bytes(config: TabularConfig, n_sellers: int) -> float:
+    """Estimated bytes of a learner's tables: Q (states, m) and profits (n, m^n), in float64 (inf if vast).
+
+    Computed in logarithms, so ``memory: 40`` or ``grid_size: 10**9`` gives a huge number, not an
+    OverflowError or a long wait for the exact integer.
+    """
+    log_joint = n_sellers * math.log(config.m)  # log of m^n joint actions
+    logs = (config.memory * log_joint + math.log(config.m * 8), log_joint + math.log(n_sellers * 8))
+    return float(sum(math.exp(x) if x < 700 else math.inf for x in logs))
+
+
 def initial_q(config: TabularConfig, own_profits: np.ndarray, n_sellers: int) -> np.ndarray:
     """Q table (states, m): zeros, or each action's discounted payoff against uniformly random rivals.
 

@@ -50,10 +50,19 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from marketsim import limits
 from marketsim.registry import Registry, default_registry
-from marketsim.scenario import FieldError, Float, Int, Scenario, check_strategies, scenario_from_located
+from marketsim.scenario import (
+    FieldError,
+    Float,
+    Int,
+    Scenario,
+    check_strategies,
+    memory_excess,
+    scenario_from_located,
+)
 from marketsim.strategy import MarketInfo, Observation, Strategy
-from marketsim.yamlsource import Located, Problem, SourceError, load_yaml, read_source
+from marketsim.yamlsource import Located, Problem, SourceError, brief, load_yaml, read_source
 
 Split = Literal["train", "test", "ood"]
 SPLITS: tuple[str, ...] = ("train", "test", "ood")
@@ -232,7 +241,9 @@ class FamilySpec(_Spec):
 
 class _FamilyFile(_Spec):
     family: FamilySpec = Field(..., description="How tasks are drawn.")
-    base: dict[str, Any] = Field(..., description="The base scenario.")
+    base: dict[str, Any] = Field(
+        ..., description="The base scenario, inline; relative paths in it are relative to the family file's folder."
+    )
 
 
 @dataclass(frozen=True)
@@ -379,6 +390,9 @@ def parse_family(
         raise SourceError(sorted(problems, key=lambda p: (p.line, p.column)))
     data = base.model_dump(mode="json", by_alias=True, exclude_none=False)
     family = Family(fam, base, source, data)
+    problems = _worst_case_problems(family, located, registry)
+    if problems:
+        raise SourceError(problems)
     for split in ("train", "test") + (("ood",) if fam.ood else ()):
         task = sample_task(family, split, 0)  # a drawn market must be a valid scenario with known strategies
         where = "family.ood" if split == "ood" else "family"
@@ -432,6 +446,91 @@ def _family_problems(fam: FamilySpec, base: Scenario, located: Located, registry
         for k, slot in enumerate(rivals.slots):
             problems += _slot_problems(slot, (*where, "slots", k), located, registry)
     return problems
+
+
+def _worst_values(dist: Dist) -> list[Any]:
+    """The values of ``dist`` that could cost the most: the top of a numeric support, else each distinct choice."""
+    span = dist.range()
+    if span is not None:
+        top = span[1]
+        return [top] if top.is_integer() else [top, float(math.floor(top))]  # the floor for an integer field
+    distinct: dict[str, Any] = {}
+    for value in dist.args:
+        distinct.setdefault(repr(value), value)
+    return list(distinct.values())
+
+
+def _with_rivals(data: dict, rivals: Rivals, count: int) -> dict:
+    """A copy of the scenario ``data`` with the first ``count`` rival slots seated (first strategy, low values)."""
+    data = copy.deepcopy(data)
+    taken = {s["name"] for s in data["sellers"]}
+    for j, slot in enumerate(rivals.slots[:count]):
+        name = slot.name or f"rival_{j + 1}"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        strategy = str(slot.strategy.low)
+        params = {key: d.low for key, d in slot.params.get(strategy, {}).items()}
+        seller = {"name": name, "strategy": strategy, "params": params, "cost": slot.cost.low}
+        seller.update(quality=slot.quality.low, price_min=slot.price_min, price_max=slot.price_max)
+        data["sellers"].append(seller)
+    return data
+
+
+def _worst_case_problem(data: dict, registry: Registry) -> str | None:
+    """Why the market ``data`` (a drawn task at a worst case) exceeds the seller limit or memory budget; else None.
+
+    A market that is invalid for another reason is not judged here: the draw check reports such families.
+    """
+    sellers = sum(int(s.get("count", 1)) for s in data["sellers"] if isinstance(s.get("count", 1), int | float))
+    if sellers > (most := limits.max_sellers()):
+        return (
+            f"{sellers:,} sellers in all is more than {most:,}, the most one market may hold "
+            "(set MARKETSIM_MAX_SELLERS to allow more)"
+        )
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError:
+        return None
+    found, typed = check_strategies(scenario.sellers, "sellers", Located(None, None, ""), registry)
+    if found:
+        return None
+    typed_sellers = tuple(s.model_copy(update={"params": p}) for s, p in zip(scenario.sellers, typed))
+    excess = memory_excess(scenario.model_copy(update={"sellers": typed_sellers}), registry)
+    return None if excess is None else excess[1]
+
+
+def _worst_case_problems(family: Family, located: Located, registry: Registry) -> list[Problem]:
+    """Refuse a family whose distributions can draw a market above the seller limit or memory budget.
+
+    Each sampled path is set, alone, to the worst of its support (the upper end of a range, the largest or
+    each choice) with the most rivals seated; the rival count is checked at its largest. Located at the
+    distribution.
+    """
+    spec = family.spec
+    sections = [(("family",), {path: (("family",), d) for path, d in spec.sample.items()}, spec.rivals)]
+    if spec.ood is not None:  # the OOD slice draws the training distributions it does not override
+        sample = {path: (("family",), d) for path, d in spec.sample.items()}
+        sample.update({path: (("family", "ood"), d) for path, d in spec.ood.sample.items()})
+        rivals_at = ("family", "ood") if spec.ood.rivals else ("family",)
+        sections.append((rivals_at, sample, spec.ood.rivals or spec.rivals))
+    for prefix, sample, rivals in sections:
+        most = max(int(c) for c in rivals.count.args)
+        crowded = _with_rivals(family._base_data, rivals, most)
+        why = _worst_case_problem(crowded, registry)
+        if why is not None:
+            where = (*prefix, "rivals", "count") if most else (*prefix,)
+            return [located.problem(where, f"with {most} rivals, a drawn task: {why}")]
+        for path, (at, dist) in sample.items():
+            for value in _worst_values(dist):
+                data = copy.deepcopy(crowded)
+                _set_path(data, path, value)
+                why = _worst_case_problem(data, registry)
+                if why is not None:
+                    shown = brief(int(value) if isinstance(value, float) and value.is_integer() else value)
+                    message = f"a drawn task with {path} = {shown}" + (f" and {most} rivals" if most else "")
+                    return [located.problem((*at, "sample", path), f"{message}: {why}")]
+    return []
 
 
 def _slot_problems(slot: RivalSlot, where: tuple, located: Located, registry: Registry) -> list[Problem]:

@@ -1,16 +1,38 @@
 """Safe YAML loading that keeps where every value came from, so errors can name file:line:col.
 
-Duplicate mapping keys are an error (PyYAML silently keeps the last one).
+Duplicate mapping keys are an error (PyYAML silently keeps the last one). Loading is bounded, so a tiny
+hostile file cannot cost much: files larger than ``limits.max_file_bytes()`` are refused before they are
+read, and the composer refuses nesting deeper than ``limits.max_yaml_depth()``, an alias to a node that
+contains it, and documents whose aliases expand to more than ``limits.max_yaml_nodes()`` nodes.
+Values shown in messages go through ``brief``, which never builds the whole ``repr`` of a large value.
 """
 
 from __future__ import annotations
 
+import reprlib
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from marketsim import limits
+from marketsim.exceptions import PortableError
+
+#: Longest message a Problem prints; a plugin's exception text could otherwise be arbitrarily long.
+MESSAGE_LIMIT = 600
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxdict, _BRIEF.maxlist, _BRIEF.maxtuple, _BRIEF.maxset = 2, 4, 6, 6, 6
+_BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 48, 48, 40
+
+
+def brief(value: Any, limit: int = 60) -> str:
+    """A repr of ``value`` at most ``limit`` characters long, built without walking all of a large value."""
+    text = _BRIEF.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +47,14 @@ class Problem:
 
     def __str__(self) -> str:
         """``source:line:col: field: message`` on one line (``source: …`` when ``line`` is 0, not in a file)."""
-        where = f"{self.field}: " if self.field else ""
+        field = self.field if len(self.field) <= 120 else self.field[:117] + "..."  # a key can be any length
+        where = f"{field}: " if field else ""
         at = f"{self.source}:{self.line}:{self.column}" if self.line > 0 else self.source
-        return " ".join(f"{at}: {where}{self.message}".split())  # newlines in a message would break "one line"
+        message = self.message if len(self.message) <= MESSAGE_LIMIT else self.message[:MESSAGE_LIMIT] + " …"
+        return " ".join(f"{at}: {where}{message}".split())  # newlines in a message would break "one line"
 
 
-class SourceError(Exception):
+class SourceError(PortableError, Exception):
     """A file that cannot be used, with every problem found in it (one line each)."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
@@ -38,8 +62,65 @@ class SourceError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    """The nodes directly below ``node`` (keys and values of a mapping)."""
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys."""
+    """SafeLoader that refuses duplicate keys, deep nesting, recursive aliases and alias bombs.
+
+    The composer counts every node's size with its aliases expanded (an alias adds the whole size of
+    the node it names), bottom-up and once per distinct node, so a bomb is refused after composing a
+    few dozen nodes, at the line of the first value that grows too large.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._open: set[str] = set()  # anchors of nodes being composed (an alias to one would be a cycle)
+        self._sizes: dict[int, int] = {}  # id(node) -> nodes with aliases expanded
+        self._max_depth, self._max_nodes = limits.max_yaml_depth(), limits.max_yaml_nodes()
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        """Compose one node, enforcing the depth limit and measuring its expanded size."""
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self._open:
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor} refers to a value that contains it (a cycle)", event.start_mark
+            )
+        if self._depth >= self._max_depth:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {self._max_depth} levels deep (MARKETSIM_MAX_YAML_DEPTH)",
+                event.start_mark,
+            )  # fmt: skip
+        anchor = None if isinstance(event, yaml.AliasEvent) else getattr(event, "anchor", None)
+        self._depth += 1
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open.discard(anchor)
+        self._measure(node)
+        return node
+
+    def _measure(self, node: yaml.Node) -> None:
+        """Record ``node``'s expanded size; refuse it when it exceeds the node limit."""
+        if id(node) in self._sizes:  # an alias: its node was measured when it was composed
+            return
+        size = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
+        if size > self._max_nodes:
+            raise yaml.composer.ComposerError(
+                None, None,
+                f"aliases expand this value to more than {self._max_nodes:,} nodes (MARKETSIM_MAX_YAML_NODES); "
+                "a file this small that grows this large is an alias bomb",
+                node.start_mark,
+            )  # fmt: skip
+        self._sizes[id(node)] = size
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, yaml.Node] = {}
@@ -97,14 +178,36 @@ class Located:
         return Problem(self.source, line, col, dotted, message)
 
 
-def read_source(path: Path) -> str:
-    """A file's text; an unreadable or non-UTF-8 file is a SourceError naming the file (and line)."""
+def read_bytes(path: Path, what: str = "file") -> bytes:
+    """A regular file's bytes, at most ``limits.max_file_bytes()`` of them; anything else is a SourceError.
+
+    The size is checked before reading and the read itself is capped, so a device or a file that grows
+    while it is read cannot make us read without end.
+    """
     try:
-        return path.read_text(encoding="utf-8")
+        limit = limits.max_file_bytes()
+    except limits.LimitSettingError as exc:
+        raise SourceError([Problem(str(path), 0, 0, "", str(exc))]) from None
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a folder, a device (/dev/zero), a pipe
+            raise SourceError([Problem(str(path), 0, 0, "", f"not a regular file (a {what} must be one)")])
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
     except OSError as exc:
-        raise SourceError([Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from None
+        raise SourceError([Problem(str(path), 0, 0, "", f"cannot read {what}: {exc.strerror or exc}")]) from None
+    if len(data) > limit:
+        message = f"{what} is larger than {limits.human_bytes(limit)} (the limit; set MARKETSIM_MAX_FILE_BYTES)"
+        raise SourceError([Problem(str(path), 0, 0, "", message)])
+    return data
+
+
+def read_source(path: Path) -> str:
+    """A file's text; an unreadable, oversized or non-UTF-8 file is a SourceError naming the file (and line)."""
+    data = read_bytes(path)
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = exc.object.count(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
         raise SourceError([Problem(str(path), line, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
 
 
@@ -144,7 +247,13 @@ def _yaml_problem(exc: yaml.YAMLError, source: str, text: str) -> Problem:
 
 
 def load_yaml(text: str, source: str) -> Located:
-    """Parse ``text`` safely; a syntax error or duplicate key raises SourceError with its line."""
+    """Parse ``text`` safely; a syntax error, duplicate key or exceeded limit raises SourceError with its line."""
+    try:
+        limit = limits.max_file_bytes()
+    except limits.LimitSettingError as exc:
+        raise SourceError([Problem(source, 0, 0, "", str(exc))]) from None
+    if len(text) > limit:  # characters, not bytes: a cheap check that never encodes a huge string
+        raise SourceError([Problem(source, 0, 0, "", f"text is longer than {limit:,} characters (the limit)")])
     try:
         loader = _Loader(text)  # the reader checks every character here
         try:

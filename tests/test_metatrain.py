@@ -100,7 +100,7 @@ def test_generic_reactive_rival_goes_through_its_rule(family: Family, registry: 
 
 def _args(**kw) -> Namespace:
     base = {"family": str(BUNDLED), "strategy": "rl2", "out": None, "iterations": None, "seed": 0, "device": "cpu"}
-    return Namespace(**{**base, "quiet": True, **kw})
+    return Namespace(**{**base, "quiet": True, "force": False, **kw})
 
 
 @pytest.mark.parametrize(

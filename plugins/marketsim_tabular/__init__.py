@@ -78,6 +78,10 @@ class TabularLearner(Strategy):
         self.pending: tuple[int, int, float, int] | None = None  # SARSA: (s, a, r, s') awaiting a'
         self._uniforms = np.empty((0, 2))
 
+    def state_bytes(self, n_sellers: int) -> float:
+        """Estimated bytes of the Q and profit tables in a market of ``n_sellers`` (see ``SizedState``)."""
+        return tabular.table_bytes(self.config, n_sellers)
+
     @property
     def converged(self) -> bool:
         """Every greedy action unchanged for ``convergence_steps`` consecutive updates."""
