@@ -9,12 +9,14 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from marketsim.matches import FAULT_KINDS
 from marketsim.model import StrategyError
 from marketsim.observers import ObserverError
 from marketsim.outputs import OutputError, check_output_folder, default_folder, open_resumable_folder
@@ -199,9 +201,16 @@ def _print_training(result) -> None:
 def cmd_tournament(args: argparse.Namespace) -> int:
     """Run (or resume) a tournament and write its results folder."""
     from marketsim.executors import ExecutorUnavailable, make_executor
-    from marketsim.tournament import ResumeError, load_tournament, run_tournament, schedule, write_outputs
+    from marketsim.tournament import (
+        ResumeError,
+        TournamentInterrupted,
+        load_tournament,
+        run_tournament,
+        schedule,
+        write_outputs,
+    )
 
-    tournament = load_tournament(args.file)
+    tournament = load_tournament(args.file, plugin_dirs=args.plugin_dir)
     out_dir = args.out or default_folder(tournament.spec.name)
     if not args.resume:  # a resumed tournament adds to its own folder; anything else follows the folder policy
         if (out_dir / "results.sqlite").is_file() and not args.force:
@@ -219,11 +228,14 @@ def cmd_tournament(args: argparse.Namespace) -> int:
         try:
             results = run_tournament(
                 tournament, out_dir / "results.sqlite", executor, args.resume,
-                progress=lambda done, _total: bar.update(task, completed=done),
+                progress=lambda done, _total: bar.update(task, completed=done), retry_faults=args.retry_faults,
             )  # fmt: skip
         except ResumeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except TournamentInterrupted as exc:
+            print(f"{exc}", file=sys.stderr)
+            return 130
     summary, board = write_outputs(results, tournament, out_dir, args.match)
     if not args.quiet:
         table = Table(title=f"{tournament.spec.name}: {summary['matches']} matches, {summary['faults']} faults")
@@ -386,12 +398,47 @@ def _warn_plugin_problems(registry: Registry) -> None:
         err.print(f"[yellow]problem in plugin {escape(repr(p.plugin))}:[/] {escape(p.reason)}", highlight=False)
 
 
+def _usage_error(prog: str, message: str) -> NoReturn:
+    """Exit with status 2 after one line on stderr: ``PROG: error: MESSAGE (see `PROG --help`)``."""
+    text = " ".join(message.split())
+    text = text if len(text) <= 400 else text[:397] + "..."
+    sys.stderr.write(f"{prog}: error: {text} (see `{prog} --help`)\n")
+    raise SystemExit(2)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose every error is one line naming the (sub)command and pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a bad command line on one line (no usage block) and exit with status 2."""
+        _usage_error(self.prog, message)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        """Parse ``args``; an unrecognised argument is blamed on the subcommand it was given to."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            _usage_error(
+                f"{self.prog} {command}" if command else self.prog, f"unrecognized arguments: {' '.join(extras)}"
+            )
+        return parsed
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (steps, sessions, workers)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"should be a whole number, got {text[:40]!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"should be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(
-        prog="marketsim", description="Agent-based market simulator with plugin pricing strategies."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The argument parser (exposed for tests and docs); every usage error is one line on stderr, exit 2."""
+    parser = _Parser(prog="marketsim", description="Agent-based market simulator with plugin pricing strategies.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run a scenario and write a run folder")
     run.add_argument("scenario", help="scenario YAML file")
     run.add_argument("--steps", type=int, help="override the scenario's number of steps")
@@ -402,9 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     exp = sub.add_parser("experiment", help="many independent sessions of a tabular-learning market, batched")
     exp.add_argument("scenario", help="scenario YAML file with q_learning / sarsa sellers and expected demand")
-    exp.add_argument("--sessions", type=int, default=100, help="independent sessions (seeds seed, seed+1, …)")
-    exp.add_argument("--workers", type=int, default=1, help="processes to split the sessions over")
-    exp.add_argument("--max-steps", type=int, help="step cap per session (default: the scenario's steps)")
+    exp.add_argument("--sessions", type=_positive_int, default=100, help="independent sessions (seeds seed, seed+1, …)")
+    exp.add_argument("--workers", type=_positive_int, default=1, help="processes to split the sessions over")
+    exp.add_argument("--max-steps", type=_positive_int, help="step cap per session (default: the scenario's steps)")
     exp.add_argument("--out", type=Path, help="experiment folder (default runs/<scenario name>-experiment)")
     exp.add_argument("--quiet", action="store_true", help="no progress bar or table")
     exp.add_argument("--force", action="store_true", help=FORCE_HELP)
@@ -412,8 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     trn = sub.add_parser("train", help="train one seller's learner and write a checkpoint and learning curve")
     trn.add_argument("scenario", help="scenario YAML file")
     trn.add_argument("--seller", required=True, help="name of the seller whose learner to train")
-    trn.add_argument("--steps", type=int, help="training steps (default: the scenario's steps)")
-    trn.add_argument("--workers", type=int, default=1, help="worker processes (strategies with parallel training)")
+    trn.add_argument("--steps", type=_positive_int, help="training steps (default: the scenario's steps)")
+    trn.add_argument(
+        "--workers", type=_positive_int, default=1, help="worker processes (strategies with parallel training)"
+    )
     trn.add_argument("--out", type=Path, help="training folder (default runs/<scenario name>-train-<seller>)")
     trn.add_argument("--quiet", action="store_true", help="no progress bar or table")
     trn.add_argument("--force", action="store_true", help=FORCE_HELP)
@@ -430,6 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--address", help="Ray cluster address (ray backend; a local Ray when omitted)")
     tour.add_argument("--out", type=Path, help="results folder (default runs/<tournament name>)")
     tour.add_argument("--resume", action="store_true", help="continue an interrupted tournament in --out")
+    tour.add_argument(
+        "--retry-faults", metavar="KIND", choices=[*FAULT_KINDS, "all"],
+        help=f"with --resume: replay the stored matches that faulted with KIND ({', '.join(FAULT_KINDS)}, or all)",
+    )  # fmt: skip
+    tour.add_argument(
+        "--plugin-dir", metavar="DIR", type=Path, action="append", default=[],
+        help="a folder the tournament file's `plugins:` modules may be imported from (repeatable)",
+    )  # fmt: skip
     tour.add_argument("--force", action="store_true", help=FORCE_HELP)
     tour.add_argument("--match", help="key of the match whose price paths to plot")
     tour.add_argument("--quiet", action="store_true", help="no progress bar or table")

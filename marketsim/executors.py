@@ -2,32 +2,60 @@
 
 An executor takes a list of ``MatchTask`` objects and a *runner* (a picklable top-level function that
 plays one match, normally ``marketsim.tournament.run_match``) and hands each ``MatchResult`` back to the
-coordinating process through ``on_result``, in completion order. The runner itself turns strategy
-exceptions into fault results; the executor adds what a runner cannot catch about itself:
+coordinating process through ``on_result``, in completion order.
 
-- a match running past ``task.time_limit``  -> fault ``"timeout"``,
-- a match that kills its worker (``os._exit``, a segfault, ``sys.exit``) -> fault ``"crash"``,
-- a runner that raises anyway (a bug)  -> fault ``"exception"``.
-
-Either way the fault names the last (seat, step) the runner reported through its tracker, and the
-tournament goes on. No task is ever run twice: a match that faulted is recorded, not retried.
+One fault model for every backend (the kinds are listed in ``marketsim.matches.FAULT_KINDS``): a match runs
+under a *guard* in the process that plays it. The guard budgets the match in CPU seconds of that process
+(``ITIMER_PROF``, so a loaded machine does not turn into timeouts), stops a match that sleeps or blocks at a
+generous wall-clock backstop (``ITIMER_REAL``), caps the address space the match may add (``RLIMIT_AS``) and
+turns anything the match raises, ``BaseException`` included, into a fault blamed on the seat whose strategy
+code was running (the runner reports it through its tracker). What a process cannot catch about itself (a
+hard exit, a signal, code that ignores its timers) is caught by the coordinator, which blames the seat the
+tracker last named in shared memory. A real Ctrl-C of the user (``UserInterrupt``) is never a fault: it stops
+the run and kills the workers. No task is ever run twice: a match that faulted is recorded, not retried.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import math
+import mmap
 import multiprocessing as mp
+import os
 import signal
+import struct
+import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from marketsim.matches import FaultKind, MatchResult, MatchTask, fault_result, short_traceback, shorten
+from marketsim.matches import (
+    CpuBudgetExceeded,
+    FaultKind,
+    MatchResult,
+    MatchTask,
+    UserInterrupt,
+    WallBudgetExceeded,
+    fault_kind,
+    fault_result,
+    short_traceback,
+    shorten,
+)
 from marketsim.registry import default_registry
+
+try:
+    import resource
+except ImportError:  # not on Windows: no memory cap, no CPU-limit backstop
+    resource = None  # type: ignore[assignment]
 
 Tracker = Callable[[int, int], None]
 Runner = Callable[[MatchTask, Tracker | None], MatchResult]
@@ -44,6 +72,7 @@ __all__ = [
 ]
 
 RAY_MISSING = "the ray backend needs the optional extra: pip install 'marketsim[ray]'"
+KILL_GRACE = 2.0  # seconds past the wall backstop before the coordinator kills a match that ignores its alarm
 
 
 class ExecutorUnavailable(RuntimeError):
@@ -59,7 +88,7 @@ class Executor(Protocol):
 
 
 # --------------------------------------------------------------------------------------------------
-# Shared pieces: progress tracking, fault results, running one match in the current process.
+# The guard: one match in the current process, under its CPU budget, wall backstop and memory cap.
 
 
 class _Progress:
@@ -73,88 +102,191 @@ class _Progress:
         self.seat, self.step = seat, step
 
 
-class _MatchTimeout(BaseException):
-    """Raised by SIGALRM inside a match; a BaseException so that ``except Exception`` does not swallow it."""
+def _raise_cpu(signum: int, frame: object) -> None:
+    raise CpuBudgetExceeded
 
 
-def _fault(
-    task: MatchTask, kind: FaultKind, seat: int | None, step: int | None, message: str, elapsed: float = 0.0
-) -> MatchResult:
-    return replace(fault_result(task, kind, seat, step, message), elapsed=elapsed)
+def _raise_wall(signum: int, frame: object) -> None:
+    raise WallBudgetExceeded
 
 
-def _timeout_message(task: MatchTask, how: str) -> str:
-    return f"match exceeded its time limit of {task.time_limit:g} s ({how})"
-
-
-def _call_runner(runner: Runner, task: MatchTask, progress: _Progress) -> MatchResult:
-    """Run one match; a runner that raises or exits becomes a fault instead of ending the tournament."""
-    start = time.monotonic()
+def _address_space() -> int | None:
+    """Bytes of virtual address space this process maps now (Linux /proc), or None when unknown."""
     try:
-        return runner(task, progress)
-    except Exception as exc:
-        message = f"the runner raised: {short_traceback(exc)}"
-        return _fault(task, "exception", progress.seat, progress.step, message, time.monotonic() - start)
-    except SystemExit as exc:
-        message = f"the match called exit({exc.code!r})"
-        return _fault(task, "crash", progress.seat, progress.step, message, time.monotonic() - start)
+        pages = int(Path("/proc/self/statm").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def _raise_timeout(signum: int, frame: object) -> None:
-    raise _MatchTimeout
-
-
-def _run_with_alarm(runner: Runner, task: MatchTask) -> MatchResult:
-    """Run one match here, stopped by SIGALRM after ``task.time_limit`` when on the main thread.
-
-    Off the main thread (where signals cannot be delivered) the match runs without a limit.
-    Code that catches ``BaseException`` or hangs inside C without returning to Python escapes the alarm.
-    """
-    progress = _Progress()
-    if threading.current_thread() is not threading.main_thread() or not 0 < task.time_limit < float("inf"):
-        return _call_runner(runner, task, progress)
-    start = time.monotonic()
-    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+@contextmanager
+def _limit(kind: int, soft: int) -> Iterator[None]:
+    """Lower a resource's soft limit to ``soft`` (never above its hard limit) and restore it afterwards."""
+    old_soft, hard = resource.getrlimit(kind)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
     try:
-        try:
-            signal.setitimer(signal.ITIMER_REAL, task.time_limit)
-            try:
-                return _call_runner(runner, task, progress)
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        except _MatchTimeout:
-            message = _timeout_message(task, "interrupted")
-            return _fault(task, "timeout", progress.seat, progress.step, message, time.monotonic() - start)
+        resource.setrlimit(kind, (soft, hard))
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
     finally:
-        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+        resource.setrlimit(kind, (old_soft, hard))
 
 
-# --------------------------------------------------------------------------------------------------
-# Serial
+@contextmanager
+def _memory_cap(limit_mb: int | None) -> Iterator[None]:
+    """Let the match add at most ``limit_mb`` MiB of address space (RLIMIT_AS); a no-op where unsupported."""
+    current = _address_space() if resource is not None and limit_mb else None
+    if current is None:
+        yield
+        return
+    with _limit(resource.RLIMIT_AS, current + int(limit_mb) * 2**20):
+        yield
 
 
-class SerialExecutor:
-    """Runs every match in this process, one after the other; the reference for the other backends.
+@contextmanager
+def _cpu_backstop(task: MatchTask) -> Iterator[None]:
+    """In a worker: RLIMIT_CPU kills the process (SIGXCPU) if the match ignores its CPU timer for long."""
+    if resource is None:
+        yield
+        return
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = usage.ru_utime + usage.ru_stime
+    with _limit(resource.RLIMIT_CPU, math.ceil(used + task.time_limit + max(1.0, 0.5 * task.time_limit))):
+        yield
 
-    The time limit is enforced with SIGALRM when running on the main thread, not at all otherwise.
-    A match that kills its process kills the tournament with it: use the process backend to isolate those.
+
+@contextmanager
+def _timers(task: MatchTask) -> Iterator[None]:
+    """SIGPROF after ``time_limit`` CPU seconds and SIGALRM at the wall backstop, both raising into the match."""
+    old_prof = signal.signal(signal.SIGPROF, _raise_cpu)
+    old_alarm = signal.signal(signal.SIGALRM, _raise_wall)
+    try:
+        signal.setitimer(signal.ITIMER_PROF, task.time_limit)
+        signal.setitimer(signal.ITIMER_REAL, task.wall_seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGPROF, old_prof if old_prof is not None else signal.SIG_DFL)
+        signal.signal(signal.SIGALRM, old_alarm if old_alarm is not None else signal.SIG_DFL)
+
+
+def _fault_message(kind: FaultKind, task: MatchTask, exc: BaseException) -> str:
+    """The faults.csv message for something a match raised past its runner."""
+    if kind == "timeout":
+        return f"the match used more than its CPU-time budget of {task.time_limit:g} s (time_limit)"
+    if kind == "wall_timeout":
+        return f"the match ran past its wall-clock backstop of {task.wall_seconds:g} s (wall_limit)"
+    if isinstance(exc, SystemExit):
+        return f"the match called exit({exc.code!r})"
+    if kind == "memory":
+        return f"the match went over its memory cap of {task.memory_limit_mb} MiB: {short_traceback(exc)}"
+    if isinstance(exc, Exception):
+        return f"the runner raised: {short_traceback(exc)}"
+    return f"the match raised {type(exc).__name__}: {short_traceback(exc)}"
+
+
+def _with_usage(result: MatchResult, cpu: float, wall: float) -> MatchResult:
+    """The result with the CPU and wall seconds of its match filled into its fault, if any."""
+    fault = result.fault
+    if fault is None or fault.cpu_seconds is not None:
+        return result
+    fault = replace(fault, cpu_seconds=round(cpu, 3), wall_seconds=round(wall, 3))
+    return replace(result, fault=fault, elapsed=round(wall, 3))
+
+
+def _call_guarded(runner: Runner, task: MatchTask, progress: _Progress, worker: bool) -> MatchResult:
+    """Play one match here under its budgets; whatever it raises (but the user's Ctrl-C) becomes a fault.
+
+    ``worker`` is True in a process that exists to play matches: it then also gets the RLIMIT_CPU backstop.
+    Off the main thread (where signals cannot be delivered) the match runs without CPU or wall budget.
     """
+    cpu, wall = time.process_time(), time.monotonic()
+    timed = threading.current_thread() is threading.main_thread() and 0 < task.time_limit < math.inf
+    try:
+        with _memory_cap(task.memory_limit_mb):
+            if not timed:
+                result = runner(task, progress)
+            elif worker:
+                with _cpu_backstop(task), _timers(task):
+                    result = runner(task, progress)
+            else:
+                with _timers(task):
+                    result = runner(task, progress)
+    except UserInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the fault model: anything from the match is the match's fault
+        kind = fault_kind(exc)
+        message = _fault_message(kind, task, exc)
+        used = time.process_time() - cpu, time.monotonic() - wall
+        return fault_result(task, kind, progress.seat, progress.step, message, *used)
+    return _with_usage(result, time.process_time() - cpu, time.monotonic() - wall)
 
-    def run(self, tasks: Sequence[MatchTask], runner: Runner, on_result: Callable[[MatchResult], None]) -> None:
-        """Play the tasks in order, reporting each result as soon as it is known."""
-        for task in tasks:
-            on_result(_run_with_alarm(runner, task))
+
+@contextmanager
+def _user_interrupts() -> Iterator[None]:
+    """While the coordinator runs matches, a Ctrl-C raises ``UserInterrupt`` (never blamed on a strategy)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise UserInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 # --------------------------------------------------------------------------------------------------
-# Local process pool
+# Workers die with their coordinator
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this worker die when its coordinator does: PR_SET_PDEATHSIG on Linux, a watching thread elsewhere."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        with suppress(OSError, AttributeError):
+            armed = ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0) == 0  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the coordinator died before we could ask
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="marketsim-orphan-watch").start()
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit as soon as this process's parent is no longer ``parent`` (it died and we were re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _no_core_dumps() -> None:
+    """A worker killed by its CPU backstop (SIGXCPU) must not leave core files in the user's folder."""
+    if resource is not None:
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Local process pool (and the serial backend: a pool of one)
 
 _READY = "ready"  # the first message of a worker: its runner and the plugins are loaded, it waits for tasks
 
 
-def _worker_main(conn: Connection, progress: Any, runner: Runner) -> None:
-    """A pool worker: receive a task, play it, send the result back; stop on ``None`` or a closed pipe."""
+def _worker_main(conn: Connection, progress: Any, runner: Runner, parent: int) -> None:
+    """A pool worker: receive a task, play it under its guard, send the result back; stop on ``None`` or EOF."""
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    _no_core_dumps()
 
     class SharedProgress(_Progress):
         def __call__(self, seat: int, step: int) -> None:
@@ -170,14 +302,22 @@ def _worker_main(conn: Connection, progress: Any, runner: Runner) -> None:
             return
         if task is None:
             return
-        tracker = SharedProgress()
-        result = _call_runner(runner, task, tracker)
+        result = _call_guarded(runner, task, SharedProgress(), worker=True)
         try:
             conn.send(result)
         except OSError:  # the coordinator is gone
             return
         except Exception as exc:  # an unpicklable result (nothing was written): report it instead
-            conn.send(_fault(task, "exception", None, None, f"the result could not be sent: {exc!r}"))
+            conn.send(fault_result(task, "exception", None, None, f"the result could not be sent: {exc!r}"))
+
+
+def _process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used, from /proc; None where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @dataclass
@@ -191,32 +331,55 @@ class _Worker:
     broken: bool = False  # its pipe closed or failed: it is dead or dying
     task: MatchTask | None = None
     started: float = 0.0
+    cpu_started: float | None = None  # the worker's CPU seconds when it took the task
+    cpu_seen: float | None = None  # its CPU seconds when last looked at
 
     @property
     def deadline(self) -> float:
-        return self.started + self.task.time_limit if self.task is not None else float("inf")
+        """When the coordinator kills the match: its wall backstop plus a grace for the worker's own alarm."""
+        return self.started + self.task.wall_seconds + KILL_GRACE if self.task is not None else math.inf
 
     def last_seat_step(self) -> tuple[int | None, int | None]:
         seat, step = self.progress[0], self.progress[1]
         return (seat if seat >= 0 else None), (step if step >= 0 else None)
 
+    def look(self) -> None:
+        """Note the worker's CPU time now (while it can still be read, before a dead worker is reaped)."""
+        if self.task is not None:
+            self.cpu_seen = _process_cpu(self.process.pid) or self.cpu_seen
 
-def _describe_exit(exitcode: int | None) -> str:
+    def fault(self, kind: FaultKind, message: str) -> MatchResult:
+        """The fault result of the task this worker was playing, blamed on the seat it last reported."""
+        seat, step = self.last_seat_step()
+        cpu = None if None in (self.cpu_seen, self.cpu_started) else self.cpu_seen - self.cpu_started
+        result = fault_result(self.task, kind, seat, step, message, cpu, time.monotonic() - self.started)
+        self.task = None
+        return result
+
+
+def _death(exitcode: int | None) -> tuple[FaultKind, str]:
+    """The fault kind and message of a worker that died mid-match with ``exitcode``."""
     if exitcode is not None and exitcode < 0:
         try:
-            return f"worker process killed by signal {signal.Signals(-exitcode).name}"
+            name = signal.Signals(-exitcode).name
         except ValueError:
-            return f"worker process killed by signal {-exitcode}"
-    return f"worker process died with exit code {exitcode}"
+            name = str(-exitcode)
+        if -exitcode == getattr(signal, "SIGXCPU", None):
+            return "timeout", f"worker process killed by {name}: the match ignored its CPU-time budget"
+        if -exitcode == signal.SIGKILL:  # not sent by us: the kernel's out-of-memory killer
+            return "memory", f"worker process killed by {name} (out of memory)"
+        return "crash", f"worker process killed by signal {name}"
+    return "crash", f"worker process died with exit code {exitcode}"
 
 
 class ProcessExecutor:
     """A pool of ``workers`` local processes (spawned, so safe with threads and torch), one match each at a time.
 
-    The coordinator watches every worker: a match past its time limit (counted from when its worker took
-    it) gets its worker SIGKILLed and becomes a ``"timeout"`` fault; a worker that dies mid-match makes a
-    ``"crash"`` fault naming its exit code. A fresh worker replaces a lost one; no task is run twice.
-    Worker processes live for one ``run`` call.
+    Each worker plays its match under the guard (CPU budget, wall alarm, memory cap, RLIMIT_CPU backstop).
+    The coordinator watches every worker: a match still running ``KILL_GRACE`` seconds past its wall backstop
+    gets its worker SIGKILLed (a ``"wall_timeout"``); a worker that dies mid-match makes a fault from its exit
+    status (``_death``). Either way the seat it last reported is blamed. A fresh worker replaces a lost one;
+    no task is run twice. Workers live for one ``run`` call and die with the coordinator.
     """
 
     def __init__(self, workers: int = 2) -> None:
@@ -229,26 +392,28 @@ class ProcessExecutor:
         """Play the tasks on the pool, reporting results in completion order."""
         pending = deque(tasks)
         remaining = len(pending)
-        pool: list[_Worker | None] = [self._start_worker(runner) for _ in range(min(self.workers, remaining))]
+        pool: list[_Worker | None] = []
         finished = False
         try:
-            while remaining:
-                pool = [worker for worker in pool if worker is not None]
-                for worker in pool:
-                    if worker.ready and worker.task is None and not worker.broken and pending:
-                        self._dispatch(worker, pending)
-                self._wait(pool)
-                for index, worker in enumerate(pool):
-                    result, lost = self._check(worker)
-                    if result is not None:
-                        remaining -= 1
-                        on_result(result)
-                    if lost:
-                        self._close(worker)
-                        pool[index] = None
-                        if pending:  # replaced only while tasks wait for a worker
-                            pool[index] = self._start_worker(runner)
-            finished = True
+            with _user_interrupts():
+                pool = [self._start_worker(runner) for _ in range(min(self.workers, remaining))]
+                while remaining:
+                    pool = [worker for worker in pool if worker is not None]
+                    for worker in pool:
+                        if worker.ready and worker.task is None and not worker.broken and pending:
+                            self._dispatch(worker, pending)
+                    self._wait(pool)
+                    for index, worker in enumerate(pool):
+                        result, lost = self._check(worker)
+                        if result is not None:
+                            remaining -= 1
+                            on_result(result)
+                        if lost:
+                            self._close(worker)
+                            pool[index] = None
+                            if pending:  # replaced only while tasks wait for a worker
+                                pool[index] = self._start_worker(runner)
+                finished = True
         finally:
             self._shutdown(pool, graceful=finished)
 
@@ -256,7 +421,7 @@ class ProcessExecutor:
         ours, theirs = self._context.Pipe()
         progress = self._context.Array("q", [-1, -1], lock=False)
         process = self._context.Process(
-            target=_worker_main, args=(theirs, progress, runner), name="marketsim-worker", daemon=True
+            target=_worker_main, args=(theirs, progress, runner, os.getpid()), name="marketsim-worker", daemon=True
         )
         process.start()
         theirs.close()  # so that the worker's death shows as EOF on our end
@@ -266,6 +431,7 @@ class ProcessExecutor:
     def _dispatch(worker: _Worker, pending: deque[MatchTask]) -> None:
         task = pending.popleft()
         worker.progress[0], worker.progress[1] = -1, -1
+        worker.cpu_started = worker.cpu_seen = _process_cpu(worker.process.pid)
         try:
             worker.conn.send(task)
         except OSError:  # it died while idle: it never got the task, which goes back to the queue
@@ -277,41 +443,40 @@ class ProcessExecutor:
     @staticmethod
     def _wait(pool: list[_Worker]) -> None:
         """Sleep until a worker speaks or dies, or the nearest deadline passes."""
-        deadline = min((worker.deadline for worker in pool), default=float("inf"))
-        timeout = None if deadline == float("inf") else max(0.0, deadline - time.monotonic())
+        deadline = min((worker.deadline for worker in pool), default=math.inf)
+        timeout = None if deadline == math.inf else max(0.0, deadline - time.monotonic())
         if any(worker.broken for worker in pool):
             timeout = 0.0
         wait([worker.conn for worker in pool] + [worker.process.sentinel for worker in pool], timeout)
 
     def _check(self, worker: _Worker) -> tuple[MatchResult | None, bool]:
         """Collect a worker's news: (the result of its task if it ended, whether the worker is lost)."""
+        worker.look()
         result = self._receive(worker)
         if worker.broken or not worker.process.is_alive():
             worker.process.join(timeout=1.0)
-            if worker.process.is_alive():
+            killed = worker.process.is_alive()  # its pipe broke but it lives on: we end it
+            if killed:
                 worker.process.kill()
                 worker.process.join()
             if result is None:
                 result = self._receive(worker)  # whatever it sent just before dying
             if result is None and worker.task is not None:
-                seat, step = worker.last_seat_step()
-                elapsed = time.monotonic() - worker.started
-                result = _fault(worker.task, "crash", seat, step, _describe_exit(worker.process.exitcode), elapsed)
-                worker.task = None
+                kind, message = _death(worker.process.exitcode)
+                result = worker.fault(*(("crash", "its pipe to the coordinator broke") if killed else (kind, message)))
             elif result is None and not worker.ready:
+                kind, message = _death(worker.process.exitcode)
                 raise RuntimeError(
-                    f"a worker process failed to start ({_describe_exit(worker.process.exitcode)}); "
+                    f"a worker process failed to start ({message}); "
                     "is the runner a top-level function of an importable module?"
                 )
             return result, True
         if worker.task is not None and time.monotonic() >= worker.deadline:
+            worker.look()
             worker.process.kill()
             worker.process.join()
-            seat, step = worker.last_seat_step()
-            elapsed = time.monotonic() - worker.started
-            result = _fault(worker.task, "timeout", seat, step, _timeout_message(worker.task, "worker killed"), elapsed)
-            worker.task = None
-            return result, True
+            message = f"the match ran past its wall-clock backstop of {worker.task.wall_seconds:g} s (worker killed)"
+            return worker.fault("wall_timeout", message), True
         return result, False
 
     @staticmethod
@@ -340,10 +505,8 @@ class ProcessExecutor:
         pool = [worker for worker in pool if worker is not None]
         for worker in pool:
             if graceful:
-                try:
+                with suppress(OSError):
                     worker.conn.send(None)
-                except OSError:
-                    pass
             else:
                 worker.process.kill()
         for worker in pool:
@@ -352,6 +515,33 @@ class ProcessExecutor:
                 worker.process.kill()
                 worker.process.join()
             self._close(worker)
+
+
+# --------------------------------------------------------------------------------------------------
+# Serial
+
+
+class SerialExecutor:
+    """Plays the matches one after the other: the reference for the other backends.
+
+    By default each match runs in one separate worker process (a pool of one), so that the fault model is
+    the process backend's: a strategy that calls ``os._exit``, hogs memory or ignores its timers is a fault
+    of its seat, not the end of the tournament. ``in_process=True`` plays them in this process instead (for a
+    debugger): the same CPU budget, wall alarm and memory cap apply on the main thread, but a hard exit then
+    ends the caller too, and off the main thread there is no time limit at all.
+    """
+
+    def __init__(self, in_process: bool = False) -> None:
+        self.in_process = in_process
+
+    def run(self, tasks: Sequence[MatchTask], runner: Runner, on_result: Callable[[MatchResult], None]) -> None:
+        """Play the tasks in order, reporting each result as soon as it is known."""
+        if not self.in_process:
+            ProcessExecutor(workers=1).run(tasks, runner, on_result)
+            return
+        with _user_interrupts():
+            for task in tasks:
+                on_result(_call_guarded(runner, task, _Progress(), worker=False))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -366,16 +556,63 @@ def _import_ray() -> Any:
     return ray
 
 
-_STARTED = "started"  # the first item a Ray match yields: its clock starts now
+_STARTED = "started"  # the first item a Ray match yields, with its node: its clock starts now
+_PROGRESS = struct.Struct("qq")  # (seat, step) of a Ray match, in a small memory-mapped file on its node
 
 
-def _ray_match(runner: Runner, task: MatchTask) -> Iterator[object]:
-    """The body of a Ray task: a generator, so that the coordinator learns when the match really starts.
+def _progress_path(name: str) -> Path:
+    """Where a Ray match keeps its (seat, step) on its node, so that it outlives a crashed worker."""
+    folder = Path(tempfile.gettempdir()) / "marketsim-progress"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{name}.bin"
 
-    Ray runs tasks on the worker's main thread, so SIGALRM stops the match at its time limit here.
+
+class _FileProgress(_Progress):
+    """A tracker that also writes (seat, step) into a memory-mapped file (no system call per step)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        with open(path, "w+b") as file:
+            file.write(_PROGRESS.pack(-1, -1))
+            file.flush()
+            self._map = mmap.mmap(file.fileno(), _PROGRESS.size)
+
+    def __call__(self, seat: int, step: int) -> None:
+        self.seat, self.step = seat, step
+        _PROGRESS.pack_into(self._map, 0, seat, step)
+
+    def close(self) -> None:
+        self._map.close()
+
+
+def _ray_match(runner: Runner, task: MatchTask, name: str) -> Iterator[object]:
+    """The body of a Ray task: a generator, so that the coordinator learns when and where the match starts.
+
+    Ray runs tasks on the worker's main thread, so the guard's timers work here as in a pool worker.
     """
-    yield _STARTED
-    yield _run_with_alarm(runner, task)
+    import ray
+
+    default_registry()  # discover plugins (imports torch) in a fresh worker before the match's budget starts
+    path = _progress_path(name)
+    progress = _FileProgress(path)
+    yield _STARTED, ray.get_runtime_context().get_node_id()
+    try:
+        result = _call_guarded(runner, task, progress, worker=False)
+    finally:
+        progress.close()
+    path.unlink(missing_ok=True)
+    yield result
+
+
+def _read_progress(name: str) -> tuple[int, int]:
+    """(seat, step) a Ray match last reported on this node, (-1, -1) when unknown; removes its file."""
+    path = _progress_path(name)
+    try:
+        seat, step = _PROGRESS.unpack(path.read_bytes()[: _PROGRESS.size])
+    except (OSError, struct.error):
+        return -1, -1
+    path.unlink(missing_ok=True)
+    return seat, step
 
 
 @dataclass
@@ -383,28 +620,31 @@ class _RayMatch:
     """The coordinator's view of one submitted match."""
 
     task: MatchTask
+    name: str  # of its progress file
     submitted: float
     started: float | None = None  # None while it waits for a worker
+    node: str | None = None  # the node it runs on
 
     def deadline(self, kill_grace: float) -> float:
-        return float("inf") if self.started is None else self.started + self.task.time_limit + kill_grace
+        return math.inf if self.started is None else self.started + self.task.wall_seconds + kill_grace
 
 
 class RayExecutor:
     """Runs matches as Ray tasks on the cluster at ``address``, or on a local Ray started for the run.
 
-    Each match is a task with ``max_retries=0``: a match that kills its worker becomes a ``"crash"`` fault
-    (Ray does not say at which seat or step). The time limit is enforced inside the task with SIGALRM, which
-    names the seat and step; a match that ignores it (stuck in C code) is force-cancelled by the coordinator
-    ``kill_grace`` seconds later. A match's clock starts when a worker starts it, not while it is queued.
-    A Ray session already open in this process is used as it is; one this executor started is shut down at
-    the end of ``run``.
+    Each match is a task with ``max_retries=0`` that runs under the guard (CPU budget, wall alarm, memory cap),
+    so a strategy's exceptions, exits and budget overruns are blamed on its seat exactly as on the process
+    backend. The task also keeps its (seat, step) in a memory-mapped file on its node: when the worker dies
+    (``os._exit``, a signal) or must be force-cancelled ``kill_grace`` seconds after its wall backstop, a small
+    task pinned to that node reads the file, so the crash or timeout names the seat and step too. A match's
+    clock starts when a worker starts it, not while it is queued. A Ray session already open in this process is
+    used as it is; one this executor started is shut down at the end of ``run``.
 
     Workers of a remote cluster must be able to import marketsim and the runner (install them there, or
     connect with ``ray.init(address, runtime_env=...)`` yourself before running).
     """
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, kill_grace: float = 5.0) -> None:
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, kill_grace: float = KILL_GRACE) -> None:
         self._ray = _import_ray()
         self.address = address
         self.num_cpus = num_cpus
@@ -416,33 +656,38 @@ class RayExecutor:
         started_here = self._connect()
         in_flight: dict[Any, _RayMatch] = {}  # ray.ObjectRefGenerator -> its match
         try:
-            remote = ray.remote(max_retries=0, retry_exceptions=False)(_ray_match)
-            window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))  # keep workers busy, not flooded
-            pending = deque(tasks)
-            while pending or in_flight:
-                while pending and len(in_flight) < window:
-                    task = pending.popleft()
-                    in_flight[remote.remote(runner, task)] = _RayMatch(task, time.monotonic())
-                deadline = min(match.deadline(self.kill_grace) for match in in_flight.values())
-                timeout = None if deadline == float("inf") else max(0.0, deadline - time.monotonic())
-                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
-                for generator in ready:
-                    result = self._advance(generator, in_flight[generator])
-                    if result is not None:
-                        del in_flight[generator]
-                        on_result(result)
-                for generator, match in list(in_flight.items()):
-                    if time.monotonic() >= match.deadline(self.kill_grace):
-                        ray.cancel(generator, force=True)
-                        del in_flight[generator]
-                        elapsed = time.monotonic() - match.started
-                        message = _timeout_message(match.task, "task killed")
-                        on_result(_fault(match.task, "timeout", None, None, message, elapsed))
+            with _user_interrupts():
+                remote = ray.remote(max_retries=0, retry_exceptions=False)(_ray_match)
+                window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))  # keep workers busy, not flooded
+                pending = deque(tasks)
+                while pending or in_flight:
+                    while pending and len(in_flight) < window:
+                        task, name = pending.popleft(), uuid.uuid4().hex
+                        in_flight[remote.remote(runner, task, name)] = _RayMatch(task, name, time.monotonic())
+                    self._step(in_flight, on_result)
         finally:
             for generator in in_flight:  # after an error or Ctrl-C: nothing is left running
                 ray.cancel(generator, force=True)
             if started_here:
                 ray.shutdown()
+
+    def _step(self, in_flight: dict[Any, _RayMatch], on_result: Callable[[MatchResult], None]) -> None:
+        """Wait for the next event (an item yielded or a deadline passed) and report what it ended."""
+        ray = self._ray
+        deadline = min(match.deadline(self.kill_grace) for match in in_flight.values())
+        timeout = None if deadline == math.inf else max(0.0, deadline - time.monotonic())
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
+        for generator in ready:
+            result = self._advance(generator, in_flight[generator])
+            if result is not None:
+                del in_flight[generator]
+                on_result(result)
+        for generator, match in list(in_flight.items()):
+            if time.monotonic() >= match.deadline(self.kill_grace):
+                ray.cancel(generator, force=True)
+                del in_flight[generator]
+                message = f"the match ran past its wall-clock backstop of {match.task.wall_seconds:g} s (task killed)"
+                on_result(self._lost(match, "wall_timeout", message))
 
     def _connect(self) -> bool:
         """Join the cluster at ``address`` or start a local one, unless Ray is already up; True if we started it."""
@@ -465,13 +710,26 @@ class RayExecutor:
             item = None
         except self._ray.exceptions.RayError as exc:  # the worker died, was killed or lost
             message = f"ray task failed ({type(exc).__name__}): {shorten(str(exc))}"
-            return _fault(match.task, "crash", None, None, message, time.monotonic() - match.submitted)
-        if item == _STARTED:
-            match.started = time.monotonic()
+            return self._lost(match, "crash", message)
+        if isinstance(item, tuple) and item[:1] == (_STARTED,):
+            match.started, match.node = time.monotonic(), item[1]
             return None
         if isinstance(item, MatchResult):
             return item
-        return _fault(match.task, "crash", None, None, f"the ray task ended without a result: {item!r}")
+        return self._lost(match, "crash", f"the ray task ended without a result: {item!r}")
+
+    def _lost(self, match: _RayMatch, kind: FaultKind, message: str) -> MatchResult:
+        """The fault of a match whose worker is gone, blamed on the seat its progress file names."""
+        seat, step = -1, -1
+        if match.node is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            where = NodeAffinitySchedulingStrategy(match.node, soft=False)
+            reader = self._ray.remote(num_cpus=0, max_retries=1)(_read_progress).options(scheduling_strategy=where)
+            with suppress(self._ray.exceptions.RayError, self._ray.exceptions.GetTimeoutError):
+                seat, step = self._ray.get(reader.remote(match.name), timeout=60)
+        started = match.started if match.started is not None else match.submitted
+        return fault_result(match.task, kind, seat, step, message, None, time.monotonic() - started)
 
 
 # --------------------------------------------------------------------------------------------------

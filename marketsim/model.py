@@ -16,6 +16,7 @@ import numpy as np
 
 from marketsim import consumers, network
 from marketsim.economics import Benchmarks, ExpectedDemand, compute_benchmarks
+from marketsim.exceptions import PortableError
 from marketsim.observers import Observer, ObserverError, RunInfo, StepRecord
 from marketsim.registry import Registry, default_registry
 from marketsim.scenario import Scenario
@@ -23,7 +24,7 @@ from marketsim.scenario import Seller as SellerSpec
 from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy, checked_price
 
 
-class StrategyError(RuntimeError):
+class StrategyError(PortableError, RuntimeError):
     """A seller's strategy failed (raised, or returned an invalid price); carries the seat and step."""
 
     def __init__(self, seat: int, seller: str, step: int, error: Exception) -> None:
@@ -364,19 +365,22 @@ class MarketModel(mesa.Model):
     def _blame(self, seller: Seller, step: int) -> Iterator[None]:
         """Report which seller is about to run strategy code, and tag anything it raises with its seat.
 
-        Afterwards the tracker is told (-1, -1): time spent outside strategy code is nobody's fault.
+        Afterwards the tracker is told (-1, -1): time spent outside strategy code is nobody's fault. A
+        ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``, a budget timer) leaves the tracker on this seat,
+        so that whoever catches it can still blame the seat.
         """
         if self.tracker is not None:
             self.tracker(seller.index, step)
         try:
             yield
-        except StrategyError:
-            raise
         except Exception as exc:
-            raise StrategyError(seller.index, seller.name, step, exc) from exc
-        finally:
             if self.tracker is not None:
                 self.tracker(-1, -1)
+            if isinstance(exc, StrategyError):
+                raise
+            raise StrategyError(seller.index, seller.name, step, exc) from exc
+        if self.tracker is not None:
+            self.tracker(-1, -1)
 
     def clear_market(self, prices: np.ndarray, step: int) -> np.ndarray:
         """Consumers shop at the posted prices; returns units sold per seller."""

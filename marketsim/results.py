@@ -138,13 +138,20 @@ class ResultStore:
 
     # -- writing ----------------------------------------------------------------------------------------------
 
-    def add(self, result: MatchResult) -> bool:
-        """Store one result (and its fault) durably; False when its key was already stored (nothing changes)."""
+    def add(self, result: MatchResult, replace: bool = False) -> bool:
+        """Store one result (and its fault) durably; False when its key was already stored (nothing changes).
+
+        ``replace=True`` (a faulted match replayed by ``--retry-faults``) swaps the stored result and its
+        fault for this one, in one transaction, so an interrupted retry keeps the old result.
+        """
         payload = result_to_json(result)
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if replace:
+                    conn.execute("DELETE FROM faults WHERE key = ?", (result.key,))
+                    conn.execute("DELETE FROM matches WHERE key = ?", (result.key,))
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO matches (key, idx, payload) VALUES (?, ?, ?)",
                     (result.key, int(result.index), payload),
@@ -184,6 +191,10 @@ class ResultStore:
     def done_keys(self) -> set[str]:
         """Keys of every stored match: what a resumed tournament skips."""
         return {row[0] for row in self._conn.execute("SELECT key FROM matches")}
+
+    def faulted_keys(self, kind: str | None = None) -> set[str]:
+        """Keys of the stored matches that faulted (with fault ``kind``, or any kind when None)."""
+        return {fault.key for fault in self.faults() if kind is None or fault.kind == kind}
 
     def results(self) -> list[MatchResult]:
         """Every stored result, in schedule order."""
@@ -258,8 +269,9 @@ def match_rows(results: list[MatchResult], rule: Literal["forfeit", "void"] = "f
     A win goes to the seat with the highest mean evaluation profit of a finished match; ties split it (1/k).
     A faulty match under ``rule="forfeit"`` gives the faulty seat profit 0.0 and no win, and every other seat
     a win share of 1/(n−1) with profit NaN (the match did not finish, so it says nothing about their profit and
-    is left out of means). Under ``rule="void"``, and whenever the fault names no entrant, it gives no rows.
-    The boolean column ``faulted`` marks the seat blamed for a fault.
+    is left out of means). Under ``rule="void"`` every seat gets profit and win NaN (left out of every mean),
+    so the match scores nothing but the blamed entrant's fault still counts. A fault that names no entrant
+    gives no rows. The boolean column ``faulted`` marks the seat blamed for a fault.
     """
     if rule not in ("forfeit", "void"):
         raise ValueError(f"unknown fault rule {rule!r}: use 'forfeit' or 'void'")
@@ -279,12 +291,15 @@ def match_rows(results: list[MatchResult], rule: Literal["forfeit", "void"] = "f
             surplus = float(res.consumer_surplus)
         else:
             blamed = _faulty_seats(res)
-            if rule == "void" or blamed is None:
+            if blamed is None:
                 continue
             faulty = blamed
-            profits = np.array([0.0 if i in faulty else _NAN for i in range(n)])
-            others = n - len(faulty)
-            wins = np.array([0.0 if i in faulty else 1.0 / others for i in range(n)])
+            if rule == "void":
+                profits, wins = np.full(n, _NAN), np.full(n, _NAN)
+            else:
+                profits = np.array([0.0 if i in faulty else _NAN for i in range(n)])
+                others = n - len(faulty)
+                wins = np.array([0.0 if i in faulty else 1.0 / others for i in range(n)])
             surplus = _NAN
         for i, name in enumerate(res.seats):
             seat = by_seat.get(i)
@@ -383,6 +398,10 @@ def leaderboard(
     method: Literal["BCa", "percentile", "basic"] = "BCa",
 ) -> pd.DataFrame:
     """Per entrant: mean evaluation profit with a bootstrap CI, rank, win rate, matches played and faults.
+
+    Every entrant that sat in a match appears, also one whose every match faulted or was voided (its
+    ``faults`` count them; ``matches`` counts every match it sat in, voided ones included; its profit is NaN
+    and it ranks last when it never finished one).
 
     ``rows`` is ``match_rows`` output (needs ``entrant``, ``key``, ``mean_profit``, ``win``; ``faulted``
     optional). Each match counts once per entrant (its seats averaged). Rank 1 is the highest mean profit; ties

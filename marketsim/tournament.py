@@ -8,24 +8,49 @@ executor and is the only writer of the result store, so an interrupted run resum
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib
+import importlib.util
 import json
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.machinery import PathFinder
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
-from marketsim.matches import MatchResult, MatchTask, SeatResult, fault_result, short_traceback
+from marketsim import limits
+from marketsim.matches import (
+    DEFAULT_MEMORY_LIMIT_MB,
+    FAULT_KINDS,
+    Fault,
+    MatchResult,
+    MatchTask,
+    SeatResult,
+    fault_kind,
+    fault_result,
+    short_traceback,
+)
 from marketsim.model import MarketModel, StrategyError
 from marketsim.registry import Registry, default_registry, load_registry
-from marketsim.scenario import Scenario, _error, _pydantic_problems, _Spec, check_strategies, scenario_from_located
-from marketsim.strategy import InvalidPriceError
+from marketsim.scenario import (
+    Scenario,
+    _error,
+    _pydantic_problems,
+    _Spec,
+    check_strategies,
+    checkpoint_problems,
+    memory_excess,
+    resolve_checkpoints,
+    scenario_from_located,
+)
 from marketsim.yamlsource import Located, Problem, load_yaml, read_source
 
 PRICE_POINTS = 200  # evaluation price path kept per match (downsampled), for plots
@@ -36,8 +61,13 @@ class Entrant(_Spec):
 
     name: str = Field(..., min_length=1, description="Display name, unique in the tournament.")
     strategy: str = Field(..., description="Registered strategy name (see `marketsim plugins`).")
-    params: dict[str, Any] = Field(default_factory=dict, description="Keyword parameters of the strategy.")
-    checkpoint: str | None = Field(None, description="Saved state to load (passed as the `checkpoint` parameter).")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword parameters of the strategy (a relative `checkpoint` path is relative to this file).",
+    )
+    checkpoint: str | None = Field(
+        None, description="Saved state to load (passed as the `checkpoint` parameter); relative to this file."
+    )
 
 
 class Phases(_Spec):
@@ -54,7 +84,11 @@ class Tournament(_Spec):
     name: str = Field(..., min_length=1, description="Short name of the tournament.")
     description: str = Field("", description="What it compares.")
     seed: int = Field(0, ge=0, description="Root seed; each match's seed derives from it and the match.")
-    market: str | dict[str, Any] = Field(..., description="Scenario file (relative to this file) or inline scenario.")
+    market: str | dict[str, Any] = Field(
+        ...,
+        description="Scenario file (a relative path is relative to this file's folder) or an inline scenario "
+        "(whose relative paths are relative to this file's folder too).",
+    )
     entrants: list[Entrant] = Field(..., min_length=2, description="The competitors.")
     format: Literal["round_robin", "all_play_all", "vs_field"] = Field(
         "round_robin",
@@ -65,12 +99,31 @@ class Tournament(_Spec):
     self_play: bool = Field(True, description="round_robin also plays each entrant against a copy of itself.")
     repetitions: int = Field(3, ge=1, description="Times each pairing is played (each with its own seed).")
     phases: Phases = Field(default_factory=Phases, description="Training and evaluation steps of a match.")
-    time_limit: float = Field(60.0, gt=0, description="Seconds a match may run before it is killed (a fault).")
+    time_limit: float = Field(
+        60.0,
+        gt=0,
+        description="CPU seconds a match may use in its worker before it is stopped (a `timeout` fault). CPU "
+        "time, not wall time, so a busy machine gives the same results as an idle one.",
+    )
+    wall_limit: float | None = Field(
+        None,
+        gt=0,
+        description="Wall-clock seconds after which a match that sleeps or blocks is killed (a `wall_timeout` "
+        "fault); a backstop, by default max(3 × time_limit, time_limit + 60).",
+    )
+    memory_limit_mb: int | None = Field(
+        DEFAULT_MEMORY_LIMIT_MB,
+        gt=0,
+        description="MiB of memory (address space) a match may add in its worker; above it the match is a "
+        "`memory` fault of the seat that allocated. null: no cap.",
+    )
     on_fault: Literal["forfeit", "void"] = Field(
         "forfeit", description="forfeit: the faulty entrant scores 0 and loses; void: the match is dropped."
     )
     plugins: list[str] = Field(
-        default_factory=list, description="Extra plugin modules to register (for local, uninstalled strategies)."
+        default_factory=list,
+        description="Extra plugin modules (local, uninstalled strategies), imported only from a directory allowed "
+        "with `marketsim tournament --plugin-dir DIR` (never by `validate`). Installed plugins need no entry.",
     )
 
     @model_validator(mode="after")
@@ -84,6 +137,8 @@ class Tournament(_Spec):
             raise ValueError(f"entrant and field names must be unique; repeated: {', '.join(dupes)}")
         if self.format == "vs_field" and not self.field:
             raise ValueError("format vs_field needs a non-empty 'field' of rivals")
+        if self.wall_limit is not None and self.wall_limit < self.time_limit:
+            raise ValueError(f"wall_limit ({self.wall_limit:g} s) must be at least time_limit ({self.time_limit:g} s)")
         return self
 
 
@@ -94,6 +149,7 @@ class LoadedTournament:
     spec: Tournament
     market: Scenario
     source: str
+    plugin_dirs: tuple[str, ...] = ()  # where the user allowed the spec's plugin modules to come from
 
     def digest(self) -> str:
         """Identifies the tournament (spec and market): a resume must match it."""
@@ -102,9 +158,17 @@ class LoadedTournament:
 
 
 def parse_tournament(
-    text: str, source: str = "<string>", registry: Registry | None = None, base_dir: Path | None = None
+    text: str,
+    source: str = "<string>",
+    registry: Registry | None = None,
+    base_dir: Path | None = None,
+    plugin_dirs: Sequence[str | Path] | None = None,
 ) -> LoadedTournament:
-    """Validate tournament YAML; errors name file:line:col like scenario errors."""
+    """Validate tournament YAML; errors name file:line:col like scenario errors.
+
+    ``plugin_dirs`` None (validation) imports none of the file's ``plugins:`` and leaves the strategies they
+    may provide to be checked at run time; a sequence (running) imports them from those directories only.
+    """
     located = load_yaml(text, source)
     if not isinstance(located.data, dict):
         raise _error([Problem(source, 1, 1, "", "a tournament must be a YAML mapping (key: value lines)")])
@@ -113,14 +177,40 @@ def parse_tournament(
     except ValidationError as exc:
         raise _error(_pydantic_problems(exc, located)) from None
     base_dir = base_dir or Path.cwd()
-    registry = _registry(tuple(spec.plugins)) if registry is None else registry
+    dirs = None if plugin_dirs is None else tuple(str(Path(d).resolve()) for d in plugin_dirs)
+    registry = _plugin_registry(spec, located, dirs) if registry is None else registry
     market = _market(spec, located, registry, base_dir)
     spec = _resolve_checkpoints(spec, base_dir)
     problems, _ = check_strategies([_with_checkpoint(e) for e in spec.entrants], "entrants", located, registry)
     problems += check_strategies([_with_checkpoint(e) for e in spec.field], "field", located, registry)[0]
+    if dirs is None and spec.plugins:  # validation: strategies of the (unimported) plugins are checked at run time
+        problems = [p for p in problems if not p.message.startswith("unknown strategy")]
+    problems = problems or _checkpoint_problems(spec, located) or _seated_problems(spec, market, located, registry)
     if problems:
         raise _error(problems)
-    return LoadedTournament(spec, market, source)
+    return LoadedTournament(spec, market, source, dirs or ())
+
+
+def _plugin_registry(spec: Tournament, located: Located, dirs: tuple[str, ...] | None) -> Registry:
+    """The registry for a tournament file: installed plugins, plus ``plugins:`` found in ``dirs`` (if given)."""
+    problems = []
+    for i, name in enumerate(spec.plugins):
+        if not all(part.isidentifier() for part in name.split(".")):
+            problems.append(located.problem(("plugins", i), f"{name!r} is not a module name (package.module)"))
+        elif dirs is not None and PathFinder.find_spec(name.split(".")[0], list(dirs)) is None:
+            where = ", ".join(dirs) if dirs else "none allowed: pass --plugin-dir DIR"
+            problems.append(
+                located.problem(
+                    ("plugins", i),
+                    f"plugin module {name!r} not found in the allowed plugin directories ({where}); "
+                    "installed plugins need no entry here",
+                )
+            )
+    if problems:
+        raise _error(problems)
+    if dirs is None or not spec.plugins:
+        return default_registry()
+    return _registry(tuple(spec.plugins), dirs)
 
 
 def _with_checkpoint(entrant: Entrant) -> Entrant:
@@ -131,16 +221,70 @@ def _with_checkpoint(entrant: Entrant) -> Entrant:
 
 
 def _resolve_checkpoints(spec: Tournament, base_dir: Path) -> Tournament:
-    """Checkpoint paths relative to the tournament file, like the market path."""
+    """Checkpoint paths (``checkpoint:`` and a ``checkpoint`` parameter) relative to the tournament file."""
 
     def resolve(e: Entrant) -> Entrant:
         if e.checkpoint is None:
             return e
         return e.model_copy(update={"checkpoint": str((base_dir / e.checkpoint).resolve())})
 
-    return spec.model_copy(
-        update={"entrants": [resolve(e) for e in spec.entrants], "field": [resolve(f) for f in spec.field]}
-    )
+    entrants = [resolve(e) for e in resolve_checkpoints(spec.entrants, base_dir)]
+    rivals = [resolve(f) for f in resolve_checkpoints(spec.field, base_dir)]
+    return spec.model_copy(update={"entrants": entrants, "field": rivals})
+
+
+def _checkpoint_problems(spec: Tournament, located: Located) -> list[Problem]:
+    """Entrants and rivals whose checkpoint (field or parameter) names no file: refused before any match."""
+    problems = []
+    for section in ("entrants", "field"):
+        items = getattr(spec, section)
+        problems += checkpoint_problems([e.checkpoint for e in items], section, located, ("checkpoint",))
+        params = [e.params.get("checkpoint") for e in items]
+        problems += checkpoint_problems(params, section, located, ("params", "checkpoint"))
+    return problems
+
+
+def _seated_problems(spec: Tournament, market: Scenario, located: Located, registry: Registry) -> list[Problem]:
+    """Refuse a tournament whose market, with some match's entrants seated, exceeds the seller limit or memory budget.
+
+    Each distinct line-up is estimated with the scenario's own ``memory_excess``; a problem names the entrant
+    (or rival) whose tables are the largest part, or the market when its population is. When every member
+    fits filling all seats of a match, every line-up fits (a sum is at most n times its largest term), so
+    a large round robin needs one estimate per member, not one per pairing.
+    """
+    home = {e.name: (section, i) for section in ("entrants", "field") for i, e in enumerate(getattr(spec, section))}
+    lineups = seatings(spec)
+    full = [(m,) * len(lineups[0]) for m in [*spec.entrants, *spec.field]] if lineups else []
+    if len(lineups) > len(full) and not _seated_problems_in(spec, market, located, registry, full, home):
+        return []
+    return _seated_problems_in(spec, market, located, registry, lineups, home)
+
+
+def _seated_problems_in(
+    spec: Tournament,
+    market: Scenario,
+    located: Located,
+    registry: Registry,
+    lineups: list[tuple[Entrant, ...]],
+    home: dict[str, tuple[str, int]],
+) -> list[Problem]:
+    """The first of ``lineups`` (seats of a match) above the seller limit or memory budget, located at ``home``."""
+    seen: set[tuple[str, ...]] = set()
+    for seats in lineups:
+        names = tuple(e.name for e in seats)
+        if tuple(sorted(names)) in seen or any(e.strategy not in registry for e in seats):
+            continue
+        seen.add(tuple(sorted(names)))
+        if len(seats) > (most := limits.max_sellers()):
+            message = f"{len(seats):,} seats in a match is more than {most:,}, the most one market may hold"
+            return [located.problem(("entrants",), f"{message} (set MARKETSIM_MAX_SELLERS to allow more)")]
+        found = memory_excess(_match_scenario(market, seats, spec.seed, spec.phases), registry)
+        if found is not None:
+            where, message = found
+            path = (*home[names[where[1]]], "params") if where[0] == "sellers" else ("market", *where)
+            lineup = " vs ".join(names) if len(names) <= 4 else f"all {len(names)} seats"
+            return [located.problem(path, f"in a match of {lineup}: {message}")]
+    return []
 
 
 def _market(spec: Tournament, located: Located, registry: Registry, base_dir: Path) -> Scenario:
@@ -154,10 +298,12 @@ def _market(spec: Tournament, located: Located, registry: Registry, base_dir: Pa
     return load_scenario(path, registry)
 
 
-def load_tournament(path: str | Path, registry: Registry | None = None) -> LoadedTournament:
-    """Read and validate a tournament file."""
+def load_tournament(
+    path: str | Path, registry: Registry | None = None, plugin_dirs: Sequence[str | Path] | None = None
+) -> LoadedTournament:
+    """Read and validate a tournament file (``plugin_dirs``: see ``parse_tournament``)."""
     path = Path(path)
-    return parse_tournament(read_source(path), str(path), registry, path.parent)
+    return parse_tournament(read_source(path), str(path), registry, path.parent, plugin_dirs)
 
 
 def match_seed(root: int, market_digest: str, repetition: int) -> int:
@@ -206,7 +352,10 @@ def schedule(tournament: LoadedTournament) -> list[MatchTask]:
                     eval_steps=spec.phases.eval_steps,
                     learn_during_eval=spec.phases.learn_during_eval,
                     time_limit=spec.time_limit,
+                    wall_limit=spec.wall_limit,
+                    memory_limit_mb=spec.memory_limit_mb,
                     plugins=tuple(spec.plugins),
+                    plugin_dirs=tournament.plugin_dirs,
                 )  # fmt: skip
             )
     return tasks
@@ -227,18 +376,38 @@ def _match_scenario(market: Scenario, seats: tuple[Entrant, ...], seed: int, pha
 
 
 @functools.lru_cache(maxsize=8)
-def _registry(plugins: tuple[str, ...]) -> Registry:
-    """The installed plugins plus the tournament's extra plugin modules (cached per process)."""
+def _registry(plugins: tuple[str, ...], plugin_dirs: tuple[str, ...] = ()) -> Registry:
+    """The installed plugins plus the tournament's extra plugin modules from ``plugin_dirs`` (cached per process)."""
     if not plugins:
         return default_registry()
-    return load_registry(plugins=[(name, importlib.import_module(name)) for name in plugins])
+    return load_registry(plugins=[(name, _import_plugin(name, plugin_dirs)) for name in plugins])
+
+
+def _import_plugin(name: str, plugin_dirs: tuple[str, ...]) -> ModuleType:
+    """Import module ``name`` from one of the allowed ``plugin_dirs`` only, never from elsewhere on sys.path."""
+    top = name.split(".")[0]
+    found = PathFinder.find_spec(top, list(plugin_dirs))
+    if found is None or found.loader is None:
+        raise ImportError(f"plugin module {name!r} is not in the allowed plugin directories {list(plugin_dirs)}")
+    loaded = sys.modules.get(top)
+    if loaded is None:
+        module = importlib.util.module_from_spec(found)
+        sys.modules[top] = module
+        try:
+            found.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[top]
+            raise
+    elif Path(getattr(loaded, "__file__", None) or "/").resolve() != Path(found.origin or "").resolve():
+        raise ImportError(f"module {top!r} is already imported from {loaded.__file__}, not from {found.origin}")
+    return importlib.import_module(name)  # a submodule is found through its package's __path__, inside the dir
 
 
 def run_match(task: MatchTask, tracker: Callable[[int, int], None] | None = None) -> MatchResult:
     """Play one match: train, then evaluate; a misbehaving strategy gives a fault result, not an exception."""
     start = time.perf_counter()
     try:
-        model = MarketModel(task.scenario, _registry(task.plugins))
+        model = MarketModel(task.scenario, _registry(task.plugins, task.plugin_dirs))
         model.tracker = tracker
         for _ in range(task.train_steps):
             model.step()
@@ -247,10 +416,9 @@ def run_match(task: MatchTask, tracker: Callable[[int, int], None] | None = None
         for _ in range(task.eval_steps):
             model.step()
     except StrategyError as exc:
-        kind = "invalid_price" if isinstance(exc.error, InvalidPriceError) else "exception"
-        return fault_result(task, kind, exc.seat, exc.step, short_traceback(exc.error))
-    except Exception as exc:  # a strategy that fails while being built or set up
-        return fault_result(task, "exception", None, None, short_traceback(exc))
+        return fault_result(task, fault_kind(exc.error), exc.seat, exc.step, short_traceback(exc.error))
+    except Exception as exc:  # outside any strategy's code (e.g. the market itself runs out of memory)
+        return fault_result(task, fault_kind(exc), None, None, short_traceback(exc))
     steps = model.datacollector.get_model_vars_dataframe().iloc[-task.eval_steps :]
     names = [s.name for s in model.sellers]
     profits = np.array([steps[f"{n}.profit"].mean() for n in names])
@@ -280,16 +448,33 @@ class ResumeError(RuntimeError):
     """The result store belongs to a different tournament, or exists while --resume was not given."""
 
 
+class TournamentInterrupted(KeyboardInterrupt):
+    """The user stopped the tournament (Ctrl-C); ``kept`` of ``total`` matches are stored for a --resume."""
+
+    def __init__(self, kept: int, total: int, store_path: Path) -> None:
+        super().__init__(f"interrupted: {kept} of {total} matches are kept in {store_path}; continue with --resume")
+        self.kept, self.total, self.store_path = kept, total, store_path
+
+
 def run_tournament(
     tournament: LoadedTournament,
     store_path: Path,
     executor: Any,
     resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    retry_faults: str | None = None,
 ) -> list[MatchResult]:
-    """Run every match not yet in the store; the coordinator (this process) is the store's only writer."""
+    """Run every match not yet in the store; the coordinator (this process) is the store's only writer.
+
+    ``retry_faults`` (a fault kind, or "all") with ``resume`` also replays the stored matches that faulted
+    with that kind, replacing their results. A Ctrl-C raises ``TournamentInterrupted``; what is stored stays.
+    """
     from marketsim.results import ResultStore
 
+    if retry_faults is not None and retry_faults != "all" and retry_faults not in FAULT_KINDS:
+        raise ValueError(f"unknown fault kind {retry_faults!r}: choose one of {', '.join(FAULT_KINDS)} or all")
+    if retry_faults is not None and not resume:
+        raise ResumeError("--retry-faults replays faulted matches of an earlier run: pass --resume too")
     tasks = schedule(tournament)
     store_path.parent.mkdir(parents=True, exist_ok=True)
     with ResultStore(store_path) as store:
@@ -300,19 +485,23 @@ def run_tournament(
             raise ResumeError(f"{store_path} already holds results; pass --resume to continue, or another --out")
         store.set_meta("tournament", tournament.digest())
         done = store.done_keys()
-        todo = [t for t in tasks if t.key not in done]
+        retry = store.faulted_keys(None if retry_faults == "all" else retry_faults) if retry_faults else set()
+        todo = [t for t in tasks if t.key not in done or t.key in retry]
         finished = len(tasks) - len(todo)
         if progress is not None:
             progress(finished, len(tasks))
 
         def record(result: MatchResult) -> None:
             nonlocal finished
-            store.add(result)
+            store.add(result, replace=result.key in retry)
             finished += 1
             if progress is not None:
                 progress(finished, len(tasks))
 
-        executor.run(todo, run_match, record)
+        try:
+            executor.run(todo, run_match, record)
+        except KeyboardInterrupt as exc:
+            raise TournamentInterrupted(len(store), len(tasks), store_path) from exc
         return store.results()
 
 
@@ -328,7 +517,7 @@ def write_outputs(results: list[MatchResult], tournament: LoadedTournament, out:
     matrix = analysis.payoff_matrix(rows)
     pairs = analysis.pairings(rows)
     faults = pd.DataFrame([r.fault.as_row() for r in results if r.fault is not None])
-    faults = faults if len(faults) else pd.DataFrame(columns=["key", "kind", "entrant", "seat", "step", "message"])
+    faults = faults if len(faults) else pd.DataFrame(columns=[f.name for f in dataclasses.fields(Fault)])
     rows.to_csv(out / "matches.csv", index=False)
     faults.to_csv(out / "faults.csv", index=False)
     board.to_csv(out / "leaderboard.csv", index=False)

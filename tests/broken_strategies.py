@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
+
+import numpy as np
 
 from marketsim.hookspecs import hookimpl
 from marketsim.strategy import Strategy
@@ -70,7 +73,7 @@ class Raises(_Broken):
 
 
 class Loops(_Broken):
-    """Never returns."""
+    """Never returns: sleeps (uses no CPU, so only the wall-clock backstop stops it)."""
 
     name = "broken_loop"
 
@@ -88,6 +91,45 @@ class Exits(_Broken):
         os._exit(7)
 
 
+class Busy(_Broken):
+    """Never returns: spins in Python (its CPU-time budget stops it)."""
+
+    name = "broken_busy"
+
+    def fail(self, obs):
+        while True:
+            pass
+
+
+class SysExit(_Broken):
+    """Calls sys.exit."""
+
+    name = "broken_sysexit"
+
+    def fail(self, obs):
+        sys.exit(3)
+
+
+class Interrupts(_Broken):
+    """Raises KeyboardInterrupt itself (not the user's Ctrl-C)."""
+
+    name = "broken_kbint"
+
+    def fail(self, obs):
+        raise KeyboardInterrupt
+
+
+class Hog(_Broken):
+    """Allocates memory until it cannot."""
+
+    name = "broken_hog"
+
+    def fail(self, obs):
+        hoard = []
+        while True:  # address space, not pages: numpy.empty touches no memory, so this costs no CPU time
+            hoard.append(np.empty(256 * 2**20, dtype=np.uint8))
+
+
 class SetupFails(Strategy):
     """Cannot be set up in any market."""
 
@@ -102,5 +144,7 @@ class SetupFails(Strategy):
 
 @hookimpl
 def register_strategies(register):
-    for cls in (NanPrice, InfPrice, NegativePrice, TextPrice, Raises, Loops, Exits, SetupFails):
+    for cls in (
+        NanPrice, InfPrice, NegativePrice, TextPrice, Raises, Loops, Exits, SetupFails, Busy, SysExit, Interrupts, Hog
+    ):  # fmt: skip
         register(cls)

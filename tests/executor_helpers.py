@@ -9,7 +9,9 @@ exit    reports seat 0 step 7, then os._exit(3)
 sysexit reports seat 1 step 2, then sys.exit(4)
 sleep   sleeps 1 s and records its start and end wall-clock times in ``prices``
 racy    returns an ok result while a thread kills the process 0-20 ms later (result and death race)
-stubborn blocks SIGALRM, reports seat 0 step 1, then spins forever (only a kill stops it)
+stubborn blocks the guard's timer signals, reports seat 0 step 1, then spins forever (only a kill stops it)
+nap     reports seat 1 step 6, then sleeps forever (only the wall-clock backstop stops it)
+kbint   reports seat 0 step 5, then raises KeyboardInterrupt (as a strategy might)
 
 When MARKETSIM_TEST_RUN_LOG names a file, every run appends its key and process id there, so tests can
 count runs and find the processes that ran them.
@@ -30,7 +32,7 @@ from marketsim.matches import MatchResult, MatchTask, SeatResult, fault_result
 RUN_LOG = "MARKETSIM_TEST_RUN_LOG"
 
 
-def make_tasks(*keys: str, time_limit: float = 5.0) -> list[MatchTask]:
+def make_tasks(*keys: str, time_limit: float = 5.0, wall_limit: float | None = None) -> list[MatchTask]:
     """Tasks for the fake runner, indexed in the order given, seeded from their position."""
     return [
         MatchTask(
@@ -42,6 +44,7 @@ def make_tasks(*keys: str, time_limit: float = 5.0) -> list[MatchTask]:
             train_steps=10,
             eval_steps=5,
             time_limit=time_limit,
+            wall_limit=wall_limit,
         )
         for index, key in enumerate(keys)
     ]
@@ -128,8 +131,15 @@ def fake_runner(task: MatchTask, tracker) -> MatchResult:
         threading.Thread(target=_exit_after, args=(delay, 5)).start()
         return ok_result(task)
     if kind == "stubborn":
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGPROF})
         track(0, 1)
         while True:
             pass
+    if kind == "nap":
+        track(1, 6)
+        while True:
+            time.sleep(0.05)
+    if kind == "kbint":
+        track(0, 5)
+        raise KeyboardInterrupt
     raise ValueError(f"unknown fake task {task.key!r}")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,33 +86,51 @@ CLEAN_KEYS = ("ok-0", "ok-1", "raise-2", "ok-3", "bug-4", "ok-5", "ok-6", "ok-7"
 # --- serial ---------------------------------------------------------------------------------------
 
 
-def test_serial_runs_every_task_in_order():
+@pytest.mark.parametrize("in_process", [False, True], ids=["isolated", "in_process"])
+def test_serial_runs_every_task_in_order(in_process):
     tasks = make_tasks(*CLEAN_KEYS)
-    results = run_all(SerialExecutor(), tasks)
+    results = run_all(SerialExecutor(in_process=in_process), tasks)
     assert [result.index for result in results] == list(range(len(tasks)))
-    assert results[2] == raised_result(tasks[2])
+    assert_same_fault(results[2], raised_result(tasks[2]))
+    assert results[2].fault.cpu_seconds >= 0 and results[2].fault.wall_seconds >= 0  # filled in by the guard
     assert_ok_unchanged(by_index(results), tasks)
 
 
-def test_serial_turns_timeouts_exits_and_runner_errors_into_faults():
-    tasks = make_tasks("ok-0", "loop-1", "bug-2", "sysexit-3", "ok-4", time_limit=0.5)
-    before = signal.getsignal(signal.SIGALRM)
-    results = by_index(run_all(SerialExecutor(), tasks))
-    assert signal.getsignal(signal.SIGALRM) == before
-    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+@pytest.mark.parametrize("in_process", [False, True], ids=["isolated", "in_process"])
+def test_serial_turns_timeouts_exits_and_runner_errors_into_faults(in_process):
+    keys = ("ok-0", "loop-1", "bug-2", "sysexit-3", "ok-4", "kbint-5", "nap-6")
+    tasks = make_tasks(*keys, time_limit=0.5, wall_limit=60.0)
+    tasks[6] = replace(tasks[6], wall_limit=1.0)  # only the sleeper meets its wall-clock backstop
+    before = {number: signal.getsignal(number) for number in (signal.SIGALRM, signal.SIGPROF, signal.SIGINT)}
+    results = by_index(run_all(SerialExecutor(in_process=in_process), tasks))
+    assert {number: signal.getsignal(number) for number in before} == before
+    assert signal.getitimer(signal.ITIMER_REAL) == signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
     assert fault_of(results[1]) == ("loop-1", 1, "timeout", "beta", 1, 3)
-    assert "time limit of 0.5 s" in results[1].fault.message
+    assert "CPU-time budget of 0.5 s" in results[1].fault.message
+    assert results[1].fault.cpu_seconds >= 0.45  # the budget is CPU time: it ran out after about half a CPU second
     assert fault_of(results[2]) == ("bug-2", 2, "exception", "beta", 1, 4)
     assert "RuntimeError: bug in the runner" in results[2].fault.message
     assert fault_of(results[3]) == ("sysexit-3", 3, "crash", "beta", 1, 2)
     assert "exit(4)" in results[3].fault.message
+    assert fault_of(results[5]) == ("kbint-5", 5, "crash", "alpha", 0, 5)  # a strategy's Ctrl-C is its fault
+    assert fault_of(results[6]) == ("nap-6", 6, "wall_timeout", "beta", 1, 6)  # sleeping uses no CPU: wall backstop
+    assert results[6].fault.cpu_seconds < 0.5 <= results[6].fault.wall_seconds
     assert_ok_unchanged(results, tasks)
 
 
+def test_serial_survives_a_hard_exit():
+    tasks = make_tasks("exit-0", "ok-1")
+    results = by_index(run_all(SerialExecutor(), tasks))
+    assert fault_of(results[0]) == ("exit-0", 0, "crash", "alpha", 0, 7)
+    assert "exit code 3" in results[0].fault.message
+    assert results[1] == ok_result(tasks[1])
+
+
 def test_serial_has_no_time_limit_off_the_main_thread():
-    (task,) = make_tasks("sleep-0", time_limit=0.2)
+    (task,) = make_tasks("sleep-0", time_limit=0.2, wall_limit=0.2)
     results: list[MatchResult] = []
-    thread = threading.Thread(target=lambda: results.extend(run_all(SerialExecutor(), [task])))
+    runner = SerialExecutor(in_process=True)
+    thread = threading.Thread(target=lambda: results.extend(run_all(runner, [task])))
     thread.start()
     thread.join()
     assert [result.status for result in results] == ["ok"]
@@ -131,7 +151,7 @@ def test_process_pool_results_equal_serial(run_log):
 
 
 def test_process_pool_isolates_timeouts_and_crashes(run_log):
-    keys = ("exit-0", "ok-1", "loop-2", "ok-3", "sysexit-4", "ok-5", "raise-6", "ok-7", "ok-8")
+    keys = ("exit-0", "ok-1", "loop-2", "ok-3", "sysexit-4", "ok-5", "raise-6", "ok-7", "ok-8", "stubborn-9")
     tasks = make_tasks(*keys, time_limit=1.0)
     results = by_index(run_all(ProcessExecutor(workers=2), tasks))
     assert sorted(results) == list(range(len(tasks)))
@@ -141,12 +161,17 @@ def test_process_pool_isolates_timeouts_and_crashes(run_log):
         2: ("loop-2", 2, "timeout", "beta", 1, 3),
         4: ("sysexit-4", 4, "crash", "beta", 1, 2),
         6: ("raise-6", 6, "exception", "alpha", 0, 2),
+        9: ("stubborn-9", 9, "timeout", "alpha", 0, 1),  # ignores its CPU timer: RLIMIT_CPU ends it
     }
     assert "exit code 3" in results[0].fault.message
-    assert "worker killed" in results[2].fault.message
+    assert "CPU-time budget of 1 s" in results[2].fault.message
+    assert "SIGXCPU" in results[9].fault.message and results[9].fault.cpu_seconds >= 1.0
     assert_ok_unchanged(results, tasks)
     assert_each_ran_once(run_log, tasks)
-    assert len({pid for _, pid in read_run_log(run_log)}) > 2  # lost workers were replaced
+    log = read_run_log(run_log)
+    for died in ("exit-0", "stubborn-9"):  # a dead worker runs no more: its fatal match was its last
+        pid = dict(log)[died]
+        assert [key for key, by in log if by == pid][-1] == died
 
 
 def test_process_pool_runs_two_matches_at_once():
@@ -182,6 +207,51 @@ def test_process_pool_kills_its_workers_on_keyboard_interrupt(run_log):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert multiprocessing.active_children() == []
+
+
+def test_process_pool_kills_a_match_that_ignores_every_timer(run_log):
+    tasks = make_tasks("stubborn-0", "ok-1", time_limit=60.0, wall_limit=60.0)  # RLIMIT_CPU would take a minute
+    tasks[0] = replace(tasks[0], wall_limit=1.0)
+    results = by_index(run_all(ProcessExecutor(workers=1), tasks))
+    assert fault_of(results[0]) == ("stubborn-0", 0, "wall_timeout", "alpha", 0, 1)
+    assert "worker killed" in results[0].fault.message
+    assert results[1] == ok_result(tasks[1])
+
+
+def test_workers_die_with_their_coordinator(tmp_path, run_log):
+    script = (
+        "from executor_helpers import fake_runner, make_tasks\n"
+        "from marketsim.executors import ProcessExecutor\n"
+        "ProcessExecutor(workers=2).run(make_tasks('nap-0', 'nap-1', wall_limit=600), fake_runner, print)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")]))}
+    coordinator = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        pids = _wait_for(lambda: {pid for _, pid in read_run_log(run_log)}, 2)
+    finally:
+        coordinator.kill()  # SIGKILL: it cannot clean up, its workers must go by themselves
+        coordinator.wait()
+    assert _wait_for(lambda: {pid for pid in pids if _alive(pid)}, 0) == set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie awaiting its (dead) parent's reaper counts as gone
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_for(probe, size: int, attempts: int = 600):
+    """Poll ``probe`` until it returns a collection of ``size`` items (or give up and return the last one)."""
+    found = probe()
+    for _ in range(attempts):
+        if len(found) == size:
+            break
+        time.sleep(0.1)
+        found = probe()
+    return found
 
 
 def test_process_pool_needs_a_worker():
@@ -242,14 +312,18 @@ def test_ray_results_equal_serial(ray_run_log):
 
 
 def test_ray_isolates_timeouts_and_crashes(ray_run_log):
-    tasks = make_tasks("ok-0", "loop-1", "exit-2", "sysexit-3", "ok-4", "raise-5", "ok-6", time_limit=1.0)
+    keys = ("ok-0", "loop-1", "exit-2", "sysexit-3", "ok-4", "raise-5", "ok-6", "kbint-7", "nap-8")
+    tasks = make_tasks(*keys, time_limit=1.0, wall_limit=60.0)
+    tasks[8] = replace(tasks[8], wall_limit=1.0)  # only the sleeper meets its wall-clock backstop
     results = by_index(run_all(RayExecutor(), tasks))
     faults = {index: fault_of(result) for index, result in results.items() if result.status == "fault"}
-    assert faults == {
+    assert faults == {  # the same kinds and blame as on the process backend
         1: ("loop-1", 1, "timeout", "beta", 1, 3),
-        2: ("exit-2", 2, "crash", None, None, None),  # Ray does not say where a dead worker was
+        2: ("exit-2", 2, "crash", "alpha", 0, 7),  # read from the dead worker's progress file
         3: ("sysexit-3", 3, "crash", "beta", 1, 2),
         5: ("raise-5", 5, "exception", "alpha", 0, 2),
+        7: ("kbint-7", 7, "crash", "alpha", 0, 5),
+        8: ("nap-8", 8, "wall_timeout", "beta", 1, 6),
     }
     assert "WorkerCrashedError" in results[2].fault.message
     assert_ok_unchanged(results, tasks)
@@ -257,11 +331,9 @@ def test_ray_isolates_timeouts_and_crashes(ray_run_log):
 
 
 def test_ray_kills_a_match_that_ignores_its_alarm(ray_run_log):
-    tasks = make_tasks("stubborn-0", "ok-1", time_limit=0.5)
-    started = time.monotonic()
+    tasks = make_tasks("stubborn-0", "ok-1", time_limit=0.5, wall_limit=0.5)
     results = by_index(run_all(RayExecutor(kill_grace=0.5), tasks))
-    assert time.monotonic() - started < 5
-    assert fault_of(results[0]) == ("stubborn-0", 0, "timeout", None, None, None)
+    assert fault_of(results[0]) == ("stubborn-0", 0, "wall_timeout", "alpha", 0, 1)  # blamed, though killed
     assert "task killed" in results[0].fault.message
     assert results[1] == ok_result(tasks[1])
 

@@ -184,7 +184,14 @@ def test_forfeit_and_void_rules():
     assert bad.loc[["a", "c"], "win"].tolist() == [0.5, 0.5]
     assert bad.loc[["a", "c"], "mean_profit"].isna().all() and not bad.loc[["a", "c"], "faulted"].any()
     void = match_rows(res, "void")
-    assert set(void["key"]) == {res[1].key} and len(void) == 3
+    voided = void[void["key"] == res[0].key].set_index("entrant")  # scores nothing, but the fault still counts
+    assert voided["mean_profit"].isna().all() and voided["win"].isna().all()
+    assert voided["faulted"].tolist() == [False, True, False] and len(void) == 6
+    void_board = leaderboard(void, n_resamples=200).set_index("entrant")
+    assert void_board.loc["b", "faults"] == 1 and void_board.loc["b", "mean_profit"] == 2.0
+    assert void_board.loc["b", "win_rate"] == 0.0  # the voided match is left out of the win rate
+    only_faults = leaderboard(match_rows([faulty_match(0, ("a", "b"), 1)], "void"), n_resamples=200)
+    assert only_faults.set_index("entrant").loc["b", "faults"] == 1  # voided everywhere, still listed
     unattributed = match_rows([faulty_match(0, ("a", "b"), None)], "forfeit")
     assert unattributed.empty
     board = leaderboard(forfeit, n_resamples=200).set_index("entrant")
@@ -377,3 +384,16 @@ def test_bootstrap_interval_covers_the_true_mean_at_about_the_nominal_rate():
         assert len(board) == samples and (board["matches"] == n).all()
         covered = ((board["ci_low"] <= true_mean) & (true_mean <= board["ci_high"])).mean()
         assert low <= covered <= high, (confidence, covered)
+
+
+def test_store_replaces_a_retried_fault(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        bad = faulty_match(0, ("a", "b"), 1)
+        store.add(bad)
+        store.add(ok_match(1, ("b", "a"), (1.0, 2.0)))
+        assert store.faulted_keys() == {bad.key} and store.faulted_keys("timeout") == set()
+        retried = ok_match(0, ("a", "b"), (3.0, 4.0))
+        assert not store.add(retried)  # without replace the first copy wins
+        assert store.add(retried, replace=True)
+        assert store.faulted_keys() == set() and store.faults() == [] and len(store) == 2
+        assert same(store.results()[0], retried)

@@ -14,10 +14,20 @@ import pandas as pd
 import pytest
 
 from marketsim.executors import make_executor
-from marketsim.tournament import load_tournament, parse_tournament, run_match, run_tournament, schedule, write_outputs
+from marketsim.results import leaderboard, match_rows
+from marketsim.tournament import (
+    ResumeError,
+    load_tournament,
+    parse_tournament,
+    run_match,
+    run_tournament,
+    schedule,
+    write_outputs,
+)
 from marketsim.yamlsource import SourceError
 
 ROOT = Path(__file__).parents[1]
+TESTS = Path(__file__).parent  # holds broken_strategies.py, the plugin module of the faulty tournaments
 MARKET = """
 market:
   name: duopoly
@@ -42,7 +52,7 @@ phases: {{train_steps: 150, eval_steps: 60}}
 
 
 def small(text: str = SMALL, tmp: Path | None = None):
-    return parse_tournament(text, "t.yaml", base_dir=tmp or ROOT)
+    return parse_tournament(text, "t.yaml", base_dir=tmp or ROOT, plugin_dirs=[TESTS])
 
 
 def test_schedule_formats_keys_and_common_seeds() -> None:
@@ -156,7 +166,8 @@ entrants:
   - {{name: setup, strategy: broken_setup}}
   - {{name: good_b, strategy: undercut}}
 repetitions: 1
-time_limit: 4
+time_limit: 2
+wall_limit: 4
 phases: {{train_steps: 0, eval_steps: 20}}
 """
 
@@ -167,7 +178,7 @@ def test_faults_are_recorded_and_isolated(tmp_path: Path) -> None:
     kinds = dict(zip(faults["entrant"], faults["kind"]))
     assert kinds == {
         "not_a_number": "invalid_price", "inf": "invalid_price", "negative": "invalid_price", "text": "invalid_price",
-        "raise": "exception", "loop": "timeout", "exit": "crash", "setup": "exception",
+        "raise": "exception", "loop": "wall_timeout", "exit": "crash", "setup": "exception",
     }  # fmt: skip
     assert (faults.set_index("entrant").loc[["not_a_number", "raise", "loop", "exit"], "step"] == 3).all()
     assert "boom at step 3" in faults.set_index("entrant").loc["raise", "message"]
@@ -218,3 +229,222 @@ def _stored(store: Path) -> int:
             return db.execute("select count(*) from matches").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+# --- one fault model on every backend (issue 11, acceptance C) -----------------------------------------------
+
+MISBEHAVING = f"""
+name: misbehaving
+seed: 3
+plugins: [broken_strategies]
+{MARKET}
+format: vs_field
+field:
+  - {{name: rival, strategy: cost_plus, params: {{markup: 0.6}}}}
+entrants:
+  - {{name: good, strategy: fixed_price, params: {{price: 1.7}}}}
+  - {{name: raise, strategy: broken_raise}}
+  - {{name: sysexit, strategy: broken_sysexit}}
+  - {{name: kbint, strategy: broken_kbint}}
+  - {{name: sleep, strategy: broken_loop}}
+  - {{name: busy, strategy: broken_busy}}
+  - {{name: hard_exit, strategy: broken_exit}}
+  - {{name: hog, strategy: broken_hog}}
+repetitions: 1
+time_limit: 1
+wall_limit: 3
+memory_limit_mb: 512
+phases: {{train_steps: 0, eval_steps: 12}}
+"""
+EXPECTED_FAULTS = {  # entrant: (kind, seat, step), the same on every backend
+    "raise": ("exception", 0, 3),
+    "sysexit": ("crash", 0, 3),
+    "kbint": ("crash", 0, 3),
+    "sleep": ("wall_timeout", 0, 3),
+    "busy": ("timeout", 0, 3),
+    "hard_exit": ("crash", 0, 3),
+    "hog": ("memory", 0, 3),
+}
+
+
+@pytest.mark.parametrize("backend", ["serial", "process", pytest.param("ray", marks=pytest.mark.slow)])
+def test_faulty_entrants_get_the_same_faults_and_blame_on_every_backend(tmp_path: Path, backend: str) -> None:
+    if backend == "ray":
+        pytest.importorskip("ray")
+    results, board, rows = _play(tmp_path, backend, MISBEHAVING)
+    faults = pd.read_csv(tmp_path / "faults.csv")
+    found = {f.entrant: (f.kind, f.seat, f.step) for f in faults.itertuples()}
+    assert found == EXPECTED_FAULTS, faults[["entrant", "kind", "seat", "step", "message"]].to_string()
+    assert (faults["cpu_seconds"] >= 0).all() or backend == "ray"  # a dead Ray worker's CPU time is unknown
+    assert (faults["wall_seconds"] >= 0).all()
+    busy = faults.set_index("entrant").loc["busy"]
+    assert busy["cpu_seconds"] >= 0.9 * 1  # ran out of its one CPU second
+    leaderboard_csv = pd.read_csv(tmp_path / "leaderboard.csv").set_index("entrant")
+    assert set(EXPECTED_FAULTS) <= set(leaderboard_csv.index)
+    assert (leaderboard_csv.loc[list(EXPECTED_FAULTS), "faults"] == 1).all()
+    assert leaderboard_csv.loc["good", "faults"] == 0
+    voided = leaderboard(match_rows(results, "void"), n_resamples=100).set_index("entrant")  # void: still listed
+    assert (voided.loc[list(EXPECTED_FAULTS), "faults"] == 1).all()
+
+
+# --- plugins only from an allowed directory, never imported by validate (item 4) ------------------------------
+
+PLUGIN = '''
+from pathlib import Path
+
+from marketsim.hookspecs import hookimpl
+from marketsim.strategy import Strategy
+
+Path(__file__).with_name("imported.txt").write_text("imported")
+
+
+class Local(Strategy):
+    """Prices at 1.7."""
+
+    name = "local_price"
+
+    def price(self, obs):
+        return 1.7
+
+
+@hookimpl
+def register_strategies(register):
+    register(Local)
+'''
+
+
+def _plugin_tournament(tmp_path: Path, module: str = "local_plugin") -> Path:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir(exist_ok=True)
+    (plugins / "local_plugin.py").write_text(PLUGIN)
+    text = SMALL.replace("repetitions: 2", "repetitions: 1").replace("phases: {train_steps: 150, eval_steps: 60}", "")
+    text = text.replace("name: small\n", f"name: small\nplugins: [{module}]\n")
+    text = text.replace(
+        "  - {name: learner, strategy: q_learning, params: {beta: 1.0e-2}}", "  - {name: mine, strategy: local_price}"
+    )
+    path = tmp_path / "t.yaml"
+    path.write_text(text + "phases: {train_steps: 0, eval_steps: 5}\n")
+    return path
+
+
+def _marketsim(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "marketsim", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_validate_never_imports_a_tournaments_plugins(tmp_path: Path) -> None:
+    path = _plugin_tournament(tmp_path)
+    done = _marketsim("validate", str(path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "plugins" / "imported.txt").exists()
+
+
+def test_plugins_load_only_from_an_allowed_directory(tmp_path: Path) -> None:
+    path = _plugin_tournament(tmp_path)
+    env_path = {"PYTHONPATH": str(tmp_path / "plugins")}  # on sys.path, but not allowed: still refused
+    refused = subprocess.run(
+        [sys.executable, "-m", "marketsim", "tournament", str(path), "--quiet", "--out", str(tmp_path / "a")],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, **env_path},
+    )  # fmt: skip
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith(f"{path}:3:") and "plugins[0]" in line and "--plugin-dir" in line, line
+    args = ["tournament", str(path), "--quiet", "--plugin-dir", str(tmp_path / "plugins"), "--out", str(tmp_path / "b")]
+    ran = _marketsim(*args, "--workers", "1", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "mine" in (tmp_path / "b" / "leaderboard.csv").read_text()
+
+
+def test_a_missing_plugin_module_is_one_located_line(tmp_path: Path) -> None:
+    path = _plugin_tournament(tmp_path, module="no_such_plugin")
+    done = _marketsim("tournament", str(path), "--plugin-dir", str(tmp_path / "plugins"), "--out", "x", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"{path}:3:") and "plugins[0]" in line and "'no_such_plugin' not found" in line, line
+    assert not (tmp_path / "x").exists()
+
+
+# --- Ctrl-C keeps what is stored; --retry-faults replays faults (items 5, 6) -----------------------------------
+
+
+def test_ctrl_c_keeps_the_stored_matches_and_resume_finishes(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(SMALL.replace("eval_steps: 60", "eval_steps: 400"))
+    cmd = [sys.executable, "-m", "marketsim", "tournament", str(path), "--workers", "1", "--quiet", "--out"]
+    proc = subprocess.Popen([*cmd, str(tmp_path / "cut")], start_new_session=True, stderr=subprocess.PIPE, text=True)
+    store = tmp_path / "cut" / "results.sqlite"
+    for _ in range(1200):  # until some matches are stored
+        time.sleep(0.1)
+        if store.exists() and _stored(store) >= 2:
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
+    _, stderr = proc.communicate()
+    assert proc.returncode == 130, stderr
+    kept = _stored(store)
+    assert f"{kept} of 32 matches are kept" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    assert 2 <= kept < 32
+    resumed = subprocess.run([*cmd, str(tmp_path / "cut"), "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _stored(store) == 32
+
+
+def test_retry_faults_replays_only_the_faults_of_that_kind(tmp_path: Path) -> None:
+    text = MISBEHAVING.replace("  - {name: sysexit, strategy: broken_sysexit}\n", "")
+    keep = ("good", "raise", "busy", "rival")
+    text = "\n".join(
+        line
+        for line in text.splitlines()
+        if "strategy: broken_" not in line or any(f"name: {k}," in line for k in keep)
+    )
+    loaded = small(text)
+    store = tmp_path / "results.sqlite"
+    first = run_tournament(loaded, store, make_executor("serial"))
+    kinds = {r.fault.entrant: r.fault.kind for r in first if r.fault is not None}
+    assert kinds == {"raise": "exception", "busy": "timeout"}
+    calls: list[list[str]] = []
+
+    class Recording:
+        def run(self, tasks, runner, on_result):
+            calls.append([t.seats[0] for t in tasks])
+            make_executor("serial").run(tasks, runner, on_result)
+
+    with pytest.raises(ResumeError, match="--resume"):
+        run_tournament(loaded, store, Recording(), retry_faults="timeout")
+    again = run_tournament(loaded, store, Recording(), resume=True, retry_faults="timeout")
+    assert calls == [["busy"]]  # only the timed-out match was played again, and replaced
+    assert len(again) == len(first) and {r.fault.entrant for r in again if r.fault is not None} == {"raise", "busy"}
+    run_tournament(loaded, store, Recording(), resume=True, retry_faults="all")
+    assert sorted(calls[1]) == ["busy", "raise"]
+
+
+# --- results do not depend on the machine's load (acceptance D) -----------------------------------------------
+
+
+def _reduced_quick(tmp_path: Path) -> Path:
+    """scenarios/tournament_quick.yaml with the same entrants and market, one repetition and shorter phases."""
+    text = (ROOT / "scenarios" / "tournament_quick.yaml").read_text()
+    text = text.replace("repetitions: 2", "repetitions: 1")
+    text = text.replace("phases: {train_steps: 2000, eval_steps: 300}", "phases: {train_steps: 400, eval_steps: 100}")
+    assert "repetitions: 1" in text and "train_steps: 400" in text
+    path = tmp_path / "quick.yaml"
+    path.write_text(text + "wall_limit: 600\n")
+    return path
+
+
+@pytest.mark.slow
+def test_quick_tournament_is_identical_on_an_idle_and_a_saturated_machine(tmp_path: Path) -> None:
+    path = _reduced_quick(tmp_path)
+    cmd = [sys.executable, "-m", "marketsim", "tournament", str(path), "--workers", "2", "--quiet", "--out"]
+    idle = subprocess.run([*cmd, str(tmp_path / "idle")], capture_output=True, text=True)
+    assert idle.returncode == 0, idle.stderr
+    spin = [sys.executable, "-c", "while True: pass"]
+    neighbours = [subprocess.Popen(spin) for _ in range(os.cpu_count() or 2)]  # saturate every core
+    try:
+        loaded = subprocess.run([*cmd, str(tmp_path / "loaded")], capture_output=True, text=True)
+    finally:
+        for neighbour in neighbours:
+            neighbour.kill()
+            neighbour.wait()
+    assert loaded.returncode == 0, loaded.stderr
+    for name in ("matches.csv", "leaderboard.csv", "faults.csv"):
+        assert (tmp_path / "idle" / name).read_bytes() == (tmp_path / "loaded" / name).read_bytes(), name
+    assert len(pd.read_csv(tmp_path / "loaded" / "faults.csv")) == 0  # nobody forfeits on the busy machine
