@@ -253,9 +253,16 @@ class MarketModel(mesa.Model):
     tracker: Callable[[int, int], None] | None = None  # told (seat, step) before strategy code runs
     learning: bool = True  # False in evaluation phases: strategies act but do not learn
 
-    def __init__(self, scenario: Scenario, registry: Registry | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        registry: Registry | None = None,
+        seed: int | None = None,
+        tracker: Callable[[int, int], None] | None = None,
+    ) -> None:
         super().__init__(rng=scenario.seed if seed is None else seed)
         self.config = scenario  # the validated Scenario; Mesa >= 3.4 reserves `Model.scenario` for its own
+        self.tracker = tracker
         registry = registry if registry is not None else default_registry()
         specs = scenario.expanded_sellers()
         self.demand = expected_demand(scenario, registry)
@@ -265,12 +272,16 @@ class MarketModel(mesa.Model):
         strategy_rngs = self.rng.spawn(len(specs))
         self.sellers: list[Seller] = []
         for i, spec in enumerate(specs):
+            if self.tracker is not None:  # building and setting up a strategy is its own code running too
+                self.tracker(i, 0)
             try:  # a strategy that cannot be built or set up is that seller's fault, like a bad price
                 strategy = registry.create(spec.strategy, spec.params)
                 strategy.setup(self._market_info(i), strategy_rngs[i])
             except Exception as exc:
                 raise StrategyError(i, spec.name, 0, exc) from exc
             self.sellers.append(Seller(self, spec, i, strategy))
+        if self.tracker is not None:
+            self.tracker(-1, -1)
         self.population = self.population_cls(self, scenario)
         self.learners = [s for s in self.sellers if hasattr(s.strategy, "converged")]
         self.observations = [s.observe(0, self._rivals(s, self._prices())) for s in self.sellers]

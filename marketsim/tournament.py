@@ -407,8 +407,7 @@ def run_match(task: MatchTask, tracker: Callable[[int, int], None] | None = None
     """Play one match: train, then evaluate; a misbehaving strategy gives a fault result, not an exception."""
     start = time.perf_counter()
     try:
-        model = MarketModel(task.scenario, _registry(task.plugins, task.plugin_dirs))
-        model.tracker = tracker
+        model = MarketModel(task.scenario, _registry(task.plugins, task.plugin_dirs), tracker=tracker)
         for _ in range(task.train_steps):
             model.step()
         if not task.learn_during_eval:

@@ -142,9 +142,22 @@ class SetupFails(Strategy):
         return 1.6
 
 
+class SetupExits(Strategy):
+    """Calls sys.exit while it is set up, before the first step."""
+
+    name = "broken_setup_exit"
+
+    def setup(self, market, rng):
+        sys.exit(4)
+
+    def price(self, obs):
+        return 1.6
+
+
 @hookimpl
 def register_strategies(register):
     for cls in (
-        NanPrice, InfPrice, NegativePrice, TextPrice, Raises, Loops, Exits, SetupFails, Busy, SysExit, Interrupts, Hog
+        NanPrice, InfPrice, NegativePrice, TextPrice, Raises, Loops, Exits, SetupFails, Busy, SysExit, Interrupts, Hog,
+        SetupExits,
     ):  # fmt: skip
         register(cls)

@@ -250,6 +250,7 @@ entrants:
   - {{name: busy, strategy: broken_busy}}
   - {{name: hard_exit, strategy: broken_exit}}
   - {{name: hog, strategy: broken_hog}}
+  - {{name: setup_exit, strategy: broken_setup_exit}}
 repetitions: 1
 time_limit: 1
 wall_limit: 3
@@ -264,6 +265,7 @@ EXPECTED_FAULTS = {  # entrant: (kind, seat, step), the same on every backend
     "busy": ("timeout", 0, 3),
     "hard_exit": ("crash", 0, 3),
     "hog": ("memory", 0, 3),
+    "setup_exit": ("crash", 0, 0),  # exits while it is built and set up, before its first price
 }
 
 
