@@ -13,6 +13,7 @@ with capacities and stock, and a monopoly, against a fixed-price rival.
 
 from __future__ import annotations
 
+import importlib
 import random
 import sys
 import time
@@ -147,6 +148,8 @@ def _checks(cls: type[Strategy], params: Mapping[str, Any], steps: int, seed: in
         )
 
     def global_random() -> str | None:
+        if cls.classifier.get("needs_torch"):  # loaded before the snapshot: torch strategies import it lazily
+            importlib.import_module("torch")
         np_state, py_state, torch_state = np.random.get_state(), random.getstate(), _torch_rng_state()
         _run(cls, params, markets[1], steps)
         same = random.getstate() == py_state and all(

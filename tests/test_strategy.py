@@ -557,6 +557,8 @@ def test_global_random_state_is_untouched(name: str) -> None:
     np.random.seed(1234)
     py_before = random.getstate()
     np_before = np.random.get_state(legacy=False)
+    if REGISTRY.get(name).cls.classifier.get("needs_torch"):
+        import torch  # noqa: F401  (torch strategies import it lazily: load it before the snapshot)
     torch_before = sys.modules["torch"].random.get_rng_state().clone() if "torch" in sys.modules else None
 
     for variant in VARIANTS:

@@ -3,16 +3,17 @@
 Registered through the ``marketsim`` entry-point group like any plugin. torch comes with the ``deep``
 extra (``pip install -e ".[deep]"``); without it this plugin is listed by ``marketsim plugins`` as
 failed to load, with that reason, and every other strategy keeps working.
+
+Discovery only checks that torch is installed; the strategies import it when a seller first uses them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 
-try:
-    import torch  # noqa: F401
-except ImportError as exc:  # reported by the registry as this plugin's problem
-    raise ImportError("the deep-RL strategies (dqn, a3c) need torch: pip install 'marketsim[deep]'") from exc
+if importlib.util.find_spec("torch") is None:  # reported by the registry as this plugin's problem
+    raise ImportError("the deep-RL strategies (dqn, a3c) need torch: pip install 'marketsim[deep]'")
 
 from marketsim.hookspecs import hookimpl
 

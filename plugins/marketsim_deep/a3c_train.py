@@ -39,7 +39,8 @@ import torch.multiprocessing as mp
 from marketsim.model import MarketModel
 from marketsim.scenario import Scenario
 
-from .a3c import A3C, ActorCritic, SharedAdam
+from .a3c import A3C
+from .a3c_nets import ActorCritic, SharedAdam
 
 PROGRESS_CHUNK = 250  # a worker adds its steps to the shared progress counter this often
 DEFAULT_LOG_POINTS = 200  # learning-curve rows per worker when log_every is not given

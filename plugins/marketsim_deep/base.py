@@ -4,6 +4,9 @@ network construction, and the ``checkpoint`` / ``mode`` parameters.
 Randomness: a learner draws everything from the numpy generator handed to ``setup``. Network
 initialisation runs inside ``seeded`` (``torch.random.fork_rng``), so torch's global generator is left
 as it was, and sampling uses a ``torch.Generator`` seeded from the same numpy generator.
+
+torch is imported where it is used, never at module level: discovering the plugin (the registry imports
+it) must not pay for importing torch; a learner loads it in ``setup``.
 """
 
 from __future__ import annotations
@@ -12,20 +15,24 @@ import contextlib
 import math
 from collections import deque
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
 from marketsim import tabular
 from marketsim.checkpoint import CheckpointError, load_checkpoint
 from marketsim.strategy import MarketInfo, Observation, Strategy
+
+if TYPE_CHECKING:
+    import torch
 
 Mode = Literal["train", "eval"]
 
 
 def pick_device(device: str = "auto") -> torch.device:
     """``auto`` → CUDA when available, else the CPU; anything else is passed to ``torch.device``."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -34,6 +41,8 @@ def pick_device(device: str = "auto") -> torch.device:
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run a block (e.g. building a network) under ``seed`` without touching torch's global generator."""
+    import torch
+
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -130,6 +139,8 @@ class DeepLearner(Strategy):
 
     def setup(self, market: MarketInfo, rng: np.random.Generator) -> None:
         """Build grid, encoder and networks; then load ``checkpoint`` and apply ``mode``."""
+        import torch
+
         super().setup(market, rng)
         if self.mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {self.mode!r}")

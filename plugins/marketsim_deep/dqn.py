@@ -15,22 +15,25 @@ import copy
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional
 
 from marketsim.strategy import MarketInfo, Observation, Outcome
 
 from .base import DeepLearner, Mode
+
+if TYPE_CHECKING:  # torch itself is imported where it is used, so discovering the plugin does not load it
+    import torch
+    from torch import nn
 
 Exploration = Literal["exponential", "linear"]
 
 
 def mlp(n_in: int, hidden: Sequence[int], n_out: int) -> nn.Sequential:
     """A ReLU multilayer perceptron ``n_in → hidden… → n_out``."""
+    from torch import nn
+
     layers: list[nn.Module] = []
     for width in hidden:
         layers += [nn.Linear(n_in, width), nn.ReLU()]
@@ -247,6 +250,8 @@ class DQN(DeepLearner):
 
     def build(self) -> None:
         """Online and target Q-networks, AdamW, and the replay buffer."""
+        import torch
+
         size, m = self.encoder.size, len(self.prices)
         self.online = mlp(size, list(self.hidden), m).to(self.torch_device)
         self.target = copy.deepcopy(self.online)
@@ -272,6 +277,8 @@ class DQN(DeepLearner):
 
     def q_values(self, features: np.ndarray) -> np.ndarray:
         """Online Q-values (k, m) of feature rows (k, encoder.size)."""
+        import torch
+
         with torch.no_grad():
             x = torch.as_tensor(np.atleast_2d(features), dtype=torch.float32, device=self.torch_device)
             return self.online(x).cpu().numpy()
@@ -321,6 +328,10 @@ class DQN(DeepLearner):
 
     def train_step(self) -> float:
         """One gradient step on a replayed batch; returns the Huber loss."""
+        import torch
+        from torch import nn
+        from torch.nn import functional
+
         obs, actions, rewards, next_obs = (
             torch.as_tensor(x, device=self.torch_device) for x in self.buffer.sample(self.rng, self.batch_size)
         )
@@ -338,6 +349,8 @@ class DQN(DeepLearner):
 
     def targets(self, rewards: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """TD targets of stored n-step rewards (centred when ``center_rewards``) and next features."""
+        import torch
+
         with torch.no_grad():
             next_online = self.online(next_obs) if self.double else next_obs.new_zeros(0)
             next_target = self.target(next_obs)
@@ -348,6 +361,8 @@ class DQN(DeepLearner):
     def update_target(self) -> None:
         """Polyak-average toward the online net (``tau``), or copy it every ``target_update`` steps."""
         if self.tau is not None:
+            import torch
+
             with torch.no_grad():
                 for t, o in zip(self.target.parameters(), self.online.parameters()):
                     t.lerp_(o, self.tau)

@@ -4,16 +4,17 @@ and ``reptile_dqn`` (a DQN whose initial weights are meta-learned with Reptile, 
 Both are trained across the tasks of a family (``marketsim meta-train FAMILY --strategy rl2|reptile_dqn``)
 and evaluated on held-out tasks (``marketsim meta-eval FAMILY --checkpoint …``). Registered through the
 ``marketsim`` entry-point group like any plugin; torch comes with the ``deep`` extra.
+
+Discovery only checks that torch is installed; the strategies import it when a seller first uses them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 
-try:
-    import torch  # noqa: F401
-except ImportError as exc:  # reported by the registry as this plugin's problem
-    raise ImportError("the meta-RL strategies (rl2, reptile_dqn) need torch: pip install 'marketsim[deep]'") from exc
+if importlib.util.find_spec("torch") is None:  # reported by the registry as this plugin's problem
+    raise ImportError("the meta-RL strategies (rl2, reptile_dqn) need torch: pip install 'marketsim[deep]'")
 
 from marketsim.hookspecs import hookimpl
 

@@ -23,10 +23,9 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from marketsim.checkpoint import CheckpointError, load_checkpoint
 from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy
@@ -34,6 +33,9 @@ from marketsim_deep.base import pick_device, price_grid, seeded
 from marketsim_deep.dqn import DQN, Exploration, _cloned
 
 from .rl2 import sorted_rivals
+
+if TYPE_CHECKING:  # torch itself is imported where it is used, so discovering the plugin does not load it
+    import torch
 
 
 class PaddedEncoder:
@@ -145,6 +147,8 @@ class ReptileDQN(DQN):
 
     def setup(self, market: MarketInfo, rng: np.random.Generator) -> None:
         """Counters, the family grid and padded encoder, networks; then the checkpoint's initial weights."""
+        import torch
+
         Strategy.setup(self, market, rng)
         self.reward_offset, self.reward_factor = 0.0, 1.0 / self.profit_scale
         self.t = self.updates = self.transitions = 0
@@ -175,6 +179,8 @@ class ReptileDQN(DQN):
 
     def load_init(self, weights: Mapping[str, Any]) -> None:
         """Start from ``weights`` (online and target networks)."""
+        import torch
+
         try:
             state = {k: torch.as_tensor(v) for k, v in weights.items()}
             self.online.load_state_dict(state)
@@ -216,6 +222,8 @@ class ReptileDQN(DQN):
         initialisation (the mean of ``average_tasks`` copies of the same random initialisation, each trained
         on its own task) is returned as the extra checkpoint ``averaged``.
         """
+        import torch
+
         from marketsim.metatrain import MetaTrained, TaskBatch, oracle_profits
         from marketsim.tasks import sample_tasks
 

@@ -15,28 +15,44 @@ reinforcement learning", and Wang, Kurth-Nelson, Tirumala et al. (2016), "Learni
 * ``RL2.meta_train`` — advantage actor-critic with GAE (Schulman et al. 2016) on batches of sampled
   training tasks stepped in lockstep by ``marketsim.metatrain.TaskBatch`` (sampled sales, rivals'
   reactions), full backpropagation through the H steps of each task; CUDA when present, CPU otherwise.
+
+This module imports torch only where it is used (``RL2Net``, which subclasses ``nn.Module``, lives in
+``rl2_net`` and is still importable from here), so discovering the plugin loads no torch.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional
 
 from marketsim.checkpoint import CheckpointError, load_checkpoint
 from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy
+
+if TYPE_CHECKING:
+    import torch
+
+    from .rl2_net import RL2Net
 
 Act = Literal["sample", "greedy"]
 Mode = Literal["train", "eval"]
 
 
+def __getattr__(name: str) -> Any:
+    """``RL2Net``, defined in ``rl2_net``: importing it from here loads torch then."""
+    if name == "RL2Net":
+        from .rl2_net import RL2Net
+
+        return RL2Net
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def pick_device(device: str = "auto") -> torch.device:
     """``auto`` → CUDA when available, else the CPU."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -44,6 +60,8 @@ def pick_device(device: str = "auto") -> torch.device:
 
 def seeded_module(seed: int, build: Any) -> Any:
     """``build()`` under ``seed`` without touching torch's global generator."""
+    import torch
+
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -94,24 +112,6 @@ def sorted_rivals(prices: Sequence[float], max_rivals: int) -> np.ndarray:
     low = sorted(float(p) for p in prices)[:max_rivals]
     row[: len(low)] = low
     return row
-
-
-class RL2Net(nn.Module):
-    """ReLU input layer → GRU cell (the memory) → policy logits over the grid, and a value."""
-
-    def __init__(self, n_in: int, hidden: int, m: int) -> None:
-        super().__init__()
-        self.inp = nn.Linear(n_in, hidden)
-        self.gru = nn.GRUCell(hidden, hidden)
-        self.pi = nn.Linear(hidden, m)
-        self.v = nn.Linear(hidden, 1)
-        with torch.no_grad():  # a near-uniform initial policy, as is usual for policy gradients
-            self.pi.weight.mul_(0.01)
-            self.pi.bias.zero_()
-
-    def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h = self.gru(functional.relu(self.inp(x)), h)
-        return self.pi(h), self.v(h).squeeze(-1), h
 
 
 class RL2(Strategy):
@@ -197,6 +197,8 @@ class RL2(Strategy):
         }
 
     def setup(self, market: MarketInfo, rng: np.random.Generator) -> None:
+        import torch
+
         super().setup(market, rng)
         self.torch_device = pick_device(self.device)
         if self.torch_device.type == "cpu" and torch.get_num_threads() > 1:
@@ -236,6 +238,8 @@ class RL2(Strategy):
     # --- acting ------------------------------------------------------------------------------------
 
     def price(self, obs: Observation) -> float:
+        import torch
+
         x = features(
             np.array([obs.own_price]),
             sorted_rivals(obs.competitor_prices, int(self.cfg["max_rivals"]))[None],
@@ -275,6 +279,8 @@ class RL2(Strategy):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        import torch
+
         try:
             self.net.load_state_dict({k: torch.as_tensor(v) for k, v in state["net"].items()})
         except RuntimeError as exc:
@@ -317,6 +323,9 @@ class RL2(Strategy):
         ``entropy[1]``. Every ``log_every`` iterations the curve records the batch's mean profit and the
         sampled policy's expected-profit regret on ``validation`` held-aside training tasks.
         """
+        import torch
+        from torch import nn
+
         from marketsim.metatrain import MetaTrained, TaskBatch, oracle_profits
         from marketsim.tasks import sample_tasks
 
@@ -382,6 +391,8 @@ class RL2(Strategy):
 
 def make_net(cfg: Mapping[str, Any]) -> RL2Net:
     """The network a config describes."""
+    from .rl2_net import RL2Net
+
     return RL2Net(n_features(len(cfg["grid"]), int(cfg["max_rivals"])), int(cfg["hidden"]), len(cfg["grid"]))
 
 
@@ -408,6 +419,9 @@ def rollout(
 
     Returns expected profits (B, H) and, with ``train``, the tensors the loss needs.
     """
+    import torch
+    from torch.nn import functional
+
     cfg = {**cfg, **_scaled(cfg)}
     grid = np.asarray(cfg["grid"], float)
     B, H = len(env), env.horizon
@@ -456,6 +470,8 @@ def rollout(
 
 def gae(reward: torch.Tensor, value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
     """Generalised advantage estimates (B, H) of a finite-horizon episode (the value after H is 0)."""
+    import torch
+
     B, H = reward.shape
     adv = torch.zeros_like(reward)
     running = torch.zeros(B, device=reward.device)
@@ -471,6 +487,8 @@ def a2c_loss(
     roll: Mapping[str, Any], gamma: float, lam: float, value_coef: float, ent_coef: float
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Policy-gradient loss with normalised GAE advantages, value regression and an entropy bonus."""
+    from torch.nn import functional
+
     value = roll["value"]
     adv = gae(roll["reward"], value.detach(), gamma, lam)
     returns = adv + value.detach()
