@@ -30,6 +30,7 @@ from marketsim.scenario import FieldError
 from marketsim.strategy import InvalidPriceError
 from marketsim.training import TrainError
 from marketsim.yamlsource import Problem, SourceError
+from optional import HAS_TORCH
 
 SCENARIO = """\
 name: base
@@ -135,6 +136,14 @@ def _one_refusal(argv: list[str], capsys: pytest.CaptureFixture[str], folder: Pa
 def _located(line: str, path: str) -> None:
     """Assert ``line`` names ``path`` and a line:col (``path:L:C: …``) or the whole file (``path: …``)."""
     assert re.match(rf"^{re.escape(path)}(:\d+:\d+)?: \S", line), line
+
+
+NEEDS_TORCH = pytest.mark.skipif(not HAS_TORCH, reason="the case names a torch strategy (dqn): needs the deep extra")
+
+
+def _params(cases: list[tuple[str, ...]]) -> list[object]:
+    """The cases as pytest params (id first); a case naming the torch strategy ``dqn`` skips without torch."""
+    return [pytest.param(*c[1:], id=c[0], marks=[NEEDS_TORCH] if "strategy: dqn" in c[1] else []) for c in cases]
 
 
 @pytest.fixture
@@ -271,7 +280,7 @@ SCENARIO_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "fragment"), [c[1:] for c in SCENARIO_CASES], ids=[c[0] for c in SCENARIO_CASES])
+@pytest.mark.parametrize(("text", "fragment"), _params(SCENARIO_CASES))
 def test_malformed_scenario_is_refused_by_run(
     text: str, fragment: str, here: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -460,7 +469,7 @@ TOURNAMENT_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "fragment"), [c[1:] for c in TOURNAMENT_CASES], ids=[c[0] for c in TOURNAMENT_CASES])
+@pytest.mark.parametrize(("text", "fragment"), _params(TOURNAMENT_CASES))
 def test_malformed_tournament_is_refused(
     text: str, fragment: str, here: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -471,6 +480,7 @@ def test_malformed_tournament_is_refused(
     assert fragment in line, line
 
 
+@NEEDS_TORCH
 def test_tournament_run_refuses_a_missing_checkpoint_before_any_match(
     here: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -577,7 +587,7 @@ FAMILY_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "fragment"), [c[1:] for c in FAMILY_CASES], ids=[c[0] for c in FAMILY_CASES])
+@pytest.mark.parametrize(("text", "fragment"), _params(FAMILY_CASES))
 def test_malformed_family_is_refused_by_meta_eval(
     text: str, fragment: str, here: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
