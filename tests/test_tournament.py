@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -426,10 +427,20 @@ def _reduced_quick(tmp_path: Path) -> Path:
     text = (ROOT / "scenarios" / "tournament_quick.yaml").read_text()
     text = text.replace("repetitions: 2", "repetitions: 1")
     text = text.replace("phases: {train_steps: 2000, eval_steps: 300}", "phases: {train_steps: 400, eval_steps: 100}")
-    assert "repetitions: 1" in text and "train_steps: 400" in text
+    text = text.replace("time_limit: 60", f"time_limit: {TIGHT_CPU_BUDGET}")  # its longest match uses ~0.7 CPU s
+    assert "repetitions: 1" in text and "train_steps: 400" in text and "time_limit: 60" not in text
     path = tmp_path / "quick.yaml"
     path.write_text(text + "wall_limit: 600\n")
     return path
+
+
+TIGHT_CPU_BUDGET = 1.2  # CPU seconds: ~1.7x the longest match's CPU time, below its wall time on a saturated machine
+
+
+def _wall_seconds(store: Path) -> list[float]:
+    """The wall-clock seconds each stored match took."""
+    with sqlite3.connect(store) as db:
+        return [json.loads(row[0])["elapsed"] for row in db.execute("select payload from matches")]
 
 
 @pytest.mark.slow
@@ -439,7 +450,7 @@ def test_quick_tournament_is_identical_on_an_idle_and_a_saturated_machine(tmp_pa
     idle = subprocess.run([*cmd, str(tmp_path / "idle")], capture_output=True, text=True)
     assert idle.returncode == 0, idle.stderr
     spin = [sys.executable, "-c", "while True: pass"]
-    neighbours = [subprocess.Popen(spin) for _ in range(os.cpu_count() or 2)]  # saturate every core
+    neighbours = [subprocess.Popen(spin) for _ in range(2 * (os.cpu_count() or 2))]  # two busy loops a core
     try:
         loaded = subprocess.run([*cmd, str(tmp_path / "loaded")], capture_output=True, text=True)
     finally:
@@ -450,3 +461,5 @@ def test_quick_tournament_is_identical_on_an_idle_and_a_saturated_machine(tmp_pa
     for name in ("matches.csv", "leaderboard.csv", "faults.csv"):
         assert (tmp_path / "idle" / name).read_bytes() == (tmp_path / "loaded" / name).read_bytes(), name
     assert len(pd.read_csv(tmp_path / "loaded" / "faults.csv")) == 0  # nobody forfeits on the busy machine
+    # ... although a wall-clock budget of the same size would have forfeited some: the load was real
+    assert max(_wall_seconds(tmp_path / "loaded" / "results.sqlite")) > TIGHT_CPU_BUDGET
