@@ -683,11 +683,16 @@ class RayExecutor:
                 del in_flight[generator]
                 on_result(result)
         for generator, match in list(in_flight.items()):
-            if time.monotonic() >= match.deadline(self.kill_grace):
+            if time.monotonic() < match.deadline(self.kill_grace):
+                continue
+            waiting, _ = ray.wait([generator], num_returns=1, timeout=0)  # its own result may be waiting: take it
+            result = self._advance(generator, match) if waiting else None
+            if result is None:
                 ray.cancel(generator, force=True)
-                del in_flight[generator]
                 message = f"the match ran past its wall-clock backstop of {match.task.wall_seconds:g} s (task killed)"
-                on_result(self._lost(match, "wall_timeout", message))
+                result = self._lost(match, "wall_timeout", message)
+            del in_flight[generator]
+            on_result(result)
 
     def _connect(self) -> bool:
         """Join the cluster at ``address`` or start a local one, unless Ray is already up; True if we started it."""
