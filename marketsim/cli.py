@@ -248,12 +248,22 @@ def cmd_tournament(args: argparse.Namespace) -> int:
             )  # fmt: skip
         out.print(table)
         if "meta_game" in summary:
-            support = ", ".join(
-                f"{n} {summary['meta_game']['mixture'][n]:.2f}" for n in summary["meta_game"]["support"]
-            )
-            out.print(f"meta-game equilibrium: {support}")
+            _print_meta_game(summary["meta_game"])
     out.print(f"results folder: [bold]{out_dir}[/] (report.html)")
     return 0
+
+
+def _print_meta_game(game: dict) -> None:
+    """How many symmetric equilibria, the most attracting one, and the top of each unique ranking."""
+    top = game["equilibria"][0]
+    out.print(
+        f"meta-game: {game['count']} symmetric equilibria; most attracting: {escape(top['mixture'])} "
+        f"(basin {top['basin_share']:.0%}, survives {top['survives_bootstrap']:.0%} of resamples)"
+    )
+    out.print(
+        f"α-Rank: {' > '.join(game['alpha_rank']['ranking'][:3])} … · "
+        f"Nash averaging: {' > '.join(game['nash_averaging']['ranking'][:3])} …"
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 
 if TYPE_CHECKING:
+    from marketsim.metagame import MetaGameReport
     from marketsim.run import RunResult
 
 
@@ -157,3 +158,23 @@ def tournament_html(title: str, sections: list[tuple[str, str]], images: list[Pa
     parts += [f"<div><img src='{p.name}' alt='{p.stem}'></div>" for p in images]
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def plot_meta_game(game: MetaGameReport, out: Path) -> list[Path]:
+    """The replicator trajectory from the uniform population, and α-Rank's stationary mass as α grows."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
+    for i, name in enumerate(game.entrants):
+        left.plot(game.replicator.times, game.replicator.trajectory[:, i], label=name, lw=1.4)
+        right.plot(game.alpha_rank.alphas, game.alpha_rank.distributions[:, i], label=name, lw=1.4)
+    left.set(title="Replicator dynamics from the uniform population", xlabel="time (payoff spread = 1)")
+    left.set_ylabel("population share")
+    right.set(xscale="log", title=f"α-Rank mass as the ranking intensity α grows (m = {game.alpha_rank.population})")
+    right.set(xlabel="α", ylabel="stationary mass")
+    right.axvline(game.alpha_rank.alpha, color="k", lw=0.8, ls="--")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    left.legend(fontsize="small", ncol=2)
+    path = out / "meta_game.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]

@@ -7,15 +7,14 @@ Three layers, each usable on its own:
   ``kill -9``) leaves exactly the matches that were finished, and ``--resume`` just skips ``done_keys()``.
   Only the coordinating process ever opens the store for writing; workers return results to it.
 * ``match_rows`` — one row per (match, seat) with the fault rule applied; every table below starts from it.
-* ``leaderboard``, ``payoff_matrix``, ``pairings``, ``ab_test``, ``solve_meta_game`` / ``meta_game`` —
-  bootstrap confidence intervals, the head-to-head matrix, collusion (Δ) and consumer surplus per pairing,
-  paired A/B tests and the symmetric Nash equilibrium of the empirical meta-game with each entrant's regret.
+* ``leaderboard``, ``payoff_matrix`` / ``payoff_samples``, ``pairings``, ``ab_test`` — bootstrap confidence
+  intervals, the head-to-head matrix (and the match results behind each cell, for ``marketsim.metagame``'s
+  bootstrap), collusion (Δ) and consumer surplus per pairing, paired A/B tests.
 """
 
 from __future__ import annotations
 
 import inspect
-import itertools
 import json
 import math
 import re
@@ -23,7 +22,7 @@ import sqlite3
 import threading
 import warnings
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from os import PathLike
 from typing import Any, Literal
 
@@ -42,9 +41,7 @@ __all__ = [
     "payoff_matrix",
     "pairings",
     "ab_test",
-    "MetaGame",
-    "solve_meta_game",
-    "meta_game",
+    "payoff_samples",
     "ROW_COLUMNS",
     "LEADERBOARD_COLUMNS",
 ]
@@ -460,6 +457,13 @@ def payoff_matrix(rows: pd.DataFrame) -> pd.DataFrame:
     return matrix
 
 
+def payoff_samples(rows: pd.DataFrame, entrants: list[str]) -> list[list[list[float]]]:
+    """``samples[i][j]``: entrant i's profit in each finished duopoly match against j (the bootstrap's cells)."""
+    duo = rows[_seats_per_match(rows) == 2] if not rows.empty else rows
+    profits = duo.dropna(subset=["mean_profit"]).groupby(["entrant", "opponents"])["mean_profit"].apply(list)
+    return [[profits.get((me, opponent), []) for opponent in entrants] for me in entrants]
+
+
 def pairings(rows: pd.DataFrame) -> pd.DataFrame:
     """Per unordered pairing (self-play included): mean profit gain Δ, consumer surplus and profit.
 
@@ -577,137 +581,3 @@ def ab_test(rows: pd.DataFrame, a: str, b: str, confidence: float = 0.95, alpha:
     if out["p_value"] < alpha and out["mean_difference"] != 0:
         out["better"] = b if out["mean_difference"] > 0 else a
     return out
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Meta-game: symmetric Nash equilibrium of the empirical payoff matrix
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MetaGame:
-    """A symmetric Nash equilibrium of the meta-game and how far each pure strategy falls short of it.
-
-    ``mixture`` is the equilibrium probability of each entrant, ``value`` the payoff xᵀAx, ``support`` the
-    entrants played with positive probability, ``regret[i] = value − (Ax)_i``: what entrant i loses against the
-    equilibrium population compared with the equilibrium itself (≥ 0 at an equilibrium, 0 on the support).
-    ``exploitability`` is max_i (Ax)_i − value (0 at an exact equilibrium); ``method`` says how it was found.
-    """
-
-    mixture: np.ndarray
-    value: float
-    support: list[int]
-    regret: np.ndarray
-    method: str = "support_enumeration"
-    exploitability: float = field(default=0.0)
-
-
-def _indifference(a: np.ndarray, support: tuple[int, ...]) -> tuple[np.ndarray, float] | None:
-    """Solve A_SS x_S = v·1, Σ x_S = 1 for (x_S, v); None when the system has no (consistent) solution."""
-    k = len(support)
-    sub = a[np.ix_(support, support)]
-    lhs = np.zeros((k + 1, k + 1))
-    lhs[:k, :k] = sub
-    lhs[:k, k] = -1.0
-    lhs[k, :k] = 1.0
-    rhs = np.zeros(k + 1)
-    rhs[k] = 1.0
-    try:
-        sol = np.linalg.solve(lhs, rhs)
-    except np.linalg.LinAlgError:  # singular (degenerate game): any consistent solution will do, checked below
-        sol = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
-    if not np.all(np.isfinite(sol)) or np.max(np.abs(lhs @ sol - rhs)) > 1e-9 * max(1.0, np.abs(sol).max()):
-        return None
-    return sol[:k], float(sol[k])
-
-
-def _as_equilibrium(a: np.ndarray, x: np.ndarray, method: str, tol: float) -> MetaGame:
-    payoff = a @ x
-    value = float(x @ payoff)
-    regret = value - payoff
-    regret[np.abs(regret) <= tol] = 0.0
-    support = [int(i) for i in np.flatnonzero(x > 0)]
-    return MetaGame(x, value, support, regret, method, float(max(0.0, -regret.min())))
-
-
-def _check(a: np.ndarray, x: np.ndarray, tol: float) -> bool:
-    payoff = a @ x
-    return bool(np.max(payoff) <= x @ payoff + tol)
-
-
-def _replicator(a: np.ndarray, iterations: int = 20000) -> np.ndarray:
-    """Time-averaged discrete replicator (multiplicative-weights) dynamics from the uniform mixture."""
-    n = a.shape[0]
-    scale = max(float(np.ptp(a)), 1e-12)
-    b = (a - a.min()) / scale  # payoffs in [0, 1]: one step size fits every game
-    x = np.full(n, 1.0 / n)
-    total = np.zeros(n)
-    eta = 0.1
-    for _ in range(iterations):
-        payoff = b @ x
-        x = x * np.exp(eta * (payoff - x @ payoff))
-        x = np.maximum(x, 1e-300)
-        x /= x.sum()
-        total += x
-    return total / iterations
-
-
-def solve_meta_game(matrix: np.ndarray, max_enumeration: int = 12) -> MetaGame:
-    """A symmetric Nash equilibrium of the symmetric game where ``matrix[i, j]`` pays i for playing against j.
-
-    Exact support enumeration for up to ``max_enumeration`` strategies: supports are tried by increasing size,
-    each by solving its indifference equations and rejecting negative weights or a profitable deviation
-    outside it; the smallest equilibrium support wins, ties going to the highest value. Every finite symmetric
-    game has a symmetric equilibrium, so this succeeds unless the game is numerically degenerate; then, and
-    for larger games, time-averaged replicator dynamics give an approximate equilibrium, polished to an exact
-    one on its support when the indifference equations allow. NaN entries (pairs that never met) are refused.
-    """
-    a = np.asarray(matrix, float)
-    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] == 0:
-        raise ValueError(f"the meta-game needs a non-empty square payoff matrix, got shape {a.shape}")
-    missing = np.argwhere(~np.isfinite(a))
-    if missing.size:
-        cells = ", ".join(f"({i}, {j})" for i, j in missing[:10])
-        raise ValueError(f"payoff matrix has {len(missing)} missing (non-finite) entries, e.g. {cells}")
-    n = a.shape[0]
-    tol = 1e-10 * max(1.0, float(np.abs(a).max()))
-    if n <= max_enumeration:
-        for size in range(1, n + 1):
-            best: tuple[float, np.ndarray] | None = None
-            for support in itertools.combinations(range(n), size):
-                solved = _indifference(a, support)
-                if solved is None:
-                    continue
-                xs, _ = solved
-                if xs.min() < -1e-12:
-                    continue
-                x = np.zeros(n)
-                x[list(support)] = np.clip(xs, 0.0, None)
-                x /= x.sum()
-                if _check(a, x, tol):
-                    value = float(x @ a @ x)
-                    if best is None or value > best[0] + tol:
-                        best = (value, x)
-            if best is not None:
-                return _as_equilibrium(a, best[1], "support_enumeration", tol)
-    x = _replicator(a)
-    support = tuple(int(i) for i in np.flatnonzero(x > 1e-3))
-    solved = _indifference(a, support)
-    if solved is not None and solved[0].min() >= -1e-12:
-        polished = np.zeros(n)
-        polished[list(support)] = np.clip(solved[0], 0.0, None)
-        polished /= polished.sum()
-        if _check(a, polished, tol):
-            return _as_equilibrium(a, polished, "replicator+polish", tol)
-    return _as_equilibrium(a, x, "replicator", tol)
-
-
-def meta_game(rows: pd.DataFrame) -> tuple[MetaGame, list[str]]:
-    """The symmetric equilibrium of the duopoly payoff matrix of ``rows``, with the entrant of each index."""
-    matrix = payoff_matrix(rows)
-    entrants = [str(e) for e in matrix.index]
-    missing = [(r, c) for r in matrix.index for c in matrix.columns if not np.isfinite(matrix.loc[r, c])]
-    if missing:
-        shown = ", ".join(f"{r} vs {c}" for r, c in missing[:10])
-        raise ValueError(f"the meta-game needs every pairing played; no finished duopoly match for: {shown}")
-    return solve_meta_game(matrix.to_numpy(float)), entrants

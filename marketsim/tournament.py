@@ -38,6 +38,7 @@ from marketsim.matches import (
     fault_result,
     short_traceback,
 )
+from marketsim.metagame import MetaGameReport, analyse_meta_game
 from marketsim.model import MarketModel, StrategyError
 from marketsim.registry import Registry, default_registry, load_registry
 from marketsim.scenario import (
@@ -509,7 +510,7 @@ def write_outputs(results: list[MatchResult], tournament: LoadedTournament, out:
     import pandas as pd
 
     from marketsim import results as analysis
-    from marketsim.report import plot_tournament, tournament_html
+    from marketsim.report import plot_meta_game, plot_tournament, tournament_html
 
     rows = analysis.match_rows(results, tournament.spec.on_fault)
     board = analysis.leaderboard(rows)
@@ -517,6 +518,10 @@ def write_outputs(results: list[MatchResult], tournament: LoadedTournament, out:
     pairs = analysis.pairings(rows)
     faults = pd.DataFrame([r.fault.as_row() for r in results if r.fault is not None])
     faults = faults if len(faults) else pd.DataFrame(columns=[f.name for f in dataclasses.fields(Fault)])
+    game = _meta_game(rows, matrix, tournament)
+    if game is not None:  # α-Rank, Nash averaging and Moran columns beside the profit ranking
+        columns = pd.DataFrame.from_dict(game.ranking_columns(), orient="index")
+        board = board.merge(columns, left_on="entrant", right_index=True, how="left")
     rows.to_csv(out / "matches.csv", index=False)
     faults.to_csv(out / "faults.csv", index=False)
     board.to_csv(out / "leaderboard.csv", index=False)
@@ -530,17 +535,9 @@ def write_outputs(results: list[MatchResult], tournament: LoadedTournament, out:
         "leaderboard": board.to_dict(orient="records"),
     }
     sections = [("Leaderboard", board.to_html(index=False, float_format="%.4f"))]
-    if tournament.spec.format == "round_robin" and np.isfinite(matrix.to_numpy(dtype=float)).all():
-        game = analysis.solve_meta_game(matrix.to_numpy(dtype=float))
-        names = list(matrix.index)
-        summary["meta_game"] = {
-            "mixture": dict(zip(names, game.mixture.tolist())),
-            "support": [names[i] for i in game.support],
-            "value": game.value,
-            "regret": dict(zip(names, game.regret.tolist())),
-        }
-        meta = pd.DataFrame({"entrant": names, "weight": game.mixture, "regret": game.regret})
-        sections.append(("Meta-game Nash equilibrium (symmetric)", meta.to_html(index=False, float_format="%.4f")))
+    if game is not None:
+        summary["meta_game"] = game.summary()
+        sections += _meta_game_sections(game)
     if len(board) >= 2:
         a, b = board["entrant"].iloc[0], board["entrant"].iloc[1]
         summary["ab_test"] = analysis.ab_test(rows, a, b)
@@ -552,9 +549,36 @@ def write_outputs(results: list[MatchResult], tournament: LoadedTournament, out:
         (f"Faults ({len(faults)})", faults.to_html(index=False) if len(faults) else "<p>none</p>"),
     ]
     images = plot_tournament(rows, matrix, results, out, match_key)
+    if game is not None:
+        images += plot_meta_game(game, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
     (out / "report.html").write_text(tournament_html(f"Tournament {tournament.spec.name}", sections, images))
     return summary, board
+
+
+def _meta_game(rows: Any, matrix: Any, tournament: LoadedTournament) -> MetaGameReport | None:
+    """The meta-game analysis of a round robin whose every pairing was played; None otherwise."""
+    from marketsim import results as analysis
+
+    values = matrix.to_numpy(dtype=float)
+    if tournament.spec.format != "round_robin" or values.size == 0 or not np.isfinite(values).all():
+        return None
+    names = [str(n) for n in matrix.index]
+    return analyse_meta_game(names, values, analysis.payoff_samples(rows, names), seed=tournament.spec.seed)
+
+
+def _meta_game_sections(game: MetaGameReport) -> list[tuple[str, str]]:
+    """Report sections: every symmetric equilibrium, then the unique rankings with their intervals."""
+    import pandas as pd
+
+    how = "exact support enumeration" if game.equilibria.method == "support_enumeration" else "replicator sampling"
+    equilibria = pd.DataFrame(game.equilibria_rows()).to_html(index=False, float_format="%.4f")
+    ranks = pd.DataFrame.from_dict(game.ranking_columns(), orient="index").rename_axis("entrant")
+    ranks = ranks.sort_values("alpha_rank", ascending=False).to_html(float_format="%.4f")
+    return [
+        (f"Symmetric equilibria of the meta-game: {game.equilibria.count} ({how})", equilibria),
+        ("Rankings: α-Rank, Nash averaging, Moran process (95% bootstrap intervals)", ranks),
+    ]
 
 
 def _plain(value: Any) -> Any:

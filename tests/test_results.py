@@ -13,18 +13,18 @@ import pandas as pd
 import pytest
 
 from marketsim.matches import Fault, MatchResult, SeatResult
+from marketsim.metagame import analyse_meta_game
 from marketsim.results import (
     LEADERBOARD_COLUMNS,
     ResultStore,
     ab_test,
     leaderboard,
     match_rows,
-    meta_game,
     pairings,
     payoff_matrix,
+    payoff_samples,
     result_from_json,
     result_to_json,
-    solve_meta_game,
 )
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -288,75 +288,28 @@ def test_ab_test_detects_a_known_shift_and_not_a_null():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def is_symmetric_ne(a: np.ndarray, x: np.ndarray, tol: float = 1e-9) -> bool:
-    return bool(abs(x.sum() - 1) < 1e-12 and x.min() >= 0 and (a @ x).max() - x @ a @ x <= tol)
+def test_payoff_samples_are_the_matches_behind_each_cell():
+    rows = round_robin_rows()
+    samples = payoff_samples(rows, ["a", "b", "c"])
+    assert samples[0][1] == [3.0] * 4 and samples[1][0] == [1.0] * 4  # two repetitions, both seatings
+    assert samples[0][0] == [2.0, 2.0]  # self-play: both seats of the one match
+    matrix = payoff_matrix(rows)
+    means = [[np.mean(cell) for cell in row] for row in samples]
+    np.testing.assert_allclose(means, matrix.to_numpy(float))
 
 
-def test_rock_paper_scissors_is_uniform():
-    rps = np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], float)
-    g = solve_meta_game(rps)
-    np.testing.assert_allclose(g.mixture, [1 / 3] * 3, atol=1e-12)
-    assert g.value == pytest.approx(0, abs=1e-12) and g.support == [0, 1, 2]
-    np.testing.assert_allclose(g.regret, 0, atol=1e-12)
-
-
-def test_dominant_strategy_and_prisoners_dilemma():
-    dominant = np.array([[1.0, 1.0, 2.0], [3.0, 2.0, 4.0], [0.0, 0.5, 1.0]])  # row 1 beats every other row
-    g = solve_meta_game(dominant)
-    np.testing.assert_array_equal(g.mixture, [0, 1, 0])
-    assert g.support == [1] and g.value == 2.0 and g.regret[1] == 0
-    assert g.regret[0] == pytest.approx(1.0) and g.regret[2] == pytest.approx(1.5)
-    pd_game = np.array([[3.0, 0.0], [5.0, 1.0]])  # cooperate, defect
-    g = solve_meta_game(pd_game)
-    assert g.support == [1] and g.value == 1.0 and g.regret.tolist() == [1.0, 0.0]
-
-
-def test_coordination_game_prefers_the_better_pure_equilibrium():
-    stag_hunt = np.array([[1.0, 0.0], [0.0, 2.0]])  # (0, 0), (1, 1) and a mix are all equilibria
-    g = solve_meta_game(stag_hunt)
-    assert g.support == [1] and g.value == 2.0 and g.regret.tolist() == [2.0, 0.0]
-
-
-def test_hawk_dove_mixed_equilibrium():
-    v, c = 2.0, 6.0  # hawk share p = V/C at the symmetric equilibrium
-    hd = np.array([[(v - c) / 2, v], [0.0, v / 2]])
-    g = solve_meta_game(hd)
-    np.testing.assert_allclose(g.mixture, [v / c, 1 - v / c], atol=1e-12)
-    assert g.support == [0, 1] and g.value == pytest.approx(v / 2 * (1 - v / c))
-    np.testing.assert_allclose(g.regret, 0, atol=1e-12)
-
-
-def test_random_games_always_give_a_symmetric_nash_equilibrium():
-    rng = np.random.default_rng(7)
-    for _ in range(50):
-        a = rng.normal(size=(4, 4))
-        g = solve_meta_game(a)
-        assert g.method == "support_enumeration" and is_symmetric_ne(a, g.mixture)
-        assert (g.regret >= -1e-9).all() and np.allclose(g.regret[g.support], 0, atol=1e-9)
-
-
-def test_large_and_degenerate_games():
-    constant = solve_meta_game(np.ones((3, 3)))  # every strategy is an equilibrium: smallest support
-    assert constant.support == [0] and is_symmetric_ne(np.ones((3, 3)), constant.mixture)
-    rng = np.random.default_rng(3)
-    b = rng.normal(size=(14, 14))
-    big = b - b.T  # symmetric zero-sum, beyond enumeration: replicator dynamics (polished when possible)
-    g = solve_meta_game(big)
-    assert g.method.startswith("replicator") and g.exploitability < 0.05
-    assert abs(g.value) < 1e-6 and g.mixture.sum() == pytest.approx(1)
-    with pytest.raises(ValueError, match="missing"):
-        solve_meta_game(np.array([[0.0, np.nan], [1.0, 0.0]]))
-    with pytest.raises(ValueError, match="square"):
-        solve_meta_game(np.zeros((2, 3)))
-
-
-def test_meta_game_from_rows():
-    g, names = meta_game(round_robin_rows())
-    assert names == ["a", "b", "c"] and g.support == [0]  # a dominates
-    assert g.regret[1] > 0 and g.regret[2] > 0
-    rows = match_rows([ok_match(0, ("a", "b"), (1.0, 2.0)), ok_match(1, ("b", "b"), (1.0, 1.0))])
-    with pytest.raises(ValueError, match="a vs a"):
-        meta_game(rows)
+def test_meta_game_report_of_a_dominated_field():
+    rows = round_robin_rows()  # a dominates b and c
+    names = ["a", "b", "c"]
+    game = analyse_meta_game(names, payoff_matrix(rows).to_numpy(float), payoff_samples(rows, names), n_resamples=50)
+    assert game.equilibria.count == 1 and game.equilibria_rows()[0]["support"] == "a"
+    assert game.equilibria_rows()[0]["basin_share"] == pytest.approx(1.0)
+    assert game.alpha_rank.ranking[0] == 0 and game.nash_averaging.ranking[0] == 0
+    columns = game.ranking_columns()
+    assert columns["a"]["alpha_rank"] > 0.9 and columns["a"]["nash_avg_skill"] == pytest.approx(0, abs=1e-9)
+    assert columns["c"]["nash_avg_skill"] < columns["b"]["nash_avg_skill"] < 0
+    summary = game.summary()
+    assert summary["count"] == 1 and summary["alpha_rank"]["ranking"][0] == "a"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -138,6 +138,21 @@ def test_backends_give_identical_results(tmp_path: Path) -> None:
     assert (board["ci_low"] <= board["mean_profit"]).all() and (board["mean_profit"] <= board["ci_high"]).all()
 
 
+def test_a_round_robin_reports_every_equilibrium_and_the_unique_rankings(tmp_path: Path) -> None:
+    _, board, _ = _play(tmp_path, "serial")
+    summary = json.loads((tmp_path / "summary.json").read_text())["meta_game"]
+    assert summary["count"] == len(summary["equilibria"]) >= 1
+    assert abs(sum(e["basin_share"] for e in summary["equilibria"]) + summary["unresolved_share"] - 1) < 1e-9
+    for column in ("alpha_rank", "alpha_rank_ci_low", "nash_avg_skill", "nash_avg_skill_ci_high", "moran"):
+        assert column in board.columns and board[column].notna().all(), column
+    assert board["alpha_rank"].sum() == pytest.approx(1) and board["moran"].sum() == pytest.approx(1)
+    assert (board["alpha_rank_ci_low"] <= board["alpha_rank"] + 1e-12).all()
+    assert set(summary["alpha_rank"]["ranking"]) == set(board["entrant"])
+    html = (tmp_path / "report.html").read_text()
+    assert "Symmetric equilibria of the meta-game" in html and "α-Rank" in html and "meta_game.png" in html
+    assert (tmp_path / "meta_game.png").stat().st_size > 10_000
+
+
 @pytest.mark.slow
 def test_ray_backend_gives_identical_results(tmp_path: Path) -> None:
     pytest.importorskip("ray")
