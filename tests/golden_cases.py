@@ -87,6 +87,7 @@ CASES: tuple[Case, ...] = (
             "--quiet",
         ),
         ("summary.json",),
+        slow=True,
         needs_torch=True,
     ),
     Case(

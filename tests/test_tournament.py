@@ -213,6 +213,7 @@ def test_faults_are_recorded_and_isolated(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # a full tournament in subprocesses, run twice
 def test_kill_minus_nine_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text(SMALL.replace("eval_steps: 60", "eval_steps: 400"))
@@ -384,6 +385,7 @@ def test_a_missing_plugin_module_is_one_located_line(tmp_path: Path) -> None:
 # --- Ctrl-C keeps what is stored; --retry-faults replays faults (items 5, 6) -----------------------------------
 
 
+@pytest.mark.slow  # a full tournament in subprocesses, run twice
 def test_ctrl_c_keeps_the_stored_matches_and_resume_finishes(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text(SMALL.replace("eval_steps: 60", "eval_steps: 400"))
