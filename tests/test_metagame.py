@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pandas as pd
 import pytest
 
 from marketsim import metagame as mg
+
+DATA = Path(__file__).parent / "data"
 
 nashpy = pytest.importorskip("nashpy")
 
@@ -364,3 +367,14 @@ def test_moran_process_favours_a_dominant_strategy():
     assert process.fixation[0, 1] > 1 / 20 > process.fixation[1, 0]
     assert process.stationary[1] > 0.9
     assert process.stationary.sum() == pytest.approx(1.0)
+
+
+def test_alpharank_equals_the_authors_reference_implementation():
+    """OpenSpiel's α-Rank (by the paper's authors), full-population selection, on RPS, biased RPS and the quick
+    tournament at 15 (α, m) pairs, saved in tests/data/alpharank_openspiel.json with the call that made it."""
+    reference = json.loads((DATA / "alpharank_openspiel.json").read_text())
+    assert "open_spiel" in reference["source"] and len(reference["cases"]) == 15
+    for case in reference["cases"]:
+        game = np.array(reference["games"][case["game"]])
+        ours = mg.alpharank(game, population=case["m"], alpha=case["alpha"]).distribution
+        np.testing.assert_allclose(ours, case["pi"], atol=1e-12, err_msg=f"{case['game']} α={case['alpha']}")
