@@ -236,7 +236,10 @@ def cmd_tournament(args: argparse.Namespace) -> int:
         except TournamentInterrupted as exc:
             print(f"{exc}", file=sys.stderr)
             return 130
-    summary, board = write_outputs(results, tournament, out_dir, args.match)
+    exploit = _run_exploits(tournament, out_dir, executor, args) if args.exploit else None
+    if isinstance(exploit, int):
+        return exploit
+    summary, board = write_outputs(results, tournament, out_dir, args.match, exploit=exploit)
     if not args.quiet:
         table = Table(title=f"{tournament.spec.name}: {summary['matches']} matches, {summary['faults']} faults")
         for col in ("rank", "entrant", "mean profit", "95% CI", "win rate", "matches"):
@@ -249,8 +252,45 @@ def cmd_tournament(args: argparse.Namespace) -> int:
         out.print(table)
         if "meta_game" in summary:
             _print_meta_game(summary["meta_game"])
+        if "exploitability" in board:
+            out.print(_exploit_table(board))
     out.print(f"results folder: [bold]{out_dir}[/] (report.html)")
     return 0
+
+
+def _run_exploits(tournament: Any, out_dir: Path, executor: Any, args: argparse.Namespace) -> list | int:
+    """Run (or resume) the exploit tasks of ``--exploit``; their results, or the exit status when stopped."""
+    from marketsim.exploit import exploit_tasks, run_exploits
+    from marketsim.tournament import ResumeError, TournamentInterrupted
+
+    with _counting_progress(tournament.spec.name, "exploit runs", args.quiet) as bar:
+        task = bar.add_task("exploit", total=len(exploit_tasks(tournament)))
+        try:
+            return run_exploits(
+                tournament, out_dir / "exploit.sqlite", executor, args.resume,
+                progress=lambda done, _total: bar.update(task, completed=done),
+            )  # fmt: skip
+        except ResumeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except TournamentInterrupted as exc:
+            print(f"{exc}", file=sys.stderr)
+            return 130
+
+
+def _exploit_table(board: Any) -> Table:
+    """The leaderboard's exploitability columns as a console table."""
+    table = Table(title="exploitability: best-responder's profit over self-play and over the field (95% CI)")
+    for col in ("entrant", "exploitability", "95% CI", "vs field", "95% CI ", "best-response price"):
+        table.add_column(col, justify="left" if col == "entrant" else "right")
+    for r in board.itertuples():
+        table.add_row(
+            r.entrant, f"{r.exploitability:.4f}", f"{r.exploitability_ci_low:.4f} – {r.exploitability_ci_high:.4f}",
+            f"{r.exploitability_vs_field:.4f}",
+            f"{r.exploitability_vs_field_ci_low:.4f} – {r.exploitability_vs_field_ci_high:.4f}",
+            f"{r.best_response_price:.4f}",
+        )  # fmt: skip
+    return table
 
 
 def _print_meta_game(game: dict) -> None:
@@ -499,6 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     tour.add_argument("--force", action="store_true", help=FORCE_HELP)
     tour.add_argument("--match", help="key of the match whose price paths to plot")
+    tour.add_argument(
+        "--exploit", action="store_true",
+        help="also train a best-responder (the file's `exploit:` budget; a DQN by default) against each frozen "
+        "entrant and report its exploitability (resumable with --resume)",
+    )  # fmt: skip
     tour.add_argument("--quiet", action="store_true", help="no progress bar or table")
     tour.set_defaults(func=cmd_tournament)
     val = sub.add_parser("validate", help="check scenario files without running them")

@@ -79,6 +79,25 @@ class Phases(_Spec):
     learn_during_eval: bool = Field(False, description="Keep learning while being evaluated.")
 
 
+class Exploit(_Spec):
+    """Exploitability runs (``marketsim tournament --exploit``): a best-responder trained against each entrant."""
+
+    strategy: str = Field(
+        "dqn", description="Registered learning strategy of the best-responder (the DQN seller by default)."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword parameters of the best-responder (its defaults otherwise)."
+    )
+    train_steps: int = Field(10_000, gt=0, description="Steps the best-responder learns against the frozen entrant.")
+    eval_steps: int = Field(500, gt=0, description="Scored steps of the exploit match, with nothing learning.")
+    repetitions: int = Field(
+        3, ge=1, description="Exploit runs per entrant; run r uses the seed of the tournament's repetition r."
+    )
+    time_limit: float = Field(
+        600.0, gt=0, description="CPU seconds one exploit run (self-play replay and exploit match) may use."
+    )
+
+
 class Tournament(_Spec):
     """A tournament file."""
 
@@ -126,6 +145,11 @@ class Tournament(_Spec):
         description="Extra plugin modules (local, uninstalled strategies), imported only from a directory allowed "
         "with `marketsim tournament --plugin-dir DIR` (never by `validate`). Installed plugins need no entry.",
     )
+    exploit: Exploit = Field(
+        default_factory=Exploit,
+        description="Budget of the exploitability runs of `marketsim tournament --exploit`; not part of the "
+        "tournament's identity, so changing it never invalidates stored matches.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Tournament:
@@ -153,8 +177,9 @@ class LoadedTournament:
     plugin_dirs: tuple[str, ...] = ()  # where the user allowed the spec's plugin modules to come from
 
     def digest(self) -> str:
-        """Identifies the tournament (spec and market): a resume must match it."""
-        blob = json.dumps(self.spec.model_dump(mode="json"), sort_keys=True) + self.market.digest()
+        """Identifies the tournament (spec and market, not the exploit budget): a resume must match it."""
+        spec = self.spec.model_dump(mode="json", exclude={"exploit"})
+        blob = json.dumps(spec, sort_keys=True) + self.market.digest()
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -184,12 +209,23 @@ def parse_tournament(
     spec = _resolve_checkpoints(spec, base_dir)
     problems, _ = check_strategies([_with_checkpoint(e) for e in spec.entrants], "entrants", located, registry)
     problems += check_strategies([_with_checkpoint(e) for e in spec.field], "field", located, registry)[0]
+    problems += _exploit_problems(spec, located, registry)
     if dirs is None and spec.plugins:  # validation: strategies of the (unimported) plugins are checked at run time
         problems = [p for p in problems if not p.message.startswith("unknown strategy")]
     problems = problems or _checkpoint_problems(spec, located) or _seated_problems(spec, market, located, registry)
     if problems:
         raise _error(problems)
     return LoadedTournament(spec, market, source, dirs or ())
+
+
+def _exploit_problems(spec: Tournament, located: Located, registry: Registry) -> list[Problem]:
+    """The best-responder's strategy and parameters, located under ``exploit:``; it must be a learner."""
+    part = located.part("exploit")
+    problems = check_strategies([spec.exploit], "", part, registry)[0]  # steps "" and 0 locate nothing: exploit.*
+    if not problems and not registry.get(spec.exploit.strategy).cls.classifier.get("learns"):
+        message = f"the best-responder must be a learning strategy; {spec.exploit.strategy!r} does not learn"
+        problems.append(part.problem(("strategy",), message))
+    return problems
 
 
 def _plugin_registry(spec: Tournament, located: Located, dirs: tuple[str, ...] | None) -> Registry:
@@ -505,8 +541,18 @@ def run_tournament(
         return store.results()
 
 
-def write_outputs(results: list[MatchResult], tournament: LoadedTournament, out: Path, match_key: str | None = None):
-    """matches.csv, faults.csv, leaderboard.csv, payoff/pairing tables, summary.json, plots and report.html."""
+def write_outputs(
+    results: list[MatchResult],
+    tournament: LoadedTournament,
+    out: Path,
+    match_key: str | None = None,
+    exploit: list[MatchResult] | None = None,
+):
+    """matches.csv, faults.csv, leaderboard.csv, payoff/pairing tables, summary.json, plots and report.html.
+
+    With ``exploit`` (the results of ``marketsim.exploit.run_exploits``) also exploitability.csv, its columns
+    in the leaderboard and ``summary.json["exploitability"]``.
+    """
     import pandas as pd
 
     from marketsim import results as analysis
@@ -522,6 +568,13 @@ def write_outputs(results: list[MatchResult], tournament: LoadedTournament, out:
     if game is not None:  # α-Rank, Nash averaging and Moran columns beside the profit ranking
         columns = pd.DataFrame.from_dict(game.ranking_columns(), orient="index")
         board = board.merge(columns, left_on="entrant", right_index=True, how="left")
+    exploitable = None
+    if exploit is not None:  # exploitability columns after the rankings
+        from marketsim.exploit import exploitability, with_exploitability
+
+        exploitable = exploitability(exploit, rows)
+        board = with_exploitability(board, exploitable)
+        exploitable.to_csv(out / "exploitability.csv", index=False)
     rows.to_csv(out / "matches.csv", index=False)
     faults.to_csv(out / "faults.csv", index=False)
     board.to_csv(out / "leaderboard.csv", index=False)
@@ -538,6 +591,11 @@ def write_outputs(results: list[MatchResult], tournament: LoadedTournament, out:
     if game is not None:
         summary["meta_game"] = game.summary()
         sections += _meta_game_sections(game)
+    if exploitable is not None:
+        budget = tournament.spec.exploit.model_dump(mode="json", exclude={"time_limit"})
+        summary["exploitability"] = {**budget, "entrants": exploitable.to_dict(orient="records")}
+        title = f"Exploitability (a {budget['strategy']} best-responder trained {budget['train_steps']:,} steps)"
+        sections.append((title, exploitable.to_html(index=False, float_format="%.4f")))
     if len(board) >= 2:
         a, b = board["entrant"].iloc[0], board["entrant"].iloc[1]
         summary["ab_test"] = analysis.ab_test(rows, a, b)
