@@ -209,3 +209,25 @@ def test_learners_learn_to_keep_prices_up_against_a_matching_rival(algorithm: st
     scores, myopic = _scores(algorithm, {"strategy": "match_lowest"})
     assert sum(s >= 0.95 for s in scores) >= 9, scores
     assert min(scores) > myopic  # every seed beats the myopic best response
+
+
+@pytest.mark.parametrize("algorithm", ["q_learning", "sarsa"])
+def test_a_frozen_learner_still_follows_the_prices_it_observes(algorithm: str) -> None:
+    """With learning off (a tournament's evaluation phase) no outcome arrives, yet the state is last period's prices."""
+    learner = {"name": "learner", "strategy": algorithm, "params": {"beta": 1e-2}}
+    rival = {"name": "rival", "strategy": "random_price", "params": {"low": 1.2, "high": 2.2}}
+    model = MarketModel(duopoly(learner, rival, seed=5, steps=400))
+    for _ in range(300):
+        model.step()
+    model.set_learning(False)
+    strategy = model.sellers[0].strategy
+    states = set()
+    for _ in range(60):
+        obs = model.observations[0]
+        joint = strategy._joint(obs.own_price, obs.competitor_prices)
+        expected_state = int(tabular.advance_state(strategy.state, joint, strategy.config.m, 2, strategy.config.memory))
+        model.step()
+        assert strategy.state == expected_state  # the rival's last price moved it, with no learn() call
+        assert model.sellers[0].price == strategy.greedy_price(expected_state)
+        states.add(strategy.state)
+    assert len(states) > 5  # a random rival takes it through many states, not one frozen state

@@ -75,6 +75,7 @@ class TabularLearner(Strategy):
         self.stable = 0  # consecutive updates that left every greedy action unchanged
         self.state: int | None = None
         self.action = 0
+        self.awaiting_outcome = False  # priced, and no learn() moved the state since: evaluation without learning
         self.pending: tuple[int, int, float, int] | None = None  # SARSA: (s, a, r, s') awaiting a'
         self._uniforms = np.empty((0, 2))
 
@@ -100,8 +101,12 @@ class TabularLearner(Strategy):
     def price(self, obs: Observation) -> float:
         """ε-greedy (or Boltzmann) choice in the state of the last ``memory`` periods' prices."""
         cfg, n = self.config, self.market.n_sellers
+        joint = self._joint(obs.own_price, obs.competitor_prices)  # last period's prices
         if self.state is None:
-            self.state = tabular.initial_state(self._joint(obs.own_price, obs.competitor_prices), cfg.m, n, cfg.memory)
+            self.state = tabular.initial_state(joint, cfg.m, n, cfg.memory)
+        elif self.awaiting_outcome:  # frozen (no learn() call): the state still follows the prices observed
+            self.state = int(tabular.advance_state(self.state, joint, cfg.m, n, cfg.memory))
+        self.awaiting_outcome = True
         if self.training:
             self.action = int(tabular.choose(cfg, self.q[self.state], self.t, self._draw()))
         else:  # evaluation: the greedy policy, no exploration
@@ -116,6 +121,7 @@ class TabularLearner(Strategy):
     def learn(self, outcome: Outcome) -> None:
         """Move to the next state; Q-learning updates now, SARSA once it has chosen its next action."""
         cfg = self.config
+        self.awaiting_outcome = False
         joint = self._joint(outcome.price, outcome.competitor_prices)
         s_next = int(tabular.advance_state(self.state, joint, cfg.m, self.market.n_sellers, cfg.memory))
         if cfg.algorithm == "q_learning":
@@ -142,6 +148,7 @@ class TabularLearner(Strategy):
             "state": -1 if self.state is None else self.state,
             "action": self.action,
             "pending": None if self.pending is None else list(self.pending),
+            "awaiting_outcome": self.awaiting_outcome,
             "uniforms": self._uniforms.copy(),
         }
 
@@ -151,6 +158,7 @@ class TabularLearner(Strategy):
         self.t, self.stable, self.action = int(state["t"]), int(state["stable"]), int(state["action"])
         self.state = None if int(state["state"]) < 0 else int(state["state"])
         self.pending = None if state["pending"] is None else tuple(state["pending"])
+        self.awaiting_outcome = bool(state.get("awaiting_outcome", False))  # absent in older checkpoints
         self._uniforms = np.array(state["uniforms"], dtype=float).reshape(-1, 2)
 
 
