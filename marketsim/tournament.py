@@ -29,7 +29,6 @@ from pydantic import Field, ValidationError, model_validator
 from marketsim import limits
 from marketsim.matches import (
     DEFAULT_MEMORY_LIMIT_MB,
-    FAULT_KINDS,
     Fault,
     MatchResult,
     MatchTask,
@@ -505,40 +504,63 @@ def run_tournament(
     ``retry_faults`` (a fault kind, or "all") with ``resume`` also replays the stored matches that faulted
     with that kind, replacing their results. A Ctrl-C raises ``TournamentInterrupted``; what is stored stays.
     """
-    from marketsim.results import ResultStore
+    stored = StoredRun(store_path, "tournament", tournament.digest(), "results", "a different tournament", resume)
+    return stored.run(schedule(tournament), run_match, executor, progress, retry_faults)
 
-    if retry_faults is not None and retry_faults != "all" and retry_faults not in FAULT_KINDS:
-        raise ValueError(f"unknown fault kind {retry_faults!r}: choose one of {', '.join(FAULT_KINDS)} or all")
-    if retry_faults is not None and not resume:
-        raise ResumeError("--retry-faults replays faulted matches of an earlier run: pass --resume too")
-    tasks = schedule(tournament)
-    store_path.parent.mkdir(parents=True, exist_ok=True)
-    with ResultStore(store_path) as store:
-        recorded = store.get_meta("tournament")
-        if recorded is not None and recorded != tournament.digest():
-            raise ResumeError(f"{store_path} holds results of a different tournament; choose another --out")
-        if recorded is not None and not resume and store.done_keys():
-            raise ResumeError(f"{store_path} already holds results; pass --resume to continue, or another --out")
-        store.set_meta("tournament", tournament.digest())
-        done = store.done_keys()
-        retry = store.faulted_keys(None if retry_faults == "all" else retry_faults) if retry_faults else set()
-        todo = [t for t in tasks if t.key not in done or t.key in retry]
-        finished = len(tasks) - len(todo)
-        if progress is not None:
-            progress(finished, len(tasks))
 
-        def record(result: MatchResult) -> None:
-            nonlocal finished
-            store.add(result, replace=result.key in retry)
-            finished += 1
+@dataclass(frozen=True)
+class StoredRun:
+    """Tasks played into a resumable result store that belongs to one identity (``digest`` under ``meta_key``)."""
+
+    store_path: Path
+    meta_key: str  # the store's meta entry holding the identity ("tournament", "exploit")
+    digest: str
+    what: str  # what the store holds, for messages ("results", "exploit runs")
+    other: str  # what a mismatching identity means ("a different tournament")
+    resume: bool
+
+    def run(
+        self,
+        tasks: list[MatchTask],
+        runner: Callable[..., MatchResult],
+        executor: Any,
+        progress: Callable[[int, int], None] | None = None,
+        retry_faults: str | None = None,
+    ) -> list[MatchResult]:
+        """Play the tasks the store lacks (and, with ``retry_faults``, those that faulted so); return all stored."""
+        from marketsim.results import ResultStore
+
+        self.store_path.parent.mkdir(parents=True, exist_ok=True)
+        with ResultStore(self.store_path) as store:
+            self._claim(store)
+            retry = store.faulted_keys(None if retry_faults == "all" else retry_faults) if retry_faults else set()
+            done = store.done_keys()
+            todo = [t for t in tasks if t.key not in done or t.key in retry]
+            finished = len(tasks) - len(todo)
             if progress is not None:
                 progress(finished, len(tasks))
 
-        try:
-            executor.run(todo, run_match, record)
-        except KeyboardInterrupt as exc:
-            raise TournamentInterrupted(len(store), len(tasks), store_path) from exc
-        return store.results()
+            def record(result: MatchResult) -> None:
+                nonlocal finished
+                store.add(result, replace=result.key in retry)
+                finished += 1
+                if progress is not None:
+                    progress(finished, len(tasks))
+
+            try:
+                executor.run(todo, runner, record)
+            except KeyboardInterrupt as exc:
+                raise TournamentInterrupted(len(store), len(tasks), self.store_path) from exc
+            return store.results()
+
+    def _claim(self, store: Any) -> None:
+        """Refuse a store of another identity, or a used one without ``resume``; then record this identity."""
+        recorded, where = store.get_meta(self.meta_key), self.store_path
+        if recorded is not None and recorded != self.digest:
+            raise ResumeError(f"{where} holds {self.what} of {self.other}; choose another --out")
+        if recorded is not None and not self.resume and store.done_keys():
+            raise ResumeError(f"{where} already holds {self.what}; pass --resume to continue, or another --out")
+        store.set_meta(self.meta_key, self.digest)
 
 
 def write_outputs(
