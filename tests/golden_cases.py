@@ -94,6 +94,7 @@ CASES: tuple[Case, ...] = (
         "train-dqn",
         ("train", str(SCENARIOS / "deep_duopoly.yaml"), "--seller", "learner", "--steps", "2000", "--quiet"),
         ("curve.csv",),
+        slow=True,
         needs_torch=True,
     ),
 )

@@ -224,6 +224,7 @@ def test_worker_seeds_derive_from_the_scenario_seed() -> None:
     assert len(set(worker_seeds(7, 4))) == 4 and worker_seeds(7, 2) != worker_seeds(8, 2)
 
 
+@pytest.mark.slow  # worker processes or full CLI runs: the slow suite keeps the fast one near 5 min
 def test_two_workers_update_one_shared_model_asynchronously() -> None:
     scenario = a3c_vs(MATCH, seed=3, n_step=5)
     initial = MarketModel(scenario).sellers[0].strategy.state_dict()["network"]  # the parent builds the same

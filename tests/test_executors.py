@@ -311,6 +311,7 @@ def test_ray_results_equal_serial(ray_run_log):
     assert_each_ran_once(ray_run_log, tasks)
 
 
+@pytest.mark.slow  # worker processes or full CLI runs: the slow suite keeps the fast one near 5 min
 def test_ray_isolates_timeouts_and_crashes(ray_run_log):
     keys = ("ok-0", "loop-1", "exit-2", "sysexit-3", "ok-4", "raise-5", "ok-6", "kbint-7", "nap-8")
     tasks = make_tasks(*keys, time_limit=1.0, wall_limit=60.0)

@@ -357,6 +357,7 @@ def test_validate_never_imports_a_tournaments_plugins(tmp_path: Path) -> None:
     assert not (tmp_path / "plugins" / "imported.txt").exists()
 
 
+@pytest.mark.slow  # worker processes or full CLI runs: the slow suite keeps the fast one near 5 min
 def test_plugins_load_only_from_an_allowed_directory(tmp_path: Path) -> None:
     path = _plugin_tournament(tmp_path)
     env_path = {"PYTHONPATH": str(tmp_path / "plugins")}  # on sys.path, but not allowed: still refused
@@ -407,6 +408,7 @@ def test_ctrl_c_keeps_the_stored_matches_and_resume_finishes(tmp_path: Path) -> 
     assert _stored(store) == 32
 
 
+@pytest.mark.slow  # worker processes or full CLI runs: the slow suite keeps the fast one near 5 min
 def test_retry_faults_replays_only_the_faults_of_that_kind(tmp_path: Path) -> None:
     text = MISBEHAVING.replace("  - {name: sysexit, strategy: broken_sysexit}\n", "")
     keep = ("good", "raise", "busy", "rival")
