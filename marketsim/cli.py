@@ -204,6 +204,7 @@ def cmd_tournament(args: argparse.Namespace) -> int:
     from marketsim.tournament import (
         ResumeError,
         TournamentInterrupted,
+        best_responder_problem,
         load_tournament,
         run_tournament,
         schedule,
@@ -211,6 +212,10 @@ def cmd_tournament(args: argparse.Namespace) -> int:
     )
 
     tournament = load_tournament(args.file, plugin_dirs=args.plugin_dir)
+    refused = best_responder_problem(tournament) if args.exploit else None
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     out_dir = args.out or default_folder(tournament.spec.name)
     if not args.resume:  # a resumed tournament adds to its own folder; anything else follows the folder policy
         if (out_dir / "results.sqlite").is_file() and not args.force:

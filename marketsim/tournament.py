@@ -208,7 +208,8 @@ def parse_tournament(
     spec = _resolve_checkpoints(spec, base_dir)
     problems, _ = check_strategies([_with_checkpoint(e) for e in spec.entrants], "entrants", located, registry)
     problems += check_strategies([_with_checkpoint(e) for e in spec.field], "field", located, registry)[0]
-    problems += _exploit_problems(spec, located, registry)
+    if "exploit" in located.data:  # the default best-responder (dqn) needs torch: checked when --exploit asks
+        problems += _exploit_problems(spec, located, registry)
     if dirs is None and spec.plugins:  # validation: strategies of the (unimported) plugins are checked at run time
         problems = [p for p in problems if not p.message.startswith("unknown strategy")]
     problems = problems or _checkpoint_problems(spec, located) or _seated_problems(spec, market, located, registry)
@@ -225,6 +226,18 @@ def _exploit_problems(spec: Tournament, located: Located, registry: Registry) ->
         message = f"the best-responder must be a learning strategy; {spec.exploit.strategy!r} does not learn"
         problems.append(part.problem(("strategy",), message))
     return problems
+
+
+def best_responder_problem(tournament: LoadedTournament) -> str | None:
+    """Why ``--exploit`` cannot run with this file's best-responder (not registered, or not a learner), or None."""
+    registry = _registry(tuple(tournament.spec.plugins), tournament.plugin_dirs)
+    name = tournament.spec.exploit.strategy
+    if name not in registry:
+        why = next((p.reason for p in registry.problems if name in p.reason), "no installed plugin registers it")
+        return f"{tournament.source}: exploit.strategy: best-responder {name!r} is not available: {why}"
+    if not registry.get(name).cls.classifier.get("learns"):
+        return f"{tournament.source}: exploit.strategy: the best-responder must be a learning strategy, not {name!r}"
+    return None
 
 
 def _plugin_registry(spec: Tournament, located: Located, dirs: tuple[str, ...] | None) -> Registry:

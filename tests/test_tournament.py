@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from marketsim.cli import main
 from marketsim.executors import make_executor
 from marketsim.results import leaderboard, match_rows
 from marketsim.tournament import (
@@ -26,6 +27,7 @@ from marketsim.tournament import (
     write_outputs,
 )
 from marketsim.yamlsource import SourceError
+from optional import HAS_TORCH
 
 ROOT = Path(__file__).parents[1]
 TESTS = Path(__file__).parent  # holds broken_strategies.py, the plugin module of the faulty tournaments
@@ -482,3 +484,16 @@ def test_quick_tournament_is_identical_on_an_idle_and_a_saturated_machine(tmp_pa
     assert len(pd.read_csv(tmp_path / "loaded" / "faults.csv")) == 0  # nobody forfeits on the busy machine
     # ... although a wall-clock budget of the same size would have forfeited some: the load was real
     assert max(_wall_seconds(tmp_path / "loaded" / "results.sqlite")) > TIGHT_CPU_BUDGET
+
+
+@pytest.mark.skipif(HAS_TORCH, reason="checks the install without torch (the Python 3.12 core run)")
+def test_without_torch_tournaments_run_and_exploit_is_one_clean_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(SMALL.replace("repetitions: 2", "repetitions: 1").replace("train_steps: 150", "train_steps: 20"))
+    assert main(["validate", str(path)]) == 0  # the default best-responder (dqn) is not needed to validate
+    assert main(["tournament", str(path), "--exploit", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exploit.strategy: best-responder 'dqn' is not available" in err[0] and "torch" in err[0]
+    assert not (tmp_path / "out").exists()
