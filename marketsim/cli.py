@@ -208,8 +208,8 @@ def cmd_tournament(args: argparse.Namespace) -> int:
         load_tournament,
         run_tournament,
         schedule,
-        write_outputs,
     )
+    from marketsim.tournament_report import write_outputs
 
     tournament = load_tournament(args.file, plugin_dirs=args.plugin_dir)
     refused = best_responder_problem(tournament) if args.exploit else None

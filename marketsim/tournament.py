@@ -8,7 +8,6 @@ executor and is the only writer of the result store, so an interrupted run resum
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import importlib
@@ -29,7 +28,6 @@ from pydantic import Field, ValidationError, model_validator
 from marketsim import limits
 from marketsim.matches import (
     DEFAULT_MEMORY_LIMIT_MB,
-    Fault,
     MatchResult,
     MatchTask,
     SeatResult,
@@ -37,7 +35,6 @@ from marketsim.matches import (
     fault_result,
     short_traceback,
 )
-from marketsim.metagame import MetaGameReport, analyse_meta_game
 from marketsim.model import MarketModel, StrategyError
 from marketsim.registry import Registry, default_registry, load_registry
 from marketsim.scenario import (
@@ -574,106 +571,3 @@ class StoredRun:
         if recorded is not None and not self.resume and store.done_keys():
             raise ResumeError(f"{where} already holds {self.what}; pass --resume to continue, or another --out")
         store.set_meta(self.meta_key, self.digest)
-
-
-def write_outputs(
-    results: list[MatchResult],
-    tournament: LoadedTournament,
-    out: Path,
-    match_key: str | None = None,
-    exploit: list[MatchResult] | None = None,
-):
-    """matches.csv, faults.csv, leaderboard.csv, payoff/pairing tables, summary.json, plots and report.html.
-
-    With ``exploit`` (the results of ``marketsim.exploit.run_exploits``) also exploitability.csv, its columns
-    in the leaderboard and ``summary.json["exploitability"]``.
-    """
-    import pandas as pd
-
-    from marketsim import results as analysis
-    from marketsim.report import plot_meta_game, plot_tournament, tournament_html
-
-    rows = analysis.match_rows(results, tournament.spec.on_fault)
-    board = analysis.leaderboard(rows)
-    matrix = analysis.payoff_matrix(rows)
-    pairs = analysis.pairings(rows)
-    faults = pd.DataFrame([r.fault.as_row() for r in results if r.fault is not None])
-    faults = faults if len(faults) else pd.DataFrame(columns=[f.name for f in dataclasses.fields(Fault)])
-    game = _meta_game(rows, matrix, tournament)
-    if game is not None:  # α-Rank, Nash averaging and Moran columns beside the profit ranking
-        columns = pd.DataFrame.from_dict(game.ranking_columns(), orient="index")
-        board = board.merge(columns, left_on="entrant", right_index=True, how="left")
-    exploitable = None
-    if exploit is not None:  # exploitability columns after the rankings
-        from marketsim.exploit import exploitability, with_exploitability
-
-        exploitable = exploitability(exploit, rows)
-        board = with_exploitability(board, exploitable)
-        exploitable.to_csv(out / "exploitability.csv", index=False)
-    rows.to_csv(out / "matches.csv", index=False)
-    faults.to_csv(out / "faults.csv", index=False)
-    board.to_csv(out / "leaderboard.csv", index=False)
-    matrix.to_csv(out / "payoff_matrix.csv")
-    pairs.to_csv(out / "pairings.csv", index=False)
-    summary = {
-        "tournament": tournament.spec.name,
-        "digest": tournament.digest(),
-        "matches": len(results),
-        "faults": len(faults),
-        "leaderboard": board.to_dict(orient="records"),
-    }
-    sections = [("Leaderboard", board.to_html(index=False, float_format="%.4f"))]
-    if game is not None:
-        summary["meta_game"] = game.summary()
-        sections += _meta_game_sections(game)
-    if exploitable is not None:
-        budget = tournament.spec.exploit.model_dump(mode="json", exclude={"time_limit"})
-        summary["exploitability"] = {**budget, "entrants": exploitable.to_dict(orient="records")}
-        title = f"Exploitability (a {budget['strategy']} best-responder trained {budget['train_steps']:,} steps)"
-        sections.append((title, exploitable.to_html(index=False, float_format="%.4f")))
-    if len(board) >= 2:
-        a, b = board["entrant"].iloc[0], board["entrant"].iloc[1]
-        summary["ab_test"] = analysis.ab_test(rows, a, b)
-        test = pd.DataFrame([summary["ab_test"]])
-        sections.append((f"A/B: {a} vs {b} on paired seeds", test.to_html(index=False, float_format="%.4g")))
-    sections += [
-        ("Payoff matrix (mean profit of row against column)", matrix.to_html(float_format="%.4f")),
-        ("Collusion and consumer surplus per pairing", pairs.to_html(index=False, float_format="%.4f")),
-        (f"Faults ({len(faults)})", faults.to_html(index=False) if len(faults) else "<p>none</p>"),
-    ]
-    images = plot_tournament(rows, matrix, results, out, match_key)
-    if game is not None:
-        images += plot_meta_game(game, out)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
-    (out / "report.html").write_text(tournament_html(f"Tournament {tournament.spec.name}", sections, images))
-    return summary, board
-
-
-def _meta_game(rows: Any, matrix: Any, tournament: LoadedTournament) -> MetaGameReport | None:
-    """The meta-game analysis of a round robin whose every pairing was played; None otherwise."""
-    from marketsim import results as analysis
-
-    values = matrix.to_numpy(dtype=float)
-    if tournament.spec.format != "round_robin" or values.size == 0 or not np.isfinite(values).all():
-        return None
-    names = [str(n) for n in matrix.index]
-    return analyse_meta_game(names, values, analysis.payoff_samples(rows, names), seed=tournament.spec.seed)
-
-
-def _meta_game_sections(game: MetaGameReport) -> list[tuple[str, str]]:
-    """Report sections: every symmetric equilibrium, then the unique rankings with their intervals."""
-    import pandas as pd
-
-    how = "exact support enumeration" if game.equilibria.method == "support_enumeration" else "replicator sampling"
-    equilibria = pd.DataFrame(game.equilibria_rows()).to_html(index=False, float_format="%.4f")
-    ranks = pd.DataFrame.from_dict(game.ranking_columns(), orient="index").rename_axis("entrant")
-    ranks = ranks.sort_values("alpha_rank", ascending=False).to_html(float_format="%.4f")
-    return [
-        (f"Symmetric equilibria of the meta-game: {game.equilibria.count} ({how})", equilibria),
-        ("Rankings: α-Rank, Nash averaging, Moran process (95% bootstrap intervals)", ranks),
-    ]
-
-
-def _plain(value: Any) -> Any:
-    """JSON fallback for numpy scalars."""
-    return value.item() if hasattr(value, "item") else str(value)

@@ -24,8 +24,8 @@ from marketsim.tournament import (
     run_match,
     run_tournament,
     schedule,
-    write_outputs,
 )
+from marketsim.tournament_report import write_outputs
 from marketsim.yamlsource import SourceError
 from optional import HAS_TORCH
 
