@@ -7,7 +7,7 @@ import inspect
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -202,8 +202,6 @@ def cmd_tournament(args: argparse.Namespace) -> int:
     """Run (or resume) a tournament and write its results folder."""
     from marketsim.executors import ExecutorUnavailable, make_executor
     from marketsim.tournament import (
-        ResumeError,
-        TournamentInterrupted,
         best_responder_problem,
         load_tournament,
         run_tournament,
@@ -227,20 +225,14 @@ def cmd_tournament(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out_dir = open_resumable_folder(out_dir, "tournament", args.force, args.resume)
-    total = len(schedule(tournament))
-    with _counting_progress(tournament.spec.name, "matches", args.quiet) as bar:
-        task = bar.add_task("matches", total=total)
-        try:
-            results = run_tournament(
-                tournament, out_dir / "results.sqlite", executor, args.resume,
-                progress=lambda done, _total: bar.update(task, completed=done), retry_faults=args.retry_faults,
-            )  # fmt: skip
-        except ResumeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except TournamentInterrupted as exc:
-            print(f"{exc}", file=sys.stderr)
-            return 130
+    results = _play_stored(
+        tournament.spec.name, "matches", len(schedule(tournament)), args.quiet,
+        lambda progress: run_tournament(
+            tournament, out_dir / "results.sqlite", executor, args.resume, progress, retry_faults=args.retry_faults
+        ),
+    )  # fmt: skip
+    if isinstance(results, int):
+        return results
     exploit = _run_exploits(tournament, out_dir, executor, args) if args.exploit else None
     if isinstance(exploit, int):
         return exploit
@@ -266,15 +258,21 @@ def cmd_tournament(args: argparse.Namespace) -> int:
 def _run_exploits(tournament: Any, out_dir: Path, executor: Any, args: argparse.Namespace) -> list | int:
     """Run (or resume) the exploit tasks of ``--exploit``; their results, or the exit status when stopped."""
     from marketsim.exploit import exploit_tasks, run_exploits
+
+    return _play_stored(
+        tournament.spec.name, "exploit runs", len(exploit_tasks(tournament)), args.quiet,
+        lambda progress: run_exploits(tournament, out_dir / "exploit.sqlite", executor, args.resume, progress),
+    )  # fmt: skip
+
+
+def _play_stored(title: str, unit: str, total: int, quiet: bool, play: Callable[[Any], list]) -> list | int:
+    """``play(progress)`` under a progress bar; a refused store is exit 2, a Ctrl-C exit 130 (what is stored stays)."""
     from marketsim.tournament import ResumeError, TournamentInterrupted
 
-    with _counting_progress(tournament.spec.name, "exploit runs", args.quiet) as bar:
-        task = bar.add_task("exploit", total=len(exploit_tasks(tournament)))
+    with _counting_progress(title, unit, quiet) as bar:
+        task = bar.add_task(unit, total=total)
         try:
-            return run_exploits(
-                tournament, out_dir / "exploit.sqlite", executor, args.resume,
-                progress=lambda done, _total: bar.update(task, completed=done),
-            )  # fmt: skip
+            return play(lambda done, _total: bar.update(task, completed=done))
         except ResumeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
