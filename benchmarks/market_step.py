@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from marketsim.model import MarketModel  # noqa: E402
-from marketsim.scenario import Scenario  # noqa: E402
+from marketsim.config.scenario import Scenario  # noqa: E402
+from marketsim.market.model import MarketModel  # noqa: E402
 from reference_market import ReferenceMarket  # noqa: E402
 
 SELLERS = 10

@@ -26,8 +26,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from marketsim.model import MarketModel
-from marketsim.scenario import Scenario
+from marketsim.config.scenario import Scenario
+from marketsim.market.model import MarketModel
 
 
 def duopoly(strategy: str, params: dict | None = None, seed: int = 1) -> Scenario:

@@ -22,11 +22,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from marketsim import tabular
-from marketsim.experiment import make_plan, run_block, run_sessions
-from marketsim.model import MarketModel, market_info
+from marketsim.config.scenario import load_scenario
+from marketsim.learning import tabular
+from marketsim.learning.experiment import make_plan, run_block, run_sessions
+from marketsim.market.model import MarketModel, market_info
 from marketsim.registry import default_registry
-from marketsim.scenario import load_scenario
 from marketsim.strategy import Outcome
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "calvano2020.yaml"

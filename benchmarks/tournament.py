@@ -18,9 +18,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from marketsim import results as analysis
-from marketsim.executors import ExecutorUnavailable, make_executor
-from marketsim.tournament import load_tournament, run_tournament
+from marketsim.tournament.executors import ExecutorUnavailable, make_executor
+from marketsim.tournament.play import load_tournament, run_tournament
+from marketsim.tournament import results as analysis
 
 DEFAULT = Path(__file__).resolve().parents[1] / "scenarios" / "tournament_quick.yaml"
 

@@ -3,10 +3,12 @@
 The public API is the names in ``__all__``; everything else is internal.
 """
 
-from marketsim.consumers import ChoiceModel, Logit
-from marketsim.economics import Benchmark, Benchmarks, ExpectedDemand, compute_benchmarks, hhi
+from marketsim.config.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 from marketsim.hookspecs import hookimpl
-from marketsim.model import ConsumerPopulation, MarketModel, Seller
+from marketsim.market.consumers import ChoiceModel, Logit
+from marketsim.market.economics import Benchmark, Benchmarks, ExpectedDemand, compute_benchmarks, hhi
+from marketsim.market.model import ConsumerPopulation, MarketModel, Seller
+from marketsim.market.run import RunResult, simulate, write_run
 from marketsim.observers import Observer, RunInfo, StepRecord
 from marketsim.registry import (
     DuplicateStrategyError,
@@ -16,8 +18,6 @@ from marketsim.registry import (
     load_registry,
     make_plugin_manager,
 )
-from marketsim.run import RunResult, simulate, write_run
-from marketsim.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 from marketsim.strategy import (
     STRATEGY_API_VERSION,
     InvalidPriceError,

@@ -2,6 +2,6 @@
 
 import sys
 
-from marketsim.cli import main
+from marketsim.cli.app import main
 
 sys.exit(main())

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from marketsim.consumers import Logit
 from marketsim.hookspecs import hookimpl
+from marketsim.market.consumers import Logit
 from marketsim.observers import Observer, StepRecord
 
 

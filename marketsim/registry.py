@@ -23,8 +23,8 @@ import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from marketsim import builtins, hookspecs
-from marketsim.consumers import ChoiceModel
 from marketsim.exceptions import PortableError
+from marketsim.market.consumers import ChoiceModel
 from marketsim.observers import Observer
 from marketsim.strategy import STRATEGY_API_VERSION, Strategy
 

@@ -13,7 +13,7 @@ import numbers
 import reprlib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -103,6 +103,33 @@ class MarketInfo:
         return float(self.expected_profit(prices)[self.index])
 
 
+@dataclass(frozen=True)
+class ObservationBatch:
+    """Many observations of one seat at once, for reactive rules asked by the batched engines.
+
+    Row ``b`` is what a reactive rule reads: last period's own and rivals' prices, its cost and price bounds.
+    ``competitor_prices`` has one column per rival seat, NaN where a seat is empty in that row.
+    """
+
+    own_price: np.ndarray  # (B,)
+    competitor_prices: np.ndarray  # (B, R)
+    cost: np.ndarray  # (B,)
+    price_min: np.ndarray  # (B,)
+    price_max: np.ndarray  # (B,)
+
+    def __len__(self) -> int:
+        return len(self.own_price)
+
+    def row(self, b: int) -> Observation:
+        """Row ``b`` as the scalar Observation a rule's ``price`` reads (no sales or stock: a reaction to prices)."""
+        rivals = tuple(float(p) for p in self.competitor_prices[b] if not math.isnan(p))
+        return Observation(
+            step=1, own_price=float(self.own_price[b]), cost=float(self.cost[b]), last_units=0.0, last_profit=0.0,
+            inventory=math.inf, capacity=math.inf, competitor_prices=rivals,
+            price_min=float(self.price_min[b]), price_max=float(self.price_max[b]),
+        )  # fmt: skip
+
+
 class Strategy:
     """Base class of every pricing strategy.
 
@@ -140,6 +167,17 @@ class Strategy:
     def learn(self, outcome: Outcome) -> None:
         """Update from the step's outcome. Rule-based strategies ignore it."""
 
+    @classmethod
+    def price_batch(cls, rules: Sequence[Strategy], obs: ObservationBatch) -> np.ndarray:
+        """Reactive rules (classifier ``reactive: True``): the price of rule ``rules[b]`` for row ``b`` of ``obs``.
+
+        The batched engines (experiments, task batches) ask a rule for many rows at once through this
+        method, so they run the rule's own code. ``rules`` are set-up instances of this class, one per row
+        (parameters may differ per row). The default asks each instance's scalar ``price``; a rule may
+        override it with array code, which must give the same numbers. The engine clips to the seller's bounds.
+        """
+        return np.array([float(rule.price(obs.row(b))) for b, rule in enumerate(rules)], dtype=float)
+
     def state_dict(self) -> dict[str, Any]:
         """Learned state as plain data (numbers, lists, numpy arrays); empty for stateless rules."""
         return {}
@@ -157,6 +195,62 @@ class Strategy:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+# --- capabilities: optional parts of the contract the host relies on, each checked with isinstance ----------
+
+
+@runtime_checkable
+class Converging(Protocol):
+    """Capability: a learner that says when its greedy policy has stopped changing.
+
+    ``marketsim run`` stops early once every such learner reports ``converged`` (Calvano et al.'s criterion).
+    """
+
+    @property
+    def converged(self) -> bool:
+        """True once the greedy policy has been stable for the learner's convergence window."""
+        ...
+
+
+@runtime_checkable
+class TabularQLearner(Protocol):
+    """Capability: a Q-table learner that the batched experiment engine can run in many sessions at once.
+
+    After ``setup``: ``config`` (a ``marketsim.learning.tabular.TabularConfig``), ``q`` its initial table
+    (states × grid prices) and ``grids`` every seller's price grid (sellers × grid prices).
+    """
+
+    config: Any
+    q: np.ndarray
+    grids: np.ndarray
+
+
+@runtime_checkable
+class GreedyTabulable(Protocol):
+    """Capability: a learner on a price grid whose greedy policy can be read in every memory-1 grid state.
+
+    ``marketsim train`` uses it to score the learner exactly against the oracle (``marketsim.market.oracle``).
+    ``prices`` is its own grid after ``setup``; ``grid_params`` rebuilds that grid (``{"grid_size", "xi"}``
+    or ``{"grid"}``); ``discount`` is its discount factor.
+    """
+
+    prices: np.ndarray
+    discount: float
+
+    @property
+    def grid_params(self) -> Mapping[str, Any]:
+        """The parameters that rebuild this learner's grid."""
+        ...
+
+    def greedy_table(self, grids: np.ndarray) -> np.ndarray:
+        """The greedy grid action in every memory-1 state (joint last actions), as oracle policies are indexed."""
+        ...
+
+
+# --- capability: trained across worker processes (anchor: learning wing) ----------------------------------
+
+# --- capability: meta-trainable (anchor: meta wing) -------------------------------------------------------
 
 
 @runtime_checkable

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from marketsim.model import MarketModel
+from marketsim.config.scenario import Scenario
+from marketsim.market.model import MarketModel
 from marketsim.registry import Registry, load_registry
-from marketsim.scenario import Scenario
 from marketsim.strategy import DEFAULT_CLASSIFIER, Strategy, parameters
 
 

@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import replace
 
-from marketsim.matches import MatchResult, MatchTask, SeatResult, fault_result
+from marketsim.tournament.matches import MatchResult, MatchTask, SeatResult, fault_result
 
 RUN_LOG = "MARKETSIM_TEST_RUN_LOG"
 
@@ -100,7 +100,7 @@ def _exit_after(delay: float, code: int) -> None:
 
 
 def fake_runner(task: MatchTask, tracker) -> MatchResult:
-    """A stand-in for ``marketsim.tournament.run_match`` whose behaviour the task key chooses."""
+    """A stand-in for ``marketsim.tournament.play.run_match`` whose behaviour the task key chooses."""
     track = tracker or (lambda seat, step: None)
     kind = task.key.split("-")[0]
     _log_run(task.key)

@@ -102,7 +102,7 @@ CASES: tuple[Case, ...] = (
 
 def produce(case: Case, out: Path) -> Path:
     """Run ``case`` into the new folder ``out`` (in this process) and return it."""
-    from marketsim.cli import main
+    from marketsim.cli.app import main
 
     status = main([*case.argv, "--out", str(out)])
     if status != 0:

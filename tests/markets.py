@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marketsim.scenario import Scenario
+from marketsim.config.scenario import Scenario
 
 NASH, MONOPOLY = 1.4729266, 1.9249809  # its one-shot Nash and joint-monopoly prices
 BOUNDS = {"price_min": 1.0, "price_max": 2.5}

@@ -1,7 +1,7 @@
 """A per-consumer reference market: one Mesa agent per consumer, served one by one in queue order.
 
 It is deliberately slow and plain Python, the specification the vectorized kernels in
-``marketsim.consumers`` are checked against. It draws its random numbers through the same
+``marketsim.market.consumers`` are checked against. It draws its random numbers through the same
 ``draw_shopping`` protocol, so on the same seed both must give identical sales.
 """
 
@@ -12,8 +12,8 @@ import math
 import mesa
 import numpy as np
 
-from marketsim import consumers, network
-from marketsim.model import ConsumerPopulation, MarketModel, draw_shopping
+from marketsim.market import consumers, network
+from marketsim.market.model import ConsumerPopulation, MarketModel, draw_shopping
 
 TIE = 1e-12
 EXP_CAP = 700.0

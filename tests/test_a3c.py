@@ -11,11 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from markets import duopoly  # noqa: E402
-from marketsim import oracle  # noqa: E402
-from marketsim.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from marketsim.experiment import make_plan  # noqa: E402
-from marketsim.model import MarketModel  # noqa: E402
-from marketsim.scenario import Scenario  # noqa: E402
+from marketsim.config.scenario import Scenario  # noqa: E402
+from marketsim.learning.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from marketsim.learning.experiment import make_plan  # noqa: E402
+from marketsim.market import oracle  # noqa: E402
+from marketsim.market.model import MarketModel  # noqa: E402
 from marketsim.testing import assert_conforms  # noqa: E402
 from marketsim_deep.a3c import (  # noqa: E402
     A3C,

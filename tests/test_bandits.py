@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 import marketsim_bandits
-from marketsim.metaeval import run_agent
-from marketsim.model import MarketModel, expected_demand
-from marketsim.oracle import DiscreteMarket, match_reaction, solve
+from marketsim.config.scenario import Scenario
+from marketsim.market.model import MarketModel, expected_demand
+from marketsim.market.oracle import DiscreteMarket, match_reaction, solve
+from marketsim.meta.evaluate import run_agent
+from marketsim.meta.tasks import Task, expected_rollout
 from marketsim.registry import default_registry
-from marketsim.scenario import Scenario
 from marketsim.strategy import MarketInfo, Observation
-from marketsim.tasks import Task, expected_rollout
 from marketsim.testing import assert_conforms
 from marketsim_bandits import BestFixedPrice, Clairvoyant, ThompsonPricing, UCBPricing
 
@@ -72,7 +72,7 @@ def _task(scenario: Scenario) -> Task:
 
 
 def _oracle(task: Task) -> dict:
-    from marketsim.metaeval import oracle_params
+    from marketsim.meta.evaluate import oracle_params
 
     return oracle_params(task)
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketsim import consumers
-from marketsim.model import MarketModel
-from marketsim.scenario import Scenario
+from marketsim.config.scenario import Scenario
+from marketsim.market import consumers
+from marketsim.market.model import MarketModel
 from reference_market import ReferenceMarket
 
 

@@ -10,11 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import markets  # noqa: E402
-from marketsim import oracle  # noqa: E402
-from marketsim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
-from marketsim.experiment import make_plan  # noqa: E402
-from marketsim.model import MarketModel, StrategyError  # noqa: E402
-from marketsim.scenario import Scenario  # noqa: E402
+from marketsim.config.scenario import Scenario  # noqa: E402
+from marketsim.learning.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from marketsim.learning.experiment import make_plan  # noqa: E402
+from marketsim.market import oracle  # noqa: E402
+from marketsim.market.model import MarketModel, StrategyError  # noqa: E402
 from marketsim.testing import assert_conforms  # noqa: E402
 from marketsim_deep.dqn import DQN, n_step_return, td_targets  # noqa: E402
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from marketsim.economics import ExpectedDemand, compute_benchmarks, hhi
+from marketsim.market.economics import ExpectedDemand, compute_benchmarks, hhi
 
 
 def logit(n: int = 2, quality=None, costs=None, mu: float = 0.25, wtp=None, mass=None) -> ExpectedDemand:

@@ -1,7 +1,7 @@
 """Executors: identical results on every backend, faults isolated, nothing run twice.
 
 The runners are fakes from ``executor_helpers`` whose behaviour the task key chooses; the real runner
-(``marketsim.tournament.run_match``) is exercised by the tournament tests.
+(``marketsim.tournament.play.run_match``) is exercised by the tournament tests.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 from executor_helpers import RUN_LOG, fake_runner, make_tasks, ok_result, raised_result, read_run_log
 
-from marketsim.executors import (
+from marketsim.tournament.executors import (
     ExecutorUnavailable,
     ProcessExecutor,
     RayExecutor,
     SerialExecutor,
     make_executor,
 )
-from marketsim.matches import MatchResult, MatchTask
+from marketsim.tournament.matches import MatchResult, MatchTask
 
 TESTS_DIR = str(Path(__file__).parent)
 
@@ -221,7 +221,7 @@ def test_process_pool_kills_a_match_that_ignores_every_timer(run_log):
 def test_workers_die_with_their_coordinator(tmp_path, run_log):
     script = (
         "from executor_helpers import fake_runner, make_tasks\n"
-        "from marketsim.executors import ProcessExecutor\n"
+        "from marketsim.tournament.executors import ProcessExecutor\n"
         "ProcessExecutor(workers=2).run(make_tasks('nap-0', 'nap-1', wall_limit=600), fake_runner, print)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")]))}

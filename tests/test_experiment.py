@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marketsim import collusion, oracle
-from marketsim.cli import main
-from marketsim.experiment import ExperimentError, make_plan
-from marketsim.scenario import Scenario
+from marketsim.cli.app import main
+from marketsim.config.scenario import Scenario
+from marketsim.learning import collusion
+from marketsim.learning.experiment import ExperimentError, make_plan
+from marketsim.market import oracle
 
 GRID = [1.5, 1.9]  # low, high
 

@@ -12,16 +12,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from marketsim import consumers
-from marketsim.cli import main
-from marketsim.consumers import ChoiceModel, Logit
+from marketsim.cli.app import main
+from marketsim.config.scenario import Scenario, load_scenario
+from marketsim.config.yamlsource import SourceError
 from marketsim.hookspecs import hookimpl
-from marketsim.model import MarketModel
+from marketsim.market import consumers
+from marketsim.market.consumers import ChoiceModel, Logit
+from marketsim.market.model import MarketModel
+from marketsim.market.run import simulate
 from marketsim.observers import Observer, RunInfo, StepRecord
 from marketsim.registry import load_registry
-from marketsim.run import simulate
-from marketsim.scenario import Scenario, load_scenario
-from marketsim.yamlsource import SourceError
 
 
 class LinearShares(ChoiceModel):
@@ -214,9 +214,9 @@ def test_refused_choice_model_parameters_are_located_errors(tmp_path: Path, regi
 
 
 def test_a_failing_observer_stops_the_run_with_its_name(tmp_path: Path, capsys, monkeypatch, registry) -> None:
-    monkeypatch.setattr("marketsim.cli.default_registry", lambda: registry, raising=False)
-    monkeypatch.setattr("marketsim.scenario.default_registry", lambda: registry)
-    monkeypatch.setattr("marketsim.model.default_registry", lambda: registry)
+    monkeypatch.setattr("marketsim.cli.app.default_registry", lambda: registry, raising=False)
+    monkeypatch.setattr("marketsim.config.scenario.default_registry", lambda: registry)
+    monkeypatch.setattr("marketsim.market.model.default_registry", lambda: registry)
     path = write(tmp_path, SCENARIO.format(model="logit", observer="exploding"))
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 1  # a run-time failure
     err = capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 Each case must give exactly one located line on stderr (``file:line:col: …``, ``file: …`` for a problem with
 the whole file, ``error: …`` for a flag), exit status 2, no traceback, and leave the working folder exactly as
-it was. Most cases call ``marketsim.cli.main`` in-process; the bombs also run as a child process under a
+it was. Most cases call ``marketsim.cli.app.main`` in-process; the bombs also run as a child process under a
 memory limit (RLIMIT_AS) and a CPU-time limit (RLIMIT_CPU), so that blowing up or hanging fails the test
 whatever the machine's load. No test measures wall-clock time.
 """
@@ -19,17 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from marketsim.checkpoint import CheckpointError
-from marketsim.cli import main
-from marketsim.experiment import ExperimentError
-from marketsim.metaeval import MetaEvalError
-from marketsim.model import StrategyError
+from marketsim.cli.app import main
+from marketsim.config.scenario import FieldError
+from marketsim.config.yamlsource import Problem, SourceError
+from marketsim.learning.checkpoint import CheckpointError
+from marketsim.learning.experiment import ExperimentError
+from marketsim.learning.training import TrainError
+from marketsim.market.model import StrategyError
+from marketsim.meta.evaluate import MetaEvalError
 from marketsim.observers import ObserverError
 from marketsim.registry import UnknownStrategyError
-from marketsim.scenario import FieldError
 from marketsim.strategy import InvalidPriceError
-from marketsim.training import TrainError
-from marketsim.yamlsource import Problem, SourceError
 from optional import HAS_TORCH
 
 SCENARIO = """\
@@ -378,14 +378,14 @@ def test_checkpoint_in_a_scenario_is_relative_to_the_scenario_file(
     here: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("torch")
-    from marketsim.checkpoint import save_checkpoint
+    from marketsim.learning.checkpoint import save_checkpoint
 
     save_checkpoint(here / "cases" / "brain.pt", {"x": 1}, {"strategy": "dqn"})
     text = _scenario(
         "strategy: fixed_price\n    params: {price: 2.0}", "strategy: dqn\n    params: {checkpoint: brain.pt}"
     )
     (here / "cases" / "s.yaml").write_text(text)
-    from marketsim.scenario import load_scenario
+    from marketsim.config.scenario import load_scenario
 
     seller = load_scenario(here / "cases" / "s.yaml").sellers[0]
     assert seller.params["checkpoint"] == str((here / "cases" / "brain.pt").resolve())

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import marketsim.metaeval as metaeval
-from marketsim.metaeval import (
+import marketsim.cli.meta as cli_meta
+from marketsim.cli.app import main
+from marketsim.market.model import MarketModel
+from marketsim.meta.evaluate import (
     EvalResult,
     baseline_agents,
     evaluate,
@@ -20,9 +22,8 @@ from marketsim.metaeval import (
     task_params,
     write_eval,
 )
-from marketsim.model import MarketModel
+from marketsim.meta.tasks import Family, load_family, sample_tasks, with_strategy
 from marketsim.registry import Registry, default_registry
-from marketsim.tasks import Family, load_family, sample_tasks, with_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "scenarios" / "meta_pricing.yaml"
@@ -150,7 +151,7 @@ def test_baseline_agents_take_the_best_fixed_price_from_training_tasks(family: F
     agents = baseline_agents(family, registry, n_train=10)
     assert set(agents) == {"thompson_pricing", "ucb_pricing", "best_fixed_price"}
     price = agents["best_fixed_price"][1]["price"]
-    from marketsim.tasks import best_fixed_price
+    from marketsim.meta.tasks import best_fixed_price
 
     assert price == best_fixed_price(family, 10, "train", registry=registry)[0]
 
@@ -160,17 +161,17 @@ def test_baseline_agents_take_the_best_fixed_price_from_training_tasks(family: F
 
 @pytest.fixture
 def cli_registry(monkeypatch, registry: Registry) -> Registry:
-    monkeypatch.setattr(metaeval, "default_registry", lambda: registry)
+    monkeypatch.setattr(cli_meta, "default_registry", lambda: registry)
     monkeypatch.setattr(
-        metaeval, "baseline_agents", lambda fam, reg: {"best_fixed_price": ("best_fixed_price", {"price": 2.4})}
+        cli_meta, "baseline_agents", lambda fam, reg: {"best_fixed_price": ("best_fixed_price", {"price": 2.4})}
     )
     return registry
 
 
 def test_meta_eval_command_writes_the_folder(cli_registry, tmp_path: Path, capsys) -> None:
     out = tmp_path / "me"
-    code = metaeval.main(
-        [str(BUNDLED), "--tasks", "2", "--workers", "1", "--out", str(out), "--strategy", "ucb_pricing"]
+    code = main(
+        ["meta-eval", str(BUNDLED), "--tasks", "2", "--workers", "1", "--out", str(out), "--strategy", "ucb_pricing"]
     )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -190,7 +191,7 @@ def test_meta_eval_command_writes_the_folder(cli_registry, tmp_path: Path, capsy
 )
 def test_meta_eval_command_refuses_bad_input(cli_registry, tmp_path: Path, capsys, args, message) -> None:
     out = tmp_path / "me"
-    assert metaeval.main([*args, "--out", str(out), "--quiet"]) == 2
+    assert main(["meta-eval", *args, "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not out.exists()
@@ -200,10 +201,10 @@ def test_meta_eval_command_reads_the_checkpoint_sidecar(cli_registry, tmp_path: 
     ckpt = tmp_path / "ckpt.pt"
     ckpt.write_bytes(b"not really")
     ckpt.with_suffix(".json").write_text(json.dumps({"params": {}}))
-    assert metaeval.main([str(BUNDLED), "--checkpoint", str(ckpt), "--out", str(tmp_path / "x")]) == 2
+    assert main(["meta-eval", str(BUNDLED), "--checkpoint", str(ckpt), "--out", str(tmp_path / "x")]) == 2
     assert "names no 'strategy'" in capsys.readouterr().err
     ckpt.with_suffix(".json").write_text(json.dumps({"strategy": "fixed_price"}))
-    assert metaeval.main([str(BUNDLED), "--checkpoint", str(ckpt), "--out", str(tmp_path / "x")]) == 2
+    assert main(["meta-eval", str(BUNDLED), "--checkpoint", str(ckpt), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err  # fixed_price takes no checkpoint parameter: one line, nothing written
     assert "checkpoint" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()

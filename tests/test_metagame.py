@@ -1,4 +1,4 @@
-"""Game-theoretic evaluation of the meta-game (marketsim.metagame) against independent solvers and known games."""
+"""The meta-game (marketsim.tournament.metagame) against independent solvers and known games."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketsim import metagame as mg
+from marketsim.tournament import metagame as mg
 
 DATA = Path(__file__).parent / "data"
 

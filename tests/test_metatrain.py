@@ -11,19 +11,18 @@ import pytest
 
 pytest.importorskip("torch")
 
-from marketsim.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from marketsim.metaeval import run_agent
-from marketsim.metatrain import (
+from marketsim.cli.meta import add_meta_train_parser, cmd_meta_train
+from marketsim.learning.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from marketsim.meta.evaluate import run_agent
+from marketsim.meta.tasks import Family, load_family, sample_tasks
+from marketsim.meta.train import (
     MetaTrainError,
     TaskBatch,
-    add_meta_train_parser,
-    cmd_meta_train,
     family_hash,
     meta_train,
 )
 from marketsim.registry import Registry, default_registry
 from marketsim.strategy import Observation, Strategy
-from marketsim.tasks import Family, load_family, sample_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "scenarios" / "meta_pricing.yaml"
@@ -116,7 +115,7 @@ def _args(**kw) -> Namespace:
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, registry: Registry, change, message
 ) -> None:
-    monkeypatch.setattr("marketsim.metatrain.default_registry", lambda: registry)
+    monkeypatch.setattr("marketsim.cli.meta.default_registry", lambda: registry)
     out = tmp_path / "out"
     assert cmd_meta_train(_args(out=out, **change)) == 2
     err = capsys.readouterr().err.strip()
@@ -163,7 +162,7 @@ def test_same_seed_same_reptile_checkpoint(family: Family, registry: Registry) -
 def test_command_writes_checkpoint_sidecar_and_curve(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: Registry, family: Family, capsys
 ) -> None:
-    monkeypatch.setattr("marketsim.metatrain.default_registry", lambda: registry)
+    monkeypatch.setattr("marketsim.cli.meta.default_registry", lambda: registry)
     import marketsim_meta.rl2 as rl2
 
     original = rl2.RL2.meta_train.__func__
@@ -198,7 +197,7 @@ def test_pickled_object_checkpoint_is_refused(tmp_path: Path, registry: Registry
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(path)
     strategy = registry.create("rl2", {"checkpoint": str(path)})
-    from marketsim.tasks import task_market
+    from marketsim.meta.tasks import task_market
 
     family = load_family(BUNDLED, registry)
     market, _ = task_market(sample_tasks(family, "test", 1)[0], registry)

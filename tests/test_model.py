@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import marketsim_rules
-from marketsim.model import ConsumerPopulation, MarketModel, Seller, StrategyError
+from marketsim.config.scenario import Scenario
+from marketsim.market.model import ConsumerPopulation, MarketModel, Seller, StrategyError
 from marketsim.registry import load_registry
-from marketsim.scenario import Scenario
 from marketsim.strategy import InvalidPriceError, Strategy
 
 

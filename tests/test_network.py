@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from marketsim import network
-from marketsim.scenario import BarabasiAlbert, EdgeList, ErdosRenyi, WattsStrogatz
+from marketsim.config.scenario import BarabasiAlbert, EdgeList, ErdosRenyi, WattsStrogatz
+from marketsim.market import network
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from marketsim.economics import ExpectedDemand
-from marketsim.oracle import (
+from marketsim.market.economics import ExpectedDemand
+from marketsim.market.oracle import (
     DiscreteMarket,
     Score,
     evaluate,

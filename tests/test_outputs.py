@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from marketsim.cli import main
+from marketsim.cli.app import main
 from marketsim.outputs import MARKER, OutputError, clean_stale, output_folder, safe_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,27 +140,27 @@ def test_refusal_comes_before_the_work(tmp_path: Path, monkeypatch: pytest.Monke
     out = tmp_path / "mine"
     out.mkdir()
     (out / "keep").write_text("x")
-    import marketsim.run
+    import marketsim.market.run
 
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("the market ran although its folder was refused")
 
-    monkeypatch.setattr(marketsim.run, "simulate", fail)
+    monkeypatch.setattr(marketsim.market.run, "simulate", fail)
     assert _run("--out", str(out)) == 2
 
 
 _KILLED_WRITER = """
 import sys, time
 from pathlib import Path
-import marketsim.report
-from marketsim.cli import main
+import marketsim.market.plots
+from marketsim.cli.app import main
 
 def plot_then_hang(result, folder):
     (Path(folder) / "half-written.png").write_bytes(b"x")
     Path(sys.argv[2]).write_text(str(folder))
     time.sleep(600)
 
-marketsim.report.plot_run = plot_then_hang
+marketsim.market.plots.plot_run = plot_then_hang
 main(["run", sys.argv[1], "--steps", "3", "--quiet", "--out", sys.argv[3], *sys.argv[4:]])
 """
 

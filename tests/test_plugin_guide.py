@@ -37,7 +37,7 @@ def make_venv(where: Path) -> dict[str, str]:
     # marketsim's console script lives outside the venv (in this environment's bin): give the venv its own
     launcher = where / "bin" / "marketsim"
     launcher.write_text(
-        f"#!{where / 'bin' / 'python'}\nimport sys\nfrom marketsim.cli import main\n"
+        f"#!{where / 'bin' / 'python'}\nimport sys\nfrom marketsim.cli.app import main\n"
         "if __name__ == '__main__':\n    sys.exit(main())\n"
     )
     launcher.chmod(0o755)

@@ -16,10 +16,10 @@ import pytest
 pytest.importorskip("torch")
 
 
-from marketsim.checkpoint import load_checkpoint  # noqa: E402
-from marketsim.metaeval import evaluate, run_agent  # noqa: E402
+from marketsim.learning.checkpoint import load_checkpoint  # noqa: E402
+from marketsim.meta.evaluate import evaluate, run_agent  # noqa: E402
+from marketsim.meta.tasks import Family, load_family, sample_tasks  # noqa: E402
 from marketsim.registry import Registry, default_registry  # noqa: E402
-from marketsim.tasks import Family, load_family, sample_tasks  # noqa: E402
 from marketsim.testing import assert_conforms  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,8 +63,8 @@ def test_fine_tunes_online_from_the_checkpoint_and_leaves_it_alone(family: Famil
 
 
 def test_refuses_another_strategys_checkpoint(tmp_path: Path, family: Family, registry: Registry) -> None:
-    from marketsim.checkpoint import CheckpointError, save_checkpoint
-    from marketsim.tasks import task_market
+    from marketsim.learning.checkpoint import CheckpointError, save_checkpoint
+    from marketsim.meta.tasks import task_market
 
     save_checkpoint(tmp_path / "x.pt", {"net": {}}, {"strategy": "rl2"})
     market, _ = task_market(sample_tasks(family, "test", 1)[0], registry)

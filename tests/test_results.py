@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketsim.matches import Fault, MatchResult, SeatResult
-from marketsim.metagame import analyse_meta_game
-from marketsim.results import (
+from marketsim.tournament.matches import Fault, MatchResult, SeatResult
+from marketsim.tournament.metagame import analyse_meta_game
+from marketsim.tournament.results import (
     LEADERBOARD_COLUMNS,
     ResultStore,
     ab_test,

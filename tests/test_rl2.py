@@ -15,9 +15,9 @@ import pytest
 pytest.importorskip("torch")
 
 
-from marketsim.metaeval import EvalResult, evaluate, run_agent  # noqa: E402
+from marketsim.meta.evaluate import EvalResult, evaluate, run_agent  # noqa: E402
+from marketsim.meta.tasks import Family, best_fixed_price, load_family, sample_tasks  # noqa: E402
 from marketsim.registry import Registry, default_registry  # noqa: E402
-from marketsim.tasks import Family, best_fixed_price, load_family, sample_tasks  # noqa: E402
 from marketsim.testing import assert_conforms  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_memory_resets_per_task_and_no_gradients(family: Family, registry: Regis
 
 
 def strategy_net(strategy, task, registry):
-    from marketsim.tasks import task_market
+    from marketsim.meta.tasks import task_market
 
     market, _ = task_market(task, registry)
     strategy.setup(market, np.random.default_rng(0))
@@ -110,7 +110,7 @@ def test_training_from_scratch_lowers_the_regret(family: Family, registry: Regis
     """The training code itself (not the cached weights) learns: a small budget cuts the regret well down."""
     import torch
 
-    from marketsim.metatrain import TaskBatch, meta_train, oracle_profits
+    from marketsim.meta.train import TaskBatch, meta_train, oracle_profits
     from marketsim_meta.rl2 import make_net, rollout
 
     result, seconds = meta_train(

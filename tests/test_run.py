@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from marketsim.run import simulate, write_run
-from marketsim.scenario import load_scenario
-from marketsim.tasks import is_family_file
+from marketsim.config.scenario import load_scenario
+from marketsim.market.run import simulate, write_run
+from marketsim.meta.tasks import is_family_file
 from optional import bundled
 
 SCENARIOS = sorted(
@@ -55,7 +55,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path: Path, monkeypatch) -> None
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("marketsim.report.plot_run", boom)
+    monkeypatch.setattr("marketsim.market.plots.plot_run", boom)
     with pytest.raises(RuntimeError):
         write_run(result, tmp_path / "run")
     assert list(tmp_path.iterdir()) == []

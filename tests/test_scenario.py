@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from marketsim.scenario import Scenario, ScenarioError, load_scenario, parse_scenario, scenario_schema
-from marketsim.tasks import is_family_file
-from marketsim.yamlsource import SourceError
+from marketsim.config.scenario import Scenario, ScenarioError, load_scenario, parse_scenario, scenario_schema
+from marketsim.config.yamlsource import SourceError
+from marketsim.meta.tasks import is_family_file
 from optional import bundled
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from marketsim.economics import ExpectedDemand
+from marketsim.market.economics import ExpectedDemand
 from marketsim.registry import default_registry
 from marketsim.strategy import (
     DEFAULT_CLASSIFIER,

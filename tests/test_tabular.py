@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from markets import MONOPOLY, NASH, duopoly
-from marketsim import oracle, tabular
-from marketsim.experiment import make_plan, run_block
-from marketsim.model import MarketModel
-from marketsim.scenario import Scenario
+from marketsim.config.scenario import Scenario
+from marketsim.learning import tabular
+from marketsim.learning.experiment import make_plan, run_block
+from marketsim.market import oracle
+from marketsim.market.model import MarketModel
 
 # --- the maths --------------------------------------------------------------------------------------
 
@@ -118,7 +119,7 @@ def test_batched_engine_matches_per_step_model_against_a_rule_on_the_grid() -> N
 
 
 def test_results_do_not_depend_on_worker_count() -> None:
-    from marketsim.experiment import run_sessions
+    from marketsim.learning.experiment import run_sessions
 
     scenario = duopoly(
         {"strategy": "q_learning", "params": {"beta": 5e-4, "convergence_steps": 500}},
@@ -150,7 +151,7 @@ def test_run_stops_when_no_greedy_action_changed_for_k_steps() -> None:
 
 
 def test_step_cap_reports_not_converged() -> None:
-    from marketsim.run import simulate
+    from marketsim.market.run import simulate
 
     learner = {"strategy": "q_learning", "params": {"convergence_steps": 10_000}}
     result = simulate(duopoly(learner, {"strategy": "fixed_price"}, steps=50))

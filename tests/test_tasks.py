@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marketsim.model import expected_demand
-from marketsim.registry import default_registry
-from marketsim.scenario import Scenario
-from marketsim.tasks import (
+from marketsim.config.scenario import Scenario
+from marketsim.config.yamlsource import SourceError
+from marketsim.market.model import expected_demand
+from marketsim.meta.tasks import (
     PLACEHOLDER,
     Family,
     best_fixed_price,
@@ -22,7 +22,7 @@ from marketsim.tasks import (
     sample_tasks,
     with_strategy,
 )
-from marketsim.yamlsource import SourceError
+from marketsim.registry import default_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "scenarios" / "meta_pricing.yaml"

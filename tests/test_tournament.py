@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from marketsim.cli import main
-from marketsim.executors import make_executor
-from marketsim.results import leaderboard, match_rows
-from marketsim.tournament import (
+from marketsim.cli.app import main
+from marketsim.config.yamlsource import SourceError
+from marketsim.tournament.executors import make_executor
+from marketsim.tournament.play import (
     ResumeError,
     load_tournament,
     parse_tournament,
@@ -25,8 +25,8 @@ from marketsim.tournament import (
     run_tournament,
     schedule,
 )
-from marketsim.tournament_report import write_outputs
-from marketsim.yamlsource import SourceError
+from marketsim.tournament.report import write_outputs
+from marketsim.tournament.results import leaderboard, match_rows
 from optional import HAS_TORCH
 
 ROOT = Path(__file__).parents[1]

@@ -15,14 +15,14 @@ import yaml
 torch = pytest.importorskip("torch")
 
 from markets import duopoly_dict  # noqa: E402
-from marketsim.checkpoint import load_checkpoint  # noqa: E402
-from marketsim.cli import main  # noqa: E402
+from marketsim.cli.app import main  # noqa: E402
+from marketsim.config.scenario import Scenario, load_scenario  # noqa: E402
 from marketsim.hookspecs import hookimpl  # noqa: E402
-from marketsim.model import MarketModel  # noqa: E402
+from marketsim.learning.checkpoint import load_checkpoint  # noqa: E402
+from marketsim.learning.training import TrainError, make_oracle, train, write_training  # noqa: E402
+from marketsim.market.model import MarketModel  # noqa: E402
 from marketsim.registry import default_registry, load_registry  # noqa: E402
-from marketsim.scenario import Scenario, load_scenario  # noqa: E402
 from marketsim.strategy import Strategy  # noqa: E402
-from marketsim.training import TrainError, make_oracle, train, write_training  # noqa: E402
 
 SMALL = {"learning_starts": 64, "batch_size": 32, "hidden": [32], "decay_steps": 300}
 

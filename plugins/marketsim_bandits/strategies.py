@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from marketsim import tabular
+from marketsim.learning import tabular
+from marketsim.meta.tasks import RivalRules, full_prices
 from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy
-from marketsim.tasks import RivalRules, full_prices
 from marketsim_rules.strategies import FixedPrice
 
 
@@ -179,7 +179,7 @@ class BestFixedPrice(FixedPrice):
     """Post ``price`` every step: the best single price under a task prior, the no-adaptation baseline.
 
     The strategy only posts its parameter. The price itself is computed by
-    ``marketsim.tasks.best_fixed_price(family)``: the price (out of 121 spanning the family's grid) with
+    ``marketsim.meta.tasks.best_fixed_price(family)``: the price (out of 121 spanning the family's grid) with
     the highest mean expected profit over the horizon, averaged over the family's *training* tasks with
     rivals reacting by their rules; ``marketsim meta-eval`` computes it and hands it over as ``price``.
     """

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from marketsim.scenario import Scenario
+    from marketsim.config.scenario import Scenario
 
     from .a3c_nets import ActorCritic, SharedAdam
     from .a3c_train import TrainStats

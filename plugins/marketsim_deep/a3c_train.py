@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from marketsim.model import MarketModel
-from marketsim.scenario import Scenario
+from marketsim.config.scenario import Scenario
+from marketsim.market.model import MarketModel
 
 from .a3c import A3C
 from .a3c_nets import ActorCritic, SharedAdam

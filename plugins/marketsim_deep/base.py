@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from marketsim import tabular
-from marketsim.checkpoint import CheckpointError, load_checkpoint
+from marketsim.learning import tabular
+from marketsim.learning.checkpoint import CheckpointError, load_checkpoint
 from marketsim.strategy import MarketInfo, Observation, Strategy
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class DeepLearner(Strategy):
         raise NotImplementedError
 
     def greedy_table(self, grids: np.ndarray) -> np.ndarray:
-        """The greedy action in every memory-1 grid state, as ``marketsim.oracle`` policies are indexed.
+        """The greedy action in every memory-1 grid state, as ``marketsim.market.oracle`` policies are indexed.
 
         ``grids`` (n, m) are all sellers' price grids (this seller's must be its own); state k is last
         period's joint action with seller 0 the most significant digit; own units and profit are the

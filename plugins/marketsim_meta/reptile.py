@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from marketsim.checkpoint import CheckpointError, load_checkpoint
+from marketsim.learning.checkpoint import CheckpointError, load_checkpoint
 from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy
 from marketsim_deep.base import pick_device, price_grid, seeded
 from marketsim_deep.dqn import DQN, Exploration, _cloned
@@ -224,8 +224,8 @@ class ReptileDQN(DQN):
         """
         import torch
 
-        from marketsim.metatrain import MetaTrained, TaskBatch, oracle_profits
-        from marketsim.tasks import sample_tasks
+        from marketsim.meta.tasks import sample_tasks
+        from marketsim.meta.train import MetaTrained, TaskBatch, oracle_profits
 
         began = time.perf_counter()
         dev = str(pick_device(device))

@@ -13,7 +13,7 @@ reinforcement learning", and Wang, Kurth-Nelson, Tirumala et al. (2016), "Learni
 * ``RL2`` — the strategy. The memory is reset in ``setup`` (a new task) and carried from step to step
   (``amnesic`` resets it every step: the ablation); no gradient step is ever taken inside a market.
 * ``RL2.meta_train`` — advantage actor-critic with GAE (Schulman et al. 2016) on batches of sampled
-  training tasks stepped in lockstep by ``marketsim.metatrain.TaskBatch`` (sampled sales, rivals'
+  training tasks stepped in lockstep by ``marketsim.meta.train.TaskBatch`` (sampled sales, rivals'
   reactions), full backpropagation through the H steps of each task; CUDA when present, CPU otherwise.
 
 This module imports torch only where it is used (``RL2Net``, which subclasses ``nn.Module``, lives in
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from marketsim.checkpoint import CheckpointError, load_checkpoint
+from marketsim.learning.checkpoint import CheckpointError, load_checkpoint
 from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy
 
 if TYPE_CHECKING:
@@ -326,8 +326,8 @@ class RL2(Strategy):
         import torch
         from torch import nn
 
-        from marketsim.metatrain import MetaTrained, TaskBatch, oracle_profits
-        from marketsim.tasks import sample_tasks
+        from marketsim.meta.tasks import sample_tasks
+        from marketsim.meta.train import MetaTrained, TaskBatch, oracle_profits
 
         began = time.perf_counter()
         dev = pick_device(device)

@@ -1,7 +1,7 @@
 """Tabular learners of the algorithmic-pricing literature: Q-learning and SARSA over a price grid.
 
 Registered through the ``marketsim`` entry-point group like any plugin. The arithmetic lives in
-``marketsim.tabular`` so that ``marketsim experiment`` can run thousands of sessions of these same
+``marketsim.learning.tabular`` so that ``marketsim experiment`` can run thousands of sessions of these same
 learners in lockstep and reproduce this per-step path price for price.
 """
 
@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from marketsim import tabular
 from marketsim.hookspecs import hookimpl
+from marketsim.learning import tabular
 from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy
 
 

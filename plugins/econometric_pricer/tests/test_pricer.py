@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from marketsim.model import MarketModel
+from marketsim.config.scenario import Scenario
+from marketsim.market.model import MarketModel
 from marketsim.registry import load_registry
-from marketsim.scenario import Scenario
 from marketsim.testing import assert_conforms
 from marketsim_econometric import EconometricPricer
 from marketsim_econometric.pricer import fit_demand, optimal_price

@@ -2,7 +2,7 @@
 
 ``TaskBatch`` holds many sampled tasks as arrays and steps them in lockstep (numpy): the learner's price
 for every task at once, the rivals' reactions (``fixed_price``, ``match_lowest``, ``undercut`` vectorised;
-any other reactive rule through ``marketsim.tasks.RivalRules``), the learner's expected units from each
+any other reactive rule through ``marketsim.meta.tasks.RivalRules``), the learner's expected units from each
 task's logit demand on the WTP quadrature nodes (exactly ``ExpectedDemand.units``), and — with
 ``noise=True`` — sales drawn like the agent-based market's: each task's population of ``size`` consumers
 with WTPs drawn from its distribution (once per episode), each arriving with probability ``arrival`` and
@@ -12,17 +12,15 @@ profits equal ``metaeval.run_agent``'s for the same price paths, and the sampled
 A meta-learning strategy class trains itself: it defines a classmethod
 ``meta_train(family, iterations, seed, progress, device, registry, **options) -> MetaTrained``; this module
 finds it through the registry (the core never imports a strategy module), writes the checkpoint with
-``marketsim.checkpoint.save_checkpoint`` — sidecar: strategy, params, family name and hash, iterations,
+``marketsim.learning.checkpoint.save_checkpoint`` — sidecar: strategy, params, family name and hash, iterations,
 training seconds — and the training curve (``curve.csv``, ``curve.png``).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,13 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from marketsim.model import wtp_nodes
+from marketsim.market.model import wtp_nodes
+from marketsim.meta.tasks import Family, RivalRules, Task, rival_specs, task_market
 from marketsim.registry import Registry, default_registry
-from marketsim.tasks import Family, RivalRules, Task, rival_specs, task_market
 
 Progress = Callable[[int, int, Mapping[str, float]], None]  # (iterations done, total, latest metrics)
 
-_EXP_CAP = 700.0  # as marketsim.consumers: beyond it the outside option wins with certainty
+_EXP_CAP = 700.0  # as marketsim.market.consumers: beyond it the outside option wins with certainty
 _KINDS = {"fixed_price": 1, "match_lowest": 2, "undercut": 3}  # 0: the learner / an empty seat; 4: generic
 
 
@@ -284,8 +282,8 @@ def _seat_order(row: np.ndarray, index: int) -> np.ndarray:
 
 def oracle_profits(tasks: Sequence[Task], registry: Registry | None = None) -> np.ndarray:
     """(n, H) the clairvoyant's expected profit path in each task (noise-free rollout, ~10 ms a task)."""
-    from marketsim.metaeval import ORACLE, oracle_params
-    from marketsim.tasks import expected_rollout
+    from marketsim.meta.evaluate import ORACLE, oracle_params
+    from marketsim.meta.tasks import expected_rollout
 
     registry = registry if registry is not None else default_registry()
     return np.array([expected_rollout(t, registry.create(ORACLE, oracle_params(t)), registry)[1] for t in tasks])
@@ -345,7 +343,7 @@ def write_meta_train(
     """Write ``checkpoint.pt/.json``, extra checkpoints, ``curve.csv`` and ``curve.png`` into ``out_dir``."""
     import pandas as pd
 
-    from marketsim.checkpoint import save_checkpoint
+    from marketsim.learning.checkpoint import save_checkpoint
     from marketsim.outputs import output_folder
 
     meta = {
@@ -371,7 +369,7 @@ def write_meta_train(
 
 
 def _plot_curve(curve: Any, path: Path, title: str) -> None:
-    from marketsim.report import plt
+    from marketsim.market.plots import plt
 
     metrics = [c for c in curve.columns if c not in ("iteration", "seconds")]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), layout="constrained", squeeze=False)
@@ -382,100 +380,3 @@ def _plot_curve(curve: Any, path: Path, title: str) -> None:
     fig.suptitle(title)
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-# --- command line ------------------------------------------------------------------------------------------
-
-
-def add_meta_train_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``marketsim meta-train`` to the CLI's subparsers."""
-    p = subparsers.add_parser("meta-train", help="meta-train a meta-learner (rl2, reptile_dqn) on a task family")
-    p.add_argument("family", help="task family YAML file (family: + base:)")
-    p.add_argument("--strategy", required=True, help="meta-learner to train (rl2 or reptile_dqn)")
-    p.add_argument("--out", type=Path, help="output folder (default runs/<family>-<strategy>)")
-    p.add_argument("--iterations", type=int, help="meta-iterations (default: the strategy's)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    p.add_argument("--force", action="store_true", help="replace the output folder if marketsim wrote it")
-    p.set_defaults(func=cmd_meta_train)
-    return p
-
-
-def cmd_meta_train(args: argparse.Namespace) -> int:
-    """Meta-train, write the folder, print a summary; bad input is one line on stderr and exit 2."""
-    from marketsim.tasks import load_family
-    from marketsim.yamlsource import SourceError
-
-    registry = default_registry()
-    try:
-        if args.iterations is not None and args.iterations < 1:
-            raise MetaTrainError(f"--iterations must be >= 1, got {args.iterations}")
-        if args.seed < 0:
-            raise MetaTrainError(f"--seed must be >= 0, got {args.seed}")
-        if not Path(args.family).is_file():
-            raise MetaTrainError(f"family file {args.family} does not exist")
-        family = load_family(args.family, registry)
-        if args.strategy not in registry or not callable(getattr(registry.get(args.strategy).cls, "meta_train", None)):
-            meta = [n for n in registry.names() if callable(getattr(registry.get(n).cls, "meta_train", None))]
-            names = ", ".join(meta) or "none installed"
-            raise MetaTrainError(f"strategy {args.strategy!r} cannot be meta-trained; meta-learners: {names}")
-        if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
-            raise MetaTrainError(f"--device must be auto, cpu or cuda[:N], got {args.device!r}")
-    except SourceError as exc:
-        first = exc.problems[0] if exc.problems else exc
-        print(f"error: {first}", file=sys.stderr)
-        return 2
-    except MetaTrainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from marketsim.outputs import check_output_folder, default_folder
-
-    out_dir = check_output_folder(args.out or default_folder(family.name, f"-{args.strategy}"), args.force)
-    if args.quiet:
-        result, seconds = meta_train(family, args.strategy, args.iterations, args.seed, registry, device=args.device)
-    else:
-        from marketsim.cli import _counting_progress
-
-        with _counting_progress(f"meta-train {args.strategy} on {family.name}", "iterations", False) as bar:
-            task = bar.add_task("meta-train", total=None)
-
-            def progress(done: int, total: int, metrics: Mapping[str, float]) -> None:
-                bar.update(task, completed=done, total=total)
-
-            result, seconds = meta_train(
-                family, args.strategy, args.iterations, args.seed, registry, progress=progress, device=args.device
-            )
-    folder = write_meta_train(result, family, args.strategy, seconds, out_dir, args.seed, args.force)
-    if not args.quiet:
-        from marketsim.cli import out
-
-        its = result.info.get("iterations")
-        out.print(
-            f"meta-trained [bold]{args.strategy}[/] on {family.name}: {its} iterations in {seconds:,.1f} s "
-            f"({result.info.get('device', 'cpu')})"
-        )
-        last = result.curve[-1] if result.curve else {}
-        for key, value in last.items():
-            if key != "iteration":
-                out.print(f"  final {key}: {value:,.4g}")
-        for name in result.extra:
-            out.print(f"  also wrote {name}.pt")
-        out.print(
-            f"checkpoint: [bold]{folder / 'checkpoint.pt'}[/]  (evaluate: marketsim meta-eval {args.family} "
-            f"--checkpoint {folder / 'checkpoint.pt'})"
-        )
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m marketsim.metatrain FAMILY --strategy …`` until the CLI wires ``meta-train`` in."""
-    parser = argparse.ArgumentParser(prog="marketsim")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_meta_train_parser(sub)
-    args = parser.parse_args(["meta-train", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

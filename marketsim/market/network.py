@@ -13,7 +13,7 @@ import networkx as nx
 import numpy as np
 from scipy import sparse
 
-from marketsim.scenario import BarabasiAlbert, EdgeList, ErdosRenyi, Graph, WattsStrogatz
+from marketsim.config.scenario import BarabasiAlbert, EdgeList, ErdosRenyi, Graph, WattsStrogatz
 
 
 def build_graph(spec: Graph, n: int, rng: np.random.Generator) -> nx.Graph:

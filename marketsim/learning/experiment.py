@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from marketsim import tabular
-from marketsim.economics import Benchmarks, compute_benchmarks
-from marketsim.model import expected_demand, market_info
-from marketsim.oracle import DiscreteMarket
+from marketsim.config.scenario import Scenario
+from marketsim.learning import tabular
+from marketsim.market.economics import Benchmarks, compute_benchmarks
+from marketsim.market.model import expected_demand, market_info
+from marketsim.market.oracle import DiscreteMarket
 from marketsim.outputs import output_folder
 from marketsim.registry import Registry, default_registry
-from marketsim.scenario import Scenario
 from marketsim.strategy import Observation, Strategy
 
 Progress = Callable[[int, int], None]  # (session-steps done so far, sessions still learning)
@@ -425,7 +425,7 @@ def run_experiment(
     progress: Progress | None = None,
 ) -> ExperimentResult:
     """Run ``sessions`` independent sessions (seeds scenario.seed + s) and diagnose the outcomes."""
-    from marketsim import collusion
+    from marketsim.learning import collusion
 
     plan = make_plan(scenario, registry)
     seeds = [scenario.seed + s for s in range(sessions)]
@@ -440,7 +440,7 @@ def run_experiment(
 
 def write_experiment(result: ExperimentResult, out_dir: str | Path, force: bool = False) -> Path:
     """Write sessions.csv, summary.json, histograms and the impulse-response plot, atomically."""
-    from marketsim.report import plot_experiment
+    from marketsim.learning.plots import plot_experiment
 
     with output_folder(out_dir, "experiment", force) as tmp:
         result.sessions_table().to_csv(tmp / "sessions.csv", index=False)

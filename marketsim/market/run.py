@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from marketsim.economics import Benchmarks, hhi
-from marketsim.model import MarketModel
+from marketsim.config.scenario import Scenario
+from marketsim.market.economics import Benchmarks, hhi
+from marketsim.market.model import MarketModel
 from marketsim.outputs import output_folder
 from marketsim.registry import Registry
-from marketsim.scenario import Scenario
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def summarise(model: MarketModel, steps: pd.DataFrame) -> RunResult:
 
 def write_run(result: RunResult, out_dir: str | Path, force: bool = False) -> Path:
     """Write the run folder atomically (see ``marketsim.outputs``): scenario, its hash, summary, steps, plots."""
-    from marketsim.report import plot_run  # matplotlib is only needed when writing
+    from marketsim.market.plots import plot_run  # matplotlib is only needed when writing
 
     with output_folder(out_dir, "run", force) as tmp:
         scenario = result.scenario.model_dump(mode="json", by_alias=True, exclude_defaults=False)

@@ -11,52 +11,33 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from marketsim.matches import FAULT_KINDS
-from marketsim.model import StrategyError
+from marketsim.cli.console import counting_progress, err, fmt, out, warn_plugin_problems
+from marketsim.config.scenario import Scenario, load_scenario, scenario_schema
+from marketsim.config.yamlsource import SourceError
+from marketsim.market.model import StrategyError
 from marketsim.observers import ObserverError
 from marketsim.outputs import OutputError, check_output_folder, default_folder, open_resumable_folder
 from marketsim.registry import Registry, default_registry
-from marketsim.scenario import Scenario, load_scenario, scenario_schema
 from marketsim.strategy import InvalidPriceError, parameters
-from marketsim.yamlsource import SourceError
-
-out = Console()
-err = Console(stderr=True)
-for _console in (out, err):
-    if not _console.is_terminal:  # logs and pipes: wide enough that tables do not truncate
-        _console.width = 130
-
+from marketsim.tournament.matches import FAULT_KINDS
 
 FORCE_HELP = "replace the output folder if it exists and marketsim wrote it (never a folder of your own)"
 
 
-def _fmt(v: float | None, digits: int = 4) -> str:
-    return "—" if v is None or v != v else f"{v:,.{digits}f}"
-
-
-def _counting_progress(title: str, unit: str, quiet: bool) -> Progress:
-    """A progress bar on stderr counting ``unit`` done out of a total, with elapsed time and ETA."""
-    return Progress(
-        TextColumn(f"[bold]{escape(title)}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True, disable=quiet,
-    )  # fmt: skip
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a scenario, print the summary table and write the run folder."""
-    from marketsim.run import simulate, write_run
+    from marketsim.market.run import simulate, write_run
 
     scenario = load_scenario(args.scenario)
     overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
     scenario = scenario.with_overrides(**overrides) if overrides else scenario
     folder = check_output_folder(args.out or default_folder(scenario.name), args.force)
-    _warn_plugin_problems(default_registry())
-    with _counting_progress(scenario.name, "steps", args.quiet) as bar:
+    warn_plugin_problems(default_registry())
+    with counting_progress(scenario.name, "steps", args.quiet) as bar:
         task = bar.add_task("run", total=scenario.steps)
         result = simulate(scenario, progress=lambda k: bar.update(task, completed=k))
     folder = write_run(result, folder, args.force)
@@ -77,27 +58,27 @@ def _print_summary(result, scenario: Scenario) -> None:
         table.add_row(
             s.name,
             s.strategy,
-            _fmt(s.mean_price),
-            _fmt(bench.nash.prices[i]),
-            _fmt(bench.monopoly.prices[i]),
+            fmt(s.mean_price),
+            fmt(bench.nash.prices[i]),
+            fmt(bench.monopoly.prices[i]),
             f"{s.share:.1%}",
-            _fmt(s.mean_profit, 3),
-            _fmt(s.profit_gain, 2),
+            fmt(s.mean_profit, 3),
+            fmt(s.profit_gain, 2),
         )
     out.print(table)
     if result.converged is not None:
         state = "converged" if result.converged else "did not converge"
         out.print(f"learners {state} after {len(result.steps):,} steps (greedy prices unchanged rule)")
     out.print(
-        f"consumer surplus/step {_fmt(result.consumer_surplus, 2)} (Nash {_fmt(bench.nash.consumer_surplus, 2)}, "
-        f"monopoly {_fmt(bench.monopoly.consumer_surplus, 2)}) · HHI {result.hhi:,.0f} · "
+        f"consumer surplus/step {fmt(result.consumer_surplus, 2)} (Nash {fmt(bench.nash.consumer_surplus, 2)}, "
+        f"monopoly {fmt(bench.monopoly.consumer_surplus, 2)}) · HHI {result.hhi:,.0f} · "
         "Δ = (π − π_Nash)/(π_monopoly − π_Nash): 0 competitive, 1 collusive"
     )
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run many sessions of a tabular-learning market in lockstep and write the experiment folder."""
-    from marketsim.experiment import ExperimentError, run_experiment, write_experiment
+    from marketsim.learning.experiment import ExperimentError, run_experiment, write_experiment
 
     scenario = load_scenario(args.scenario)
     folder = check_output_folder(args.out or default_folder(scenario.name, "-experiment"), args.force)
@@ -149,12 +130,12 @@ def _print_experiment(summary: dict) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one seller's learner in a scenario and write its checkpoint and learning curve."""
-    from marketsim.training import TrainError, train, write_training
+    from marketsim.learning.training import TrainError, train, write_training
 
     scenario = load_scenario(args.scenario)
     folder = check_output_folder(args.out or default_folder(scenario.name, f"-train-{args.seller}"), args.force)
     registry = default_registry()
-    _warn_plugin_problems(registry)
+    warn_plugin_problems(registry)
     steps = args.steps if args.steps is not None else scenario.steps
     try:
         import torch  # small networks train fastest on one thread; worker processes set their own
@@ -162,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
     except ImportError:
         pass
-    with _counting_progress(f"train {args.seller}", "steps", args.quiet) as bar:
+    with counting_progress(f"train {args.seller}", "steps", args.quiet) as bar:
         task = bar.add_task("train", total=steps)
         try:
             result = train(
@@ -187,12 +168,12 @@ def _print_training(result) -> None:
     table.add_column("value", justify="right")
     speed = summary["steps_per_second"]
     table.add_row("steps", f"{result.steps:,}" + (f" over {result.workers} workers" if result.workers > 1 else ""))
-    table.add_row("wall time", f"{result.seconds:,.1f} s ({_fmt(speed, 0)} steps/s)")
-    table.add_row("profit/step, first tenth", _fmt(summary["mean_profit_first_tenth"]))
-    table.add_row("profit/step, last tenth", _fmt(summary["mean_profit_last_tenth"]))
+    table.add_row("wall time", f"{result.seconds:,.1f} s ({fmt(speed, 0)} steps/s)")
+    table.add_row("profit/step, first tenth", fmt(summary["mean_profit_first_tenth"]))
+    table.add_row("profit/step, last tenth", fmt(summary["mean_profit_last_tenth"]))
     if result.score is not None:
-        table.add_row("score S of the greedy policy (1 = optimal, 0 = random)", _fmt(result.score.score, 3))
-        table.add_row("score S of the myopic best response", _fmt(result.score.myopic_score, 3))
+        table.add_row("score S of the greedy policy (1 = optimal, 0 = random)", fmt(result.score.score, 3))
+        table.add_row("score S of the myopic best response", fmt(result.score.myopic_score, 3))
     out.print(table)
     if result.score is None:
         out.print("no oracle score: it needs expected demand, no shocks/capacities, and deterministic reactive rivals")
@@ -200,14 +181,14 @@ def _print_training(result) -> None:
 
 def cmd_tournament(args: argparse.Namespace) -> int:
     """Run (or resume) a tournament and write its results folder."""
-    from marketsim.executors import ExecutorUnavailable, make_executor
-    from marketsim.tournament import (
+    from marketsim.tournament.executors import ExecutorUnavailable, make_executor
+    from marketsim.tournament.play import (
         best_responder_problem,
         load_tournament,
         run_tournament,
         schedule,
     )
-    from marketsim.tournament_report import write_outputs
+    from marketsim.tournament.report import write_outputs
 
     tournament = load_tournament(args.file, plugin_dirs=args.plugin_dir)
     refused = best_responder_problem(tournament) if args.exploit else None
@@ -257,7 +238,7 @@ def cmd_tournament(args: argparse.Namespace) -> int:
 
 def _run_exploits(tournament: Any, out_dir: Path, executor: Any, args: argparse.Namespace) -> list | int:
     """Run (or resume) the exploit tasks of ``--exploit``; their results, or the exit status when stopped."""
-    from marketsim.exploit import exploit_tasks, run_exploits
+    from marketsim.tournament.exploit import exploit_tasks, run_exploits
 
     return _play_stored(
         tournament.spec.name, "exploit runs", len(exploit_tasks(tournament)), args.quiet,
@@ -267,9 +248,9 @@ def _run_exploits(tournament: Any, out_dir: Path, executor: Any, args: argparse.
 
 def _play_stored(title: str, unit: str, total: int, quiet: bool, play: Callable[[Any], list]) -> list | int:
     """``play(progress)`` under a progress bar; a refused store is exit 2, a Ctrl-C exit 130 (what is stored stays)."""
-    from marketsim.tournament import ResumeError, TournamentInterrupted
+    from marketsim.tournament.play import ResumeError, TournamentInterrupted
 
-    with _counting_progress(title, unit, quiet) as bar:
+    with counting_progress(title, unit, quiet) as bar:
         task = bar.add_task(unit, total=total)
         try:
             return play(lambda done, _total: bar.update(task, completed=done))
@@ -311,8 +292,8 @@ def _print_meta_game(game: dict) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate scenario and tournament files; print every problem, one per line."""
-    from marketsim.tasks import is_family_file, load_family
-    from marketsim.tournament import load_tournament
+    from marketsim.meta.tasks import is_family_file, load_family
+    from marketsim.tournament.play import load_tournament
 
     failed = 0
     for path in args.files:
@@ -404,7 +385,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for kind, items in _extension_rows(registry).items():
         listed = ", ".join(f"{r['name']} ({r['distribution'] or r['plugin']})" for r in items) or "none"
         out.print(f"{kind.replace('_', ' ')}: {escape(listed)}")
-    _warn_plugin_problems(registry)
+    warn_plugin_problems(registry)
     return 0
 
 
@@ -444,11 +425,6 @@ def _show_plugin(registry: Registry, name: str) -> int:
         table.add_row(p.name, escape(kind), "(required)" if p.required else escape(repr(p.default)))
     out.print(table)
     return 0
-
-
-def _warn_plugin_problems(registry: Registry) -> None:
-    for p in registry.problems:
-        err.print(f"[yellow]problem in plugin {escape(repr(p.plugin))}:[/] {escape(p.reason)}", highlight=False)
 
 
 def _usage_error(prog: str, message: str) -> NoReturn:
@@ -520,8 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--quiet", action="store_true", help="no progress bar or table")
     trn.add_argument("--force", action="store_true", help=FORCE_HELP)
     trn.set_defaults(func=cmd_train)
-    from marketsim.metaeval import add_meta_eval_parser  # these import cli helpers only when run
-    from marketsim.metatrain import add_meta_train_parser
+    from marketsim.cli.meta import add_meta_eval_parser, add_meta_train_parser
 
     add_meta_train_parser(sub)
     add_meta_eval_parser(sub)

@@ -14,14 +14,11 @@ with 95% CIs — and ``last10_oracle_share``, plus the family's ``fixed_price_sh
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
-import os
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from marketsim.model import MarketModel, StrategyError, market_info
-from marketsim.outputs import OutputError, check_output_folder, default_folder, output_folder
-from marketsim.registry import Registry, default_registry
-from marketsim.strategy import Strategy, parameters
-from marketsim.tasks import (
+from marketsim.market.model import MarketModel, StrategyError, market_info
+from marketsim.meta.tasks import (
     Family,
     Task,
     best_fixed_price,
@@ -43,6 +37,9 @@ from marketsim.tasks import (
     sample_task,
     sample_tasks,
 )
+from marketsim.outputs import output_folder
+from marketsim.registry import Registry, default_registry
+from marketsim.strategy import Strategy, parameters
 
 #: The oracle's strategy name (marketsim_bandits) and the baselines' (agent name -> strategy name).
 ORACLE = "clairvoyant"
@@ -421,7 +418,7 @@ def _trailing(values: np.ndarray, window: int) -> np.ndarray:
 
 def plot_regret(result: EvalResult, path: Path) -> Path:
     """Two panels: mean cumulative regret with 95% bands, and per-step profit as a share of the oracle's."""
-    from marketsim.report import plt
+    from marketsim.market.plots import plt
 
     regret = result.regret()
     t = np.arange(1, result.horizon + 1)
@@ -471,138 +468,3 @@ def write_eval(result: EvalResult, out_dir: str | Path, force: bool = False) -> 
         result.tasks_table().to_csv(tmp / "tasks.csv", index=False)
         plot_regret(result, tmp / "regret.png")
     return Path(out_dir)
-
-
-# --- command line --------------------------------------------------------------------------------------
-
-
-def add_meta_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``marketsim meta-eval`` to the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "meta-eval", help="evaluate the meta-learning baselines (and a checkpoint) on held-out tasks of a family"
-    )
-    p.add_argument("family", help="task family YAML file (family: + base:)")
-    p.add_argument("--checkpoint", type=Path, help="meta-learner checkpoint (.pt with its .json sidecar)")
-    p.add_argument(
-        "--strategy",
-        help="strategy of the checkpoint (default: the sidecar's 'strategy'); without --checkpoint, "
-        "a registered strategy to evaluate beside the baselines with its default parameters",
-    )
-    p.add_argument("--tasks", type=int, default=500, help="held-out tasks to evaluate (default 500)")
-    p.add_argument("--split", choices=("test", "ood"), default="test", help="meta-test tasks or the OOD slice")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes to spread tasks over")
-    p.add_argument("--out", type=Path, help="output folder (default runs/<family>-meta-eval-<split>)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
-    p.add_argument("--force", action="store_true", help="replace the output folder if marketsim wrote it")
-    p.set_defaults(func=cmd_meta_eval)
-    return p
-
-
-def _checkpoint_agent(args: argparse.Namespace, registry: Registry) -> tuple[str, AgentSpec]:
-    path = Path(args.checkpoint)
-    pt = path if path.suffix == ".pt" else path.with_suffix(".pt")
-    if not pt.is_file():
-        raise MetaEvalError(f"checkpoint {pt} does not exist")
-    sidecar = pt.with_suffix(".json")
-    meta: dict[str, Any] = {}
-    if sidecar.is_file():
-        try:
-            meta = json.loads(sidecar.read_text())
-        except (OSError, ValueError) as exc:
-            raise MetaEvalError(f"checkpoint sidecar {sidecar} is not readable JSON: {exc}") from None
-    name = args.strategy or meta.get("strategy")
-    if not name:
-        raise MetaEvalError(f"checkpoint sidecar {sidecar} names no 'strategy': pass --strategy NAME")
-    if name not in registry:
-        raise MetaEvalError(f"checkpoint strategy {name!r} is not registered; available: {', '.join(registry.names())}")
-    return str(name), (str(name), {"checkpoint": str(pt), "mode": "eval"})
-
-
-def cmd_meta_eval(args: argparse.Namespace) -> int:
-    """Evaluate every baseline (and a checkpointed meta-learner) on held-out tasks; write the folder."""
-    from rich.table import Table
-
-    from marketsim.cli import _counting_progress, _fmt, _warn_plugin_problems, out
-    from marketsim.tasks import load_family
-    from marketsim.yamlsource import SourceError
-
-    registry = default_registry()
-    try:
-        if args.tasks < 1:
-            raise MetaEvalError(f"--tasks must be >= 1, got {args.tasks}")
-        if args.workers < 1:
-            raise MetaEvalError(f"--workers must be >= 1, got {args.workers}")
-        family = load_family(args.family, registry)
-        out_dir = check_output_folder(args.out or default_folder(family.name, f"-meta-eval-{args.split}"), args.force)
-        if args.split == "ood" and family.spec.ood is None:
-            raise MetaEvalError(f"family {family.name!r} declares no ood slice")
-        extra: dict[str, AgentSpec] = {}
-        if args.checkpoint is not None:
-            name, spec = _checkpoint_agent(args, registry)
-            extra[name] = spec
-        elif args.strategy:
-            if args.strategy not in registry:
-                raise MetaEvalError(f"unknown strategy {args.strategy!r}; available: {', '.join(registry.names())}")
-            extra[args.strategy] = (args.strategy, {})
-        for strategy, params in extra.values():  # surface a bad checkpoint before hours of evaluation
-            probe = sample_task(family, args.split, 0)
-            registry.create(strategy, task_params(strategy, params, probe, registry))
-    except SourceError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
-    except (MetaEvalError, StrategyError, OutputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a strategy refusing its checkpoint: one line, not a traceback
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    _warn_plugin_problems(registry)
-    agents = {**baseline_agents(family, registry), **extra}
-    with _counting_progress(f"meta-eval {family.name} ({args.split})", "tasks", args.quiet) as bar:
-        task = bar.add_task("tasks", total=args.tasks)
-        try:
-            result = evaluate(
-                family, agents, args.tasks, args.split, registry, workers=args.workers,
-                progress=lambda done, total: bar.update(task, completed=done),
-            )  # fmt: skip
-        except (MetaEvalError, StrategyError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    folder = write_eval(result, out_dir, args.force)
-    summary = result.summary()
-    if not args.quiet:
-        table = Table(
-            title=f"{family.name}: {summary['tasks']} {args.split} tasks, H = {summary['horizon']} "
-            f"({result.seconds:,.0f} s on {result.workers} workers)"
-        )
-        for col in ("agent", "regret_10", "regret_25", "regret_H", "95% CI of regret_H", "last-10 oracle share"):
-            table.add_column(col, justify="left" if col == "agent" else "right")
-        for name, row in sorted(summary["agents"].items(), key=lambda kv: kv[1]["regret_H"]):
-            low, high = row["regret_H_ci"]
-            table.add_row(
-                name, _fmt(row["regret_10"], 1), _fmt(row["regret_25"], 1), _fmt(row["regret_H"], 1),
-                f"{_fmt(low, 1)} – {_fmt(high, 1)}", f"{row['last10_oracle_share']:.3f}",
-            )  # fmt: skip
-        out.print(table)
-        share = summary["fixed_price_share"]
-        if share is not None:
-            out.print(
-                f"best fixed price {summary.get('best_fixed_price', float('nan')):.3f} earns {share:.1%} of the "
-                f"clairvoyant's profit (oracle: {summary['oracle']['mean_profit']:,.2f} per step)"
-            )
-    out.print(f"meta-eval folder: [bold]{folder}[/] (summary.json, curves.csv, tasks.csv, regret.png)")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m marketsim.metaeval FAMILY …`` until the CLI wires ``meta-eval`` in."""
-    parser = argparse.ArgumentParser(prog="marketsim")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_meta_eval_parser(sub)
-    args = parser.parse_args(["meta-eval", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,10 +1,10 @@
 """Executors: run tournament matches serially, on a local process pool or on Ray, behind one interface.
 
 An executor takes a list of ``MatchTask`` objects and a *runner* (a picklable top-level function that
-plays one match, normally ``marketsim.tournament.run_match``) and hands each ``MatchResult`` back to the
+plays one match, normally ``marketsim.tournament.play.run_match``) and hands each ``MatchResult`` back to the
 coordinating process through ``on_result``, in completion order.
 
-One fault model for every backend (the kinds are listed in ``marketsim.matches.FAULT_KINDS``): a match runs
+One fault model for every backend (the kinds are listed in ``marketsim.tournament.matches.FAULT_KINDS``): a match runs
 under a *guard* in the process that plays it. The guard budgets the match in CPU seconds of that process
 (``ITIMER_PROF``, so a loaded machine does not turn into timeouts), stops a match that sleeps or blocks at a
 generous wall-clock backstop (``ITIMER_REAL``), caps the address space the match may add (``RLIMIT_AS``) and
@@ -38,7 +38,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from marketsim.matches import (
+from marketsim.registry import default_registry
+from marketsim.tournament.matches import (
     CpuBudgetExceeded,
     FaultKind,
     MatchResult,
@@ -50,7 +51,6 @@ from marketsim.matches import (
     short_traceback,
     shorten,
 )
-from marketsim.registry import default_registry
 
 try:
     import resource

@@ -20,7 +20,7 @@ the questions a single "the" Nash equilibrium cannot:
   and the frequency-dependent Moran process of a finite population (``moran_process``; Nowak et al. 2004,
   Nature 428:646; Fudenberg & Imhof 2006, J. Econ. Theory 131:251).
 
-It supersedes ``marketsim.results.solve_meta_game`` / ``_replicator`` (which return one equilibrium chosen by
+It supersedes ``marketsim.tournament.results.solve_meta_game`` / ``_replicator`` (which return one equilibrium chosen by
 enumeration order). Solvers: scipy (linear programmes, constrained optimisation, ODE integration) and nashpy (the
 full, asymmetric-inclusive enumeration of small games, ``bimatrix_equilibria``; also the independent solver the
 tests check the symmetric enumeration against). Pure functions on arrays: no I/O, no plotting.

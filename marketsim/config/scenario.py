@@ -21,11 +21,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic_core import PydanticCustomError
 from scipy import stats
 
-from marketsim import limits
+from marketsim.config import limits
+from marketsim.config.yamlsource import Located, Problem, SourceError, brief, load_yaml, read_bytes, read_source
 from marketsim.exceptions import PortableError
 from marketsim.registry import Registry, default_registry
 from marketsim.strategy import SizedState, parameters
-from marketsim.yamlsource import Located, Problem, SourceError, brief, load_yaml, read_bytes, read_source
 
 ScenarioError = SourceError
 
@@ -724,7 +724,7 @@ def checkpoint_problems(paths: Sequence[Any], section: str, located: Located, ke
 
     ``paths[i]`` belongs to item ``i`` of ``section`` (None or a non-path where it has no checkpoint).
     """
-    from marketsim.checkpoint import state_file  # torch-free; imported here to keep scenario's imports lean
+    from marketsim.learning.checkpoint import state_file  # torch-free; imported here to keep scenario's imports lean
 
     problems = []
     for i, path in enumerate(paths):

@@ -1,7 +1,7 @@
 """The unit of a tournament: one match, its task description, its result and its faults.
 
 Executors move ``MatchTask`` objects to wherever they run and bring ``MatchResult`` objects back;
-both are frozen, picklable and plain. ``run_match`` (in ``marketsim.tournament``) turns one into the
+both are frozen, picklable and plain. ``run_match`` (in ``marketsim.tournament.play``) turns one into the
 other and never raises for a misbehaving strategy: it returns a result with a ``Fault``.
 """
 
@@ -78,7 +78,7 @@ class MatchTask:
     key: str  # stable identity: scenario hash, format, entrants by seat, repetition
     index: int  # position in the schedule; results are reported in this order
     seed: int
-    scenario: object  # marketsim.scenario.Scenario with one seller per seat, steps = train + eval
+    scenario: object  # marketsim.config.scenario.Scenario with one seller per seat, steps = train + eval
     seats: tuple[str, ...]  # entrant display name in each seat
     train_steps: int
     eval_steps: int

@@ -25,19 +25,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
-from marketsim import limits
-from marketsim.matches import (
-    DEFAULT_MEMORY_LIMIT_MB,
-    MatchResult,
-    MatchTask,
-    SeatResult,
-    fault_kind,
-    fault_result,
-    short_traceback,
-)
-from marketsim.model import MarketModel, StrategyError
-from marketsim.registry import Registry, default_registry, load_registry
-from marketsim.scenario import (
+from marketsim.config import limits
+from marketsim.config.scenario import (
     Scenario,
     _error,
     _pydantic_problems,
@@ -48,7 +37,18 @@ from marketsim.scenario import (
     resolve_checkpoints,
     scenario_from_located,
 )
-from marketsim.yamlsource import Located, Problem, load_yaml, read_source
+from marketsim.config.yamlsource import Located, Problem, load_yaml, read_source
+from marketsim.market.model import MarketModel, StrategyError
+from marketsim.registry import Registry, default_registry, load_registry
+from marketsim.tournament.matches import (
+    DEFAULT_MEMORY_LIMIT_MB,
+    MatchResult,
+    MatchTask,
+    SeatResult,
+    fault_kind,
+    fault_result,
+    short_traceback,
+)
 
 PRICE_POINTS = 200  # evaluation price path kept per match (downsampled), for plots
 
@@ -336,7 +336,7 @@ def _seated_problems_in(
 def _market(spec: Tournament, located: Located, registry: Registry, base_dir: Path) -> Scenario:
     if isinstance(spec.market, dict):
         return scenario_from_located(located.part("market"), registry, base_dir)
-    from marketsim.scenario import load_scenario
+    from marketsim.config.scenario import load_scenario
 
     path = base_dir / spec.market
     if not path.is_file():
@@ -538,7 +538,7 @@ class StoredRun:
         retry_faults: str | None = None,
     ) -> list[MatchResult]:
         """Play the tasks the store lacks (and, with ``retry_faults``, those that faulted so); return all stored."""
-        from marketsim.results import ResultStore
+        from marketsim.tournament.results import ResultStore
 
         self.store_path.parent.mkdir(parents=True, exist_ok=True)
         with ResultStore(self.store_path) as store:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from marketsim import limits
+from marketsim.config import limits
 from marketsim.exceptions import PortableError
 
 #: Longest message a Problem prints; a plugin's exception text could otherwise be arbitrarily long.

@@ -8,7 +8,7 @@ Three layers, each usable on its own:
   Only the coordinating process ever opens the store for writing; workers return results to it.
 * ``match_rows`` — one row per (match, seat) with the fault rule applied; every table below starts from it.
 * ``leaderboard``, ``payoff_matrix`` / ``payoff_samples``, ``pairings``, ``ab_test`` — bootstrap confidence
-  intervals, the head-to-head matrix (and the match results behind each cell, for ``marketsim.metagame``'s
+  intervals, the head-to-head matrix (and the match results behind each cell, for ``marketsim.tournament.metagame``'s
   bootstrap), collusion (Δ) and consumer surplus per pairing, paired A/B tests.
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from marketsim.matches import Fault, MatchResult, SeatResult
+from marketsim.tournament.matches import Fault, MatchResult, SeatResult
 
 __all__ = [
     "ResultStore",

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import mesa
 import numpy as np
 
-from marketsim import consumers, network
-from marketsim.economics import Benchmarks, ExpectedDemand, compute_benchmarks
+from marketsim.config.scenario import Scenario
+from marketsim.config.scenario import Seller as SellerSpec
 from marketsim.exceptions import PortableError
+from marketsim.market import consumers, network
+from marketsim.market.economics import Benchmarks, ExpectedDemand, compute_benchmarks
 from marketsim.observers import Observer, ObserverError, RunInfo, StepRecord
 from marketsim.registry import Registry, default_registry
-from marketsim.scenario import Scenario
-from marketsim.scenario import Seller as SellerSpec
 from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy, checked_price
 
 

@@ -11,7 +11,7 @@ score S where an oracle exists) and ``curve.png``. A scenario then evaluates the
 
 S exists when the market is stationary with expected demand (what ``marketsim experiment`` needs) and
 every rival is a deterministic rule reacting to last period's prices: the learner's greedy policy over
-last period's grid prices is then scored exactly by ``marketsim.oracle``.
+last period's grid prices is then scored exactly by ``marketsim.market.oracle``.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from marketsim import oracle, tabular
-from marketsim.model import MarketModel
+from marketsim.config.scenario import Scenario
+from marketsim.learning import tabular
+from marketsim.market import oracle
+from marketsim.market.model import MarketModel
 from marketsim.outputs import output_folder
 from marketsim.registry import Registry, default_registry
-from marketsim.scenario import Scenario
 from marketsim.strategy import Strategy
 
 Progress = Callable[[int], None]  # steps done so far (summed over workers)
@@ -134,7 +135,7 @@ def greedy_policy(strategy: Strategy, grids: np.ndarray) -> np.ndarray | None:
 
 def make_oracle(scenario: Scenario, index: int, learner: Strategy, registry: Registry) -> Oracle | None:
     """The exact oracle for seller ``index`` when the market and rivals allow one, else None."""
-    from marketsim.experiment import ExperimentError, _check_supported, make_plan
+    from marketsim.learning.experiment import ExperimentError, _check_supported, make_plan
 
     grid = getattr(learner, "prices", None)
     if grid is None and isinstance(getattr(learner, "config", None), tabular.TabularConfig):
@@ -276,7 +277,7 @@ def moving_window(steps: int) -> int:
 
 def write_training(result: TrainResult, out_dir: str | Path, force: bool = False) -> Path:
     """Write checkpoint.pt/.json, curve.csv, curve.png and summary.json atomically into ``out_dir``."""
-    from marketsim.checkpoint import save_checkpoint
+    from marketsim.learning.checkpoint import save_checkpoint
 
     with output_folder(out_dir, "training", force) as tmp:
         save_checkpoint(tmp / "checkpoint.pt", result.state, result.checkpoint_meta())
@@ -289,7 +290,7 @@ def write_training(result: TrainResult, out_dir: str | Path, force: bool = False
 
 def plot_curve(curve: pd.DataFrame, path: Path, title: str) -> Path:
     """Profit per step and its moving average; S on a second axis where it was measured."""
-    from marketsim.report import plt  # the Agg backend, set up by the report module
+    from marketsim.market.plots import plt
 
     fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
     groups = curve.groupby("worker") if "worker" in curve else [(None, curve)]

@@ -50,9 +50,8 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from marketsim import limits
-from marketsim.registry import Registry, default_registry
-from marketsim.scenario import (
+from marketsim.config import limits
+from marketsim.config.scenario import (
     FieldError,
     Float,
     Int,
@@ -61,8 +60,9 @@ from marketsim.scenario import (
     memory_excess,
     scenario_from_located,
 )
+from marketsim.config.yamlsource import Located, Problem, SourceError, brief, load_yaml, read_source
+from marketsim.registry import Registry, default_registry
 from marketsim.strategy import MarketInfo, Observation, Strategy
-from marketsim.yamlsource import Located, Problem, SourceError, brief, load_yaml, read_source
 
 Split = Literal["train", "test", "ood"]
 SPLITS: tuple[str, ...] = ("train", "test", "ood")
@@ -769,7 +769,7 @@ def task_market(task: Task, registry: Registry | None = None) -> tuple[MarketInf
     """The learner seat's MarketInfo and the task's ExpectedDemand, without the Nash/monopoly benchmarks
     (NaN here: computing them is what makes building a MarketModel cost ~0.2 s). Strategies given an
     explicit grid never read them."""
-    from marketsim.model import expected_demand
+    from marketsim.market.model import expected_demand
 
     registry = registry if registry is not None else default_registry()
     demand = expected_demand(task.scenario, registry)

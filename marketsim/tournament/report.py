@@ -1,6 +1,6 @@
 """A tournament's results folder: the tables, the meta-game analysis, exploitability, plots and the HTML report.
 
-Written once the matches (and any exploit runs) are stored; kept apart from ``marketsim.tournament`` (files,
+Written once the matches (and any exploit runs) are stored; kept apart from ``marketsim.tournament.play`` (files,
 schedules, playing matches) so that the exploit runs, which build on that module, can be reported here too.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from marketsim.exploit import exploitability, with_exploitability
-from marketsim.matches import Fault, MatchResult
-from marketsim.metagame import MetaGameReport, analyse_meta_game
-from marketsim.tournament import LoadedTournament
+from marketsim.tournament.exploit import exploitability, with_exploitability
+from marketsim.tournament.matches import Fault, MatchResult
+from marketsim.tournament.metagame import MetaGameReport, analyse_meta_game
+from marketsim.tournament.play import LoadedTournament
 
 __all__ = ["write_outputs"]
 
@@ -30,13 +30,13 @@ def write_outputs(
 ):
     """matches.csv, faults.csv, leaderboard.csv, payoff/pairing tables, summary.json, plots and report.html.
 
-    With ``exploit`` (the results of ``marketsim.exploit.run_exploits``) also exploitability.csv, its columns
+    With ``exploit`` (the results of ``marketsim.tournament.exploit.run_exploits``) also exploitability.csv, its columns
     in the leaderboard and ``summary.json["exploitability"]``.
     """
     import pandas as pd
 
-    from marketsim import results as analysis
-    from marketsim.report import plot_meta_game, plot_tournament, tournament_html
+    from marketsim.tournament import results as analysis
+    from marketsim.tournament.plots import plot_meta_game, plot_tournament, tournament_html
 
     rows = analysis.match_rows(results, tournament.spec.on_fault)
     board = analysis.leaderboard(rows)
@@ -94,7 +94,7 @@ def write_outputs(
 
 def _meta_game(rows: Any, matrix: Any, tournament: LoadedTournament) -> MetaGameReport | None:
     """The meta-game analysis of a round robin whose every pairing was played; None otherwise."""
-    from marketsim import results as analysis
+    from marketsim.tournament import results as analysis
 
     values = matrix.to_numpy(dtype=float)
     if tournament.spec.format != "round_robin" or values.size == 0 or not np.isfinite(values).all():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from marketsim.consumers import ChoiceModel, Logit
+from marketsim.market.consumers import ChoiceModel, Logit
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from marketsim import oracle, tabular
+from marketsim.learning import tabular
+from marketsim.market import oracle
 
 if TYPE_CHECKING:
-    from marketsim.experiment import Plan
+    from marketsim.learning.experiment import Plan
 
 
 def greedy_step(plan: Plan, q: np.ndarray, state: np.ndarray, forced: dict[int, np.ndarray] | None = None):

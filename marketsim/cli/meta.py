@@ -1,0 +1,221 @@
+"""`marketsim meta-train` and `marketsim meta-eval`: parse, check, run, write, summarise."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from marketsim.cli.console import counting_progress, fmt, out, warn_plugin_problems
+from marketsim.market.model import StrategyError
+from marketsim.meta.evaluate import (
+    AgentSpec,
+    MetaEvalError,
+    baseline_agents,
+    evaluate,
+    sample_task,
+    task_params,
+    write_eval,
+)
+from marketsim.meta.train import MetaTrainError, meta_train, write_meta_train
+from marketsim.outputs import OutputError, check_output_folder, default_folder
+from marketsim.registry import Registry, default_registry
+
+
+def add_meta_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``marketsim meta-train`` to the CLI's subparsers."""
+    p = subparsers.add_parser("meta-train", help="meta-train a meta-learner (rl2, reptile_dqn) on a task family")
+    p.add_argument("family", help="task family YAML file (family: + base:)")
+    p.add_argument("--strategy", required=True, help="meta-learner to train (rl2 or reptile_dqn)")
+    p.add_argument("--out", type=Path, help="output folder (default runs/<family>-<strategy>)")
+    p.add_argument("--iterations", type=int, help="meta-iterations (default: the strategy's)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--force", action="store_true", help="replace the output folder if marketsim wrote it")
+    p.set_defaults(func=cmd_meta_train)
+    return p
+
+
+def cmd_meta_train(args: argparse.Namespace) -> int:
+    """Meta-train, write the folder, print a summary; bad input is one line on stderr and exit 2."""
+    from marketsim.config.yamlsource import SourceError
+    from marketsim.meta.tasks import load_family
+
+    registry = default_registry()
+    try:
+        if args.iterations is not None and args.iterations < 1:
+            raise MetaTrainError(f"--iterations must be >= 1, got {args.iterations}")
+        if args.seed < 0:
+            raise MetaTrainError(f"--seed must be >= 0, got {args.seed}")
+        if not Path(args.family).is_file():
+            raise MetaTrainError(f"family file {args.family} does not exist")
+        family = load_family(args.family, registry)
+        if args.strategy not in registry or not callable(getattr(registry.get(args.strategy).cls, "meta_train", None)):
+            meta = [n for n in registry.names() if callable(getattr(registry.get(n).cls, "meta_train", None))]
+            names = ", ".join(meta) or "none installed"
+            raise MetaTrainError(f"strategy {args.strategy!r} cannot be meta-trained; meta-learners: {names}")
+        if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
+            raise MetaTrainError(f"--device must be auto, cpu or cuda[:N], got {args.device!r}")
+    except SourceError as exc:
+        first = exc.problems[0] if exc.problems else exc
+        print(f"error: {first}", file=sys.stderr)
+        return 2
+    except MetaTrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from marketsim.outputs import check_output_folder, default_folder
+
+    out_dir = check_output_folder(args.out or default_folder(family.name, f"-{args.strategy}"), args.force)
+    if args.quiet:
+        result, seconds = meta_train(family, args.strategy, args.iterations, args.seed, registry, device=args.device)
+    else:
+        with counting_progress(f"meta-train {args.strategy} on {family.name}", "iterations", False) as bar:
+            task = bar.add_task("meta-train", total=None)
+
+            def progress(done: int, total: int, metrics: Mapping[str, float]) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result, seconds = meta_train(
+                family, args.strategy, args.iterations, args.seed, registry, progress=progress, device=args.device
+            )
+    folder = write_meta_train(result, family, args.strategy, seconds, out_dir, args.seed, args.force)
+    if not args.quiet:
+        its = result.info.get("iterations")
+        out.print(
+            f"meta-trained [bold]{args.strategy}[/] on {family.name}: {its} iterations in {seconds:,.1f} s "
+            f"({result.info.get('device', 'cpu')})"
+        )
+        last = result.curve[-1] if result.curve else {}
+        for key, value in last.items():
+            if key != "iteration":
+                out.print(f"  final {key}: {value:,.4g}")
+        for name in result.extra:
+            out.print(f"  also wrote {name}.pt")
+        out.print(
+            f"checkpoint: [bold]{folder / 'checkpoint.pt'}[/]  (evaluate: marketsim meta-eval {args.family} "
+            f"--checkpoint {folder / 'checkpoint.pt'})"
+        )
+    return 0
+
+
+def add_meta_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``marketsim meta-eval`` to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "meta-eval", help="evaluate the meta-learning baselines (and a checkpoint) on held-out tasks of a family"
+    )
+    p.add_argument("family", help="task family YAML file (family: + base:)")
+    p.add_argument("--checkpoint", type=Path, help="meta-learner checkpoint (.pt with its .json sidecar)")
+    p.add_argument(
+        "--strategy",
+        help="strategy of the checkpoint (default: the sidecar's 'strategy'); without --checkpoint, "
+        "a registered strategy to evaluate beside the baselines with its default parameters",
+    )
+    p.add_argument("--tasks", type=int, default=500, help="held-out tasks to evaluate (default 500)")
+    p.add_argument("--split", choices=("test", "ood"), default="test", help="meta-test tasks or the OOD slice")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes to spread tasks over")
+    p.add_argument("--out", type=Path, help="output folder (default runs/<family>-meta-eval-<split>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    p.add_argument("--force", action="store_true", help="replace the output folder if marketsim wrote it")
+    p.set_defaults(func=cmd_meta_eval)
+    return p
+
+
+def _checkpoint_agent(args: argparse.Namespace, registry: Registry) -> tuple[str, AgentSpec]:
+    path = Path(args.checkpoint)
+    pt = path if path.suffix == ".pt" else path.with_suffix(".pt")
+    if not pt.is_file():
+        raise MetaEvalError(f"checkpoint {pt} does not exist")
+    sidecar = pt.with_suffix(".json")
+    meta: dict[str, Any] = {}
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError) as exc:
+            raise MetaEvalError(f"checkpoint sidecar {sidecar} is not readable JSON: {exc}") from None
+    name = args.strategy or meta.get("strategy")
+    if not name:
+        raise MetaEvalError(f"checkpoint sidecar {sidecar} names no 'strategy': pass --strategy NAME")
+    if name not in registry:
+        raise MetaEvalError(f"checkpoint strategy {name!r} is not registered; available: {', '.join(registry.names())}")
+    return str(name), (str(name), {"checkpoint": str(pt), "mode": "eval"})
+
+
+def cmd_meta_eval(args: argparse.Namespace) -> int:
+    """Evaluate every baseline (and a checkpointed meta-learner) on held-out tasks; write the folder."""
+    from marketsim.config.yamlsource import SourceError
+    from marketsim.meta.tasks import load_family
+
+    registry = default_registry()
+    try:
+        if args.tasks < 1:
+            raise MetaEvalError(f"--tasks must be >= 1, got {args.tasks}")
+        if args.workers < 1:
+            raise MetaEvalError(f"--workers must be >= 1, got {args.workers}")
+        family = load_family(args.family, registry)
+        out_dir = check_output_folder(args.out or default_folder(family.name, f"-meta-eval-{args.split}"), args.force)
+        if args.split == "ood" and family.spec.ood is None:
+            raise MetaEvalError(f"family {family.name!r} declares no ood slice")
+        extra: dict[str, AgentSpec] = {}
+        if args.checkpoint is not None:
+            name, spec = _checkpoint_agent(args, registry)
+            extra[name] = spec
+        elif args.strategy:
+            if args.strategy not in registry:
+                raise MetaEvalError(f"unknown strategy {args.strategy!r}; available: {', '.join(registry.names())}")
+            extra[args.strategy] = (args.strategy, {})
+        for strategy, params in extra.values():  # surface a bad checkpoint before hours of evaluation
+            probe = sample_task(family, args.split, 0)
+            registry.create(strategy, task_params(strategy, params, probe, registry))
+    except SourceError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except (MetaEvalError, StrategyError, OutputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a strategy refusing its checkpoint: one line, not a traceback
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    warn_plugin_problems(registry)
+    agents = {**baseline_agents(family, registry), **extra}
+    with counting_progress(f"meta-eval {family.name} ({args.split})", "tasks", args.quiet) as bar:
+        task = bar.add_task("tasks", total=args.tasks)
+        try:
+            result = evaluate(
+                family, agents, args.tasks, args.split, registry, workers=args.workers,
+                progress=lambda done, total: bar.update(task, completed=done),
+            )  # fmt: skip
+        except (MetaEvalError, StrategyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    folder = write_eval(result, out_dir, args.force)
+    summary = result.summary()
+    if not args.quiet:
+        table = Table(
+            title=f"{family.name}: {summary['tasks']} {args.split} tasks, H = {summary['horizon']} "
+            f"({result.seconds:,.0f} s on {result.workers} workers)"
+        )
+        for col in ("agent", "regret_10", "regret_25", "regret_H", "95% CI of regret_H", "last-10 oracle share"):
+            table.add_column(col, justify="left" if col == "agent" else "right")
+        for name, row in sorted(summary["agents"].items(), key=lambda kv: kv[1]["regret_H"]):
+            low, high = row["regret_H_ci"]
+            table.add_row(
+                name, fmt(row["regret_10"], 1), fmt(row["regret_25"], 1), fmt(row["regret_H"], 1),
+                f"{fmt(low, 1)} – {fmt(high, 1)}", f"{row['last10_oracle_share']:.3f}",
+            )  # fmt: skip
+        out.print(table)
+        share = summary["fixed_price_share"]
+        if share is not None:
+            out.print(
+                f"best fixed price {summary.get('best_fixed_price', float('nan')):.3f} earns {share:.1%} of the "
+                f"clairvoyant's profit (oracle: {summary['oracle']['mean_profit']:,.2f} per step)"
+            )
+    out.print(f"meta-eval folder: [bold]{folder}[/] (summary.json, curves.csv, tasks.csv, regret.png)")
+    return 0

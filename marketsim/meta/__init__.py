@@ -1,0 +1,1 @@
+"""The meta-learning wing: task families sampled into markets, meta-training and meta-evaluation."""
