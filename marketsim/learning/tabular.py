@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from marketsim.strategy import MarketInfo
+
 UNIFORM_BLOCK = 2048  # rows of uniforms a learner draws at a time (part of the reproducibility contract)
 
 ExplorationKind = Literal["exponential", "constant", "linear", "boltzmann"]
@@ -73,6 +75,22 @@ def price_grid(config: TabularConfig, nash: float, monopoly: float) -> np.ndarra
         return np.array(config.grid, dtype=float)
     span = monopoly - nash
     return np.linspace(nash - config.xi * span, monopoly + config.xi * span, config.grid_size)
+
+
+def seller_grid(
+    market: MarketInfo,
+    grid_size: int = 15,
+    xi: float = 0.1,
+    grid: Sequence[float] | None = None,
+    seat: int | None = None,
+) -> np.ndarray:
+    """The price grid of seat ``seat`` (default: the strategy's own) in ``market``: ``grid`` when given, else
+    ``grid_size`` points spanning its Nash to monopoly price widened by ξ on each side. The one grid builder
+    every grid learner (tabular, deep, bandits, meta) uses; ValueError on a bad size, ξ or grid."""
+    config = TabularConfig("q_learning", grid_size=grid_size, xi=xi, grid=None if grid is None else tuple(grid))
+    config.validate()
+    i = market.index if seat is None else seat
+    return price_grid(config, market.nash_prices[i], market.monopoly_prices[i])
 
 
 def nearest(grid: np.ndarray, price: float) -> int:
