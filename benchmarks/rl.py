@@ -6,7 +6,8 @@ matches its last price (match_lowest).
   * DQN (plugins/marketsim_deep/dqn.py) inside the market loop (act → outcome → store → one gradient step
     per step, batch 64), after its `learning_starts` warm-up, in one process; with torch's default number
     of threads and with one.
-  * A3C (plugins/marketsim_deep/a3c.py) trained by `A3C.train_workers` with 1 and with 2 worker processes,
+  * A3C (plugins/marketsim_deep/a3c.py) trained by the host's worker processes
+    (`marketsim.learning.parallel.train_workers`) with 1 and with 2 workers,
     the same number of environment steps per worker; the rate counts the steps of all workers over the
     training loop (the workers are released together once all have started; start-up — spawning a
     process and importing torch — is shown apart). Each configuration runs `--repeats` times, alternating,
@@ -82,10 +83,13 @@ def dqn_rate(steps: int, threads: int, max_seconds: float = 30.0) -> tuple[float
 
 def a3c_rate(steps_per_worker: int, workers: int) -> tuple[float, float, float, float]:
     """(env steps per second of all workers, per worker CPU second, start-up seconds, wall seconds)."""
-    from marketsim_deep.a3c import A3C
+    from marketsim.learning.parallel import ScenarioMarkets, train_workers
+    from marketsim.registry import default_registry
 
     start = time.perf_counter()
-    _, _, stats = A3C.train_workers(duopoly("a3c"), 0, steps_per_worker * workers, workers)
+    stats = train_workers(
+        ScenarioMarkets(duopoly("a3c"), default_registry()), 0, steps_per_worker * workers, workers
+    ).stats
     wall = time.perf_counter() - start
     return stats.env_steps_per_second, stats.env_steps_per_cpu_second, stats.startup_seconds, wall
 

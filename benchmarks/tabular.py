@@ -22,12 +22,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from marketsim.config.scenario import load_scenario
+from marketsim.config.validate import load_scenario
 from marketsim.learning import tabular
 from marketsim.learning.experiment import make_plan, run_block, run_sessions
-from marketsim.market.model import MarketModel, market_info
+from marketsim.market.model import MarketModel
+from marketsim.market.step import outcome
 from marketsim.registry import default_registry
-from marketsim.strategy import Outcome
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "calvano2020.yaml"
 
@@ -35,14 +35,13 @@ SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "calvano2020.yaml
 def plain_loop(steps: int) -> float:
     """Session-steps per second of one session of two strategy objects in a bare loop."""
     scenario = load_scenario(SCENARIO)
-    plan = make_plan(scenario)
-    model = MarketModel(scenario)  # only to set the strategies up exactly as a run would
-    learners = [default_registry().create("q_learning", s.spec.params) for s in model.sellers]
+    registry = default_registry()
+    plan = make_plan(scenario, registry)
+    model = MarketModel(scenario, registry)  # only to set the strategies up exactly as a run would
+    learners = [registry.create("q_learning", s.spec.params) for s in model.sellers]
     for i, learner in enumerate(learners):
-        learner.setup(
-            market_info(i, model.demand, model.benchmarks, model.price_min, model.price_max), np.random.default_rng(i)
-        )
-    obs = [s.observe(0, model._rivals(s, model._prices())) for s in model.sellers]
+        learner.setup(model.market.info(i), np.random.default_rng(i))
+    obs = list(model.observations)
     start = time.perf_counter()
     for _ in range(steps):
         prices = [learner.price(o) for learner, o in zip(learners, obs)]
@@ -51,7 +50,17 @@ def plain_loop(steps: int) -> float:
         for i, learner in enumerate(learners):
             rivals = (prices[1 - i],)
             nxt = dataclasses.replace(obs[i], own_price=prices[i], competitor_prices=rivals)
-            learner.learn(Outcome(0, prices[i], 0.0, 0.0, 0.0, 0.0, float(profits[i]), np.inf, rivals, nxt))
+            learner.learn(
+                outcome(
+                    step=0,
+                    price=prices[i],
+                    units=0.0,
+                    cost=0.0,
+                    profit=float(profits[i]),
+                    competitor_prices=rivals,
+                    next_observation=nxt,
+                )
+            )
             obs[i] = nxt
     return steps / (time.perf_counter() - start)
 
@@ -67,7 +76,7 @@ def mesa_loop(steps: int) -> float:
 
 def batched(sessions: int, steps: int, workers: int) -> float:
     """Session-steps per second of the lockstep engine (no session converges this early)."""
-    plan = make_plan(load_scenario(SCENARIO))
+    plan = make_plan(load_scenario(SCENARIO), default_registry())
     seeds = list(range(sessions))
     start = time.perf_counter()
     if workers == 1:

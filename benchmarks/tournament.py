@@ -18,9 +18,10 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from marketsim.tournament.executors import ExecutorUnavailable, make_executor
-from marketsim.tournament.play import load_tournament, run_tournament
+from marketsim.config.tournament import load_tournament
 from marketsim.tournament import results as analysis
+from marketsim.tournament.executors import ExecutorUnavailable, make_executor
+from marketsim.tournament.play import run_tournament
 
 DEFAULT = Path(__file__).resolve().parents[1] / "scenarios" / "tournament_quick.yaml"
 

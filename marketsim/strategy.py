@@ -250,7 +250,107 @@ class GreedyTabulable(Protocol):
 
 # --- capability: trained across worker processes (anchor: learning wing) ----------------------------------
 
+
+@runtime_checkable
+class ParallelTrainable(Protocol):
+    """Capability: a learner that several worker processes train together through one shared model (A3C).
+
+    ``marketsim train --workers N`` runs it (``marketsim.learning.parallel``): the host builds the market in
+    the parent and asks the seat's learner to ``share_model()``; it starts N processes, each with its own
+    market (own seed), and hands every worker's copy of the learner the shared model (``attach_worker``);
+    the workers then step their markets and the learners update the shared model as they learn. At the end
+    the parent's learner is told what the workers did (``finish_workers``) and its ``state_dict`` is saved.
+    """
+
+    def share_model(self) -> Any:
+        """Move this learner's trainable state to shared memory; return a picklable handle to it for workers."""
+        ...
+
+    def attach_worker(self, shared: Any, on_update: Callable[[], None]) -> None:
+        """Make this learner (in a worker's market) train ``shared``; call ``on_update`` after each update."""
+        ...
+
+    def finish_workers(self, steps: int, updates: int) -> int:
+        """Record the workers' environment ``steps`` and ``updates``; return the shared optimiser's step count."""
+        ...
+
+
 # --- capability: meta-trainable (anchor: meta wing) -------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetaSetup:
+    """What the host hands a meta-learner it builds: the family's price grid and horizon, the seed, the device."""
+
+    grid: tuple[float, ...]
+    horizon: int
+    seed: int
+    device: str = "auto"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetaCheckpoint:
+    """What a meta-learner leaves when training ends: the checkpoint's state, the parameters that rebuild the
+    strategy from it, facts for the sidecar (``info``) and extra checkpoints by name (``(state, meta)``)."""
+
+    state: dict[str, Any]
+    params: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
+
+
+@runtime_checkable
+class MetaLearner(Protocol):
+    """One meta-training run of a learner, driven by the host's loop (``marketsim.meta.loop``).
+
+    The host samples ``pool`` training tasks and ``validation`` held-aside ones and steps them as batched task
+    markets (``env``: ``len``, ``horizon``, ``subset(idx)``, ``reset_episode(rng)``, ``step(last, own, rng)``,
+    ``present``/``cost``/``pmin``/``pmax`` arrays with the learner in column 0). It calls ``begin`` once,
+    ``update`` every iteration (``iterations`` when the caller gives none), ``validate`` every ``log_every``
+    iterations (the host turns its expected profits into regret against the oracle) and ``finish`` at the end.
+    """
+
+    iterations: int
+    pool: int
+    validation: int
+    log_every: int
+
+    def begin(self, env: Any) -> None:
+        """Build what training needs from the training tasks' batched market."""
+        ...
+
+    def update(self, iteration: int, iterations: int, env: Any, rng: np.random.Generator) -> Mapping[str, float]:
+        """One meta-iteration on tasks drawn from ``env`` with ``rng``; the metrics a logged curve row shows."""
+        ...
+
+    def validate(self, env: Any) -> np.ndarray:
+        """(tasks, H) expected profit of each step of the learner as it stands, in every task of ``env``."""
+        ...
+
+    def finish(
+        self,
+        iterations: int,
+        env: Any,
+        validation: Any,
+        rng: np.random.Generator,
+        regret: Callable[[np.ndarray], np.ndarray],
+    ) -> MetaCheckpoint:
+        """The trained state; ``regret(expected)`` gives the cumulative regret paths of validation profits."""
+        ...
+
+
+@runtime_checkable
+class MetaTrainable(Protocol):
+    """Capability: a strategy class meta-trained across a task family's markets (``marketsim meta-train``).
+
+    The host owns the loop (task sampling, batched markets, progress, the curve, timing, checkpoints) and asks
+    the class for a ``MetaLearner`` built from ``setup`` and the command's options (keyword hyper-parameters).
+    """
+
+    @classmethod
+    def meta_learner(cls, setup: MetaSetup, **options: Any) -> MetaLearner:
+        """A learner ready to be meta-trained (``ValueError``/``TypeError`` on bad options)."""
+        ...
 
 
 @runtime_checkable

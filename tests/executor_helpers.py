@@ -99,47 +99,73 @@ def _exit_after(delay: float, code: int) -> None:
     os._exit(code)
 
 
+def _ok(task: MatchTask, track) -> MatchResult:
+    track(0, 0)
+    return ok_result(task)
+
+
+def _bug(task: MatchTask, track) -> MatchResult:
+    track(1, 4)
+    raise RuntimeError("bug in the runner")
+
+
+def _loop(task: MatchTask, track) -> MatchResult:
+    track(1, 3)
+    while True:
+        pass
+
+
+def _exit(task: MatchTask, track) -> MatchResult:
+    track(0, 7)
+    os._exit(3)
+
+
+def _sysexit(task: MatchTask, track) -> MatchResult:
+    track(1, 2)
+    sys.exit(4)
+
+
+def _sleep(task: MatchTask, track) -> MatchResult:
+    start = time.time()
+    time.sleep(1.0)
+    return replace(ok_result(task), prices=((start, time.time()),))
+
+
+def _racy(task: MatchTask, track) -> MatchResult:
+    delay = (0.0, 0.0002, 0.001, 0.02)[task.index % 4]  # before, while or after the result is sent
+    threading.Thread(target=_exit_after, args=(delay, 5)).start()
+    return ok_result(task)
+
+
+def _stubborn(task: MatchTask, track) -> MatchResult:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGPROF})
+    track(0, 1)
+    while True:
+        pass
+
+
+def _nap(task: MatchTask, track) -> MatchResult:
+    track(1, 6)
+    while True:
+        time.sleep(0.05)
+
+
+def _kbint(task: MatchTask, track) -> MatchResult:
+    track(0, 5)
+    raise KeyboardInterrupt
+
+
+FAKE_KINDS = {
+    "ok": _ok, "raise": lambda task, track: raised_result(task), "bug": _bug, "loop": _loop, "exit": _exit,
+    "sysexit": _sysexit, "sleep": _sleep, "racy": _racy, "stubborn": _stubborn, "nap": _nap, "kbint": _kbint,
+}  # fmt: skip
+
+
 def fake_runner(task: MatchTask, tracker) -> MatchResult:
-    """A stand-in for ``marketsim.tournament.play.run_match`` whose behaviour the task key chooses."""
+    """A stand-in for ``marketsim.tournament.play.run_match`` whose behaviour the task key's prefix chooses."""
     track = tracker or (lambda seat, step: None)
     kind = task.key.split("-")[0]
     _log_run(task.key)
-    if kind == "ok":
-        track(0, 0)
-        return ok_result(task)
-    if kind == "raise":
-        return raised_result(task)
-    if kind == "bug":
-        track(1, 4)
-        raise RuntimeError("bug in the runner")
-    if kind == "loop":
-        track(1, 3)
-        while True:
-            pass
-    if kind == "exit":
-        track(0, 7)
-        os._exit(3)
-    if kind == "sysexit":
-        track(1, 2)
-        sys.exit(4)
-    if kind == "sleep":
-        start = time.time()
-        time.sleep(1.0)
-        return replace(ok_result(task), prices=((start, time.time()),))
-    if kind == "racy":
-        delay = (0.0, 0.0002, 0.001, 0.02)[task.index % 4]  # before, while or after the result is sent
-        threading.Thread(target=_exit_after, args=(delay, 5)).start()
-        return ok_result(task)
-    if kind == "stubborn":
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGPROF})
-        track(0, 1)
-        while True:
-            pass
-    if kind == "nap":
-        track(1, 6)
-        while True:
-            time.sleep(0.05)
-    if kind == "kbint":
-        track(0, 5)
-        raise KeyboardInterrupt
-    raise ValueError(f"unknown fake task {task.key!r}")
+    if kind not in FAKE_KINDS:
+        raise ValueError(f"unknown fake task {task.key!r}")
+    return FAKE_KINDS[kind](task, track)

@@ -13,7 +13,8 @@ import mesa
 import numpy as np
 
 from marketsim.market import consumers, network
-from marketsim.market.model import ConsumerPopulation, MarketModel, draw_shopping
+from marketsim.market.model import ConsumerPopulation, MarketModel
+from marketsim.market.population import Sales, draw_shopping
 
 TIE = 1e-12
 EXP_CAP = 700.0
@@ -69,13 +70,14 @@ class ConsumerAgent(mesa.Agent):
 
 
 class PerConsumerPopulation(ConsumerPopulation):
-    """Same state as ConsumerPopulation, but shopping is a loop over ConsumerAgent objects."""
+    """Same state as ConsumerPopulation (its sampled backend), but shopping is a loop over ConsumerAgent objects."""
 
     def __init__(self, model: MarketModel, scenario) -> None:
         super().__init__(model, scenario)
+        self.spec, self.net, self.adjacency = scenario.consumers, self.backend.net, self.backend.adjacency
         self.agents_list = [ConsumerAgent(model, i, float(w)) for i, w in enumerate(self.wtp)]
 
-    def shop(self, x: np.ndarray, limits: np.ndarray, step: int) -> np.ndarray:
+    def clear(self, x: np.ndarray, limits: np.ndarray, step: int) -> Sales:
         arrival = self.spec.arrival_at(step)
         shift = self.spec.wtp_shift_at(step)
         a0, mu = self.spec.outside_value, self.spec.mu
@@ -97,11 +99,11 @@ class PerConsumerPopulation(ConsumerPopulation):
             keys = {k: consumers.gumbel(drawn[r]) for r, k in enumerate(ranked)}
         # 3. serve the queue one shopper at a time
         units, choice = [0.0] * len(xs), [-1] * len(agents)
-        self.surplus = 0.0
+        surplus = 0.0
         for k in queue:
             w = agents[k].wtp + shift
             in_stock = [j for j in known[k] if stock[j] >= 1]
-            self.surplus += agents[k].surplus(in_stock, xs, a0, mu, w)
+            surplus += agents[k].surplus(in_stock, xs, a0, mu, w)
             pick = first[k]
             if pick >= 0 and stock[pick] < 1:  # turned away: best remaining option in stock
                 pick = self.next_choice(in_stock, xs, a0, mu, w, keys[k])
@@ -110,14 +112,14 @@ class PerConsumerPopulation(ConsumerPopulation):
                 units[pick] += 1
                 choice[k] = pick
         bought = [k for k in range(len(agents)) if choice[k] >= 0]
-        self.shoppers, self.buyers = float(len(agents)), float(len(bought))
         if self.net is not None:
             buyers = np.array([shoppers[k] for k in bought], dtype=np.int64)
             picks = np.array([choice[k] for k in bought], dtype=np.int64)
             network.spread_awareness(
                 self.aware, buyers, picks, self.adjacency, self.net.spread, self.net.decay, self.model.rng
             )
-        return np.array(units)
+        self.sales = Sales(np.array(units), float(len(agents)), float(len(bought)), surplus)
+        return self.sales
 
     @staticmethod
     def next_choice(options: list[int], x: list[float], a0: float, mu: float, w: float, key: np.ndarray) -> int:

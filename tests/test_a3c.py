@@ -14,8 +14,12 @@ from markets import duopoly  # noqa: E402
 from marketsim.config.scenario import Scenario  # noqa: E402
 from marketsim.learning.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from marketsim.learning.experiment import make_plan  # noqa: E402
+from marketsim.learning.parallel import ScenarioMarkets, train_workers  # noqa: E402
 from marketsim.market import oracle  # noqa: E402
 from marketsim.market.model import MarketModel  # noqa: E402
+from marketsim.registry import default_registry  # noqa: E402
+from marketsim.seeds import worker_seeds  # noqa: E402
+from marketsim.strategy import GreedyTabulable, ParallelTrainable  # noqa: E402
 from marketsim.testing import assert_conforms  # noqa: E402
 from marketsim_deep.a3c import (  # noqa: E402
     A3C,
@@ -26,13 +30,17 @@ from marketsim_deep.a3c import (  # noqa: E402
     apply_update,
     n_step_returns,
 )
-from marketsim_deep.a3c_train import worker_seeds  # noqa: E402
 
 CPU = {"device": "cpu"}
 
 
 def a3c_vs(rival: dict, seed: int = 100, **params) -> Scenario:
     return duopoly({"strategy": "a3c", "params": {**CPU, **params}}, rival, seed=seed)
+
+
+def markets(scenario: Scenario) -> ScenarioMarkets:
+    """The market factory the host hands the training workers."""
+    return ScenarioMarkets(scenario, default_registry())
 
 
 MATCH = {"strategy": "match_lowest"}
@@ -229,7 +237,8 @@ def test_two_workers_update_one_shared_model_asynchronously() -> None:
     scenario = a3c_vs(MATCH, seed=3, n_step=5)
     initial = MarketModel(scenario).sellers[0].strategy.state_dict()["network"]  # the parent builds the same
     seen: list[int] = []
-    state, rows, stats = A3C.train_workers(scenario, 0, 8000, workers=2, progress=seen.append)
+    run = train_workers(markets(scenario), 0, 8000, workers=2, progress=seen.append)
+    state, rows, stats = run.state, run.rows, run.stats
     # real processes: distinct from each other and from the parent
     assert len(set(stats.pids)) == 2 and os.getpid() not in stats.pids and stats.parent_pid == os.getpid()
     assert set(stats.updates[:, 2]) == set(stats.pids)
@@ -255,9 +264,16 @@ def test_two_workers_update_one_shared_model_asynchronously() -> None:
     assert seen and seen[-1] == 8000 and seen == sorted(seen)
 
 
-def test_trainer_refuses_a_seller_that_is_not_a3c() -> None:
-    with pytest.raises(TypeError, match="not a3c"):
-        A3C.train_workers(a3c_vs(MATCH), 1, 100, workers=1)
+def test_trainer_refuses_a_seller_that_is_not_parallel_trainable() -> None:
+    with pytest.raises(TypeError, match="does not train across worker processes"):
+        train_workers(markets(a3c_vs(MATCH)), 1, 100, workers=1)
+
+
+def test_a3c_declares_its_capabilities() -> None:
+    learner = MarketModel(a3c_vs(MATCH)).sellers[0].strategy
+    assert isinstance(learner, ParallelTrainable) and issubclass(A3C, ParallelTrainable)
+    assert isinstance(learner, GreedyTabulable) and learner.discount == 0.95
+    assert learner.grid_params == {"grid_size": 15, "xi": 0.1}
 
 
 # --- learning ------------------------------------------------------------------------------------------------
@@ -277,7 +293,7 @@ def test_a3c_with_two_workers_learns_to_keep_prices_up_against_a_matching_rival(
         scenario = a3c_vs(MATCH, seed=seed)
         learner = MarketModel(scenario).sellers[0].strategy
         before.append(score(learner).score)
-        state, _ = A3C.train_parallel(scenario, 0, LEARNING_STEPS, workers=2)
+        state = train_workers(markets(scenario), 0, LEARNING_STEPS, workers=2).state
         learner.load_state_dict(state)
         result = score(learner)
         after.append(result.score)

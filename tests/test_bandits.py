@@ -97,7 +97,7 @@ def test_thompson_posterior_follows_the_sales() -> None:
     strategy = registry.create("thompson_pricing", {"grid": GRID})
     expected_rollout(task, strategy, registry)
     assert strategy.pulls.sum() == task.horizon
-    demand = expected_demand(task.scenario)
+    demand = expected_demand(task.scenario, registry)
     for a in np.flatnonzero(strategy.pulls):  # noise-free sales: the posterior's data are the true units
         units = demand.units(np.array([GRID[a], 1.9]))[0]
         assert strategy.sales[a] == pytest.approx(units * strategy.pulls[a])
@@ -111,7 +111,7 @@ def test_clairvoyant_is_the_myopic_optimum_against_a_fixed_rival() -> None:
     registry = default_registry()
     task = _task(_market({"strategy": "fixed_price", "params": {"price": 1.9}}, mode="expected"))
     prices, profits = expected_rollout(task, registry.create("clairvoyant", _oracle(task)), registry)
-    demand = expected_demand(task.scenario)
+    demand = expected_demand(task.scenario, registry)
     fine = np.linspace(1.0, 6.0, 50_001)
     best = max(fine, key=lambda p: demand.profits(np.array([p, 1.9]))[0])
     assert prices == pytest.approx(np.full(task.horizon, best), abs=2e-4)  # step 0 too: it predicts the rival
@@ -129,7 +129,7 @@ def test_clairvoyant_is_the_myopic_optimum_against_a_fixed_rival() -> None:
 def test_clairvoyant_is_the_value_iteration_optimum_against_a_matching_rival() -> None:
     registry = default_registry()
     scenario = _market({"strategy": "match_lowest", "cost": 0.9}, mode="expected")
-    demand = expected_demand(scenario)
+    demand = expected_demand(scenario, registry)
     grids = np.array([GRID, GRID])  # the rival's cost is below the grid: matching stays on it
     market = DiscreteMarket.from_profit_function(grids, demand.profits)
     solution = solve(market, 0, {1: match_reaction(market, 1, 0)}, delta=0.95)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from marketsim.cli.app import main
-from marketsim.config.scenario import load_scenario
+from marketsim.config.validate import load_scenario
 from optional import HAS_TORCH, TORCH_STRATEGIES, unexpected
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from marketsim.config.scenario import Scenario
 from marketsim.market import consumers
+from marketsim.market.consumers import Draws
 from marketsim.market.model import MarketModel
 from reference_market import ReferenceMarket
 
@@ -94,7 +95,7 @@ def test_clearing_invariants(market) -> None:
     allowed = rng.random((n_sellers, n)) < 0.6 if masked else None
     order = rng.permutation(n) if np.isfinite(limits).any() else None
     keys = lambda m: consumers.ranking_uniforms(rng, m, n_sellers + 1)  # noqa: E731
-    result = consumers.clear_agents(w, x, 0.5, mu, limits, rng.random(n), order, allowed, keys)
+    result = consumers.clear_agents(w, x, 0.5, mu, limits, Draws(None, rng.random(n), order), allowed, keys)
     choice = result.choice
     assert choice.shape == (n,)  # one decision per consumer: at most one unit each
     assert np.all((choice >= -1) & (choice < n_sellers))
@@ -117,8 +118,8 @@ def test_turned_away_shoppers_take_their_next_choice(market) -> None:
     u = rng.random(n)
     order = rng.permutation(n) if np.isfinite(limits).any() else None
     keys = lambda m: consumers.ranking_uniforms(rng, m, n_sellers + 1)  # noqa: E731
-    free = consumers.clear_agents(w, x, 0.5, mu, np.full(n_sellers, np.inf), u, None)
-    rationed = consumers.clear_agents(w, x, 0.5, mu, limits, u, order, keys=keys)
+    free = consumers.clear_agents(w, x, 0.5, mu, np.full(n_sellers, np.inf), Draws(None, u, None))
+    rationed = consumers.clear_agents(w, x, 0.5, mu, limits, Draws(None, u, order), keys=keys)
     # A shopper whose first choice was open (never sold out) keeps it.
     sold_out = rationed.units >= np.floor(limits)
     keeps = (free.choice >= 0) & ~sold_out[np.maximum(free.choice, 0)]
@@ -134,7 +135,7 @@ def test_empirical_shares_match_logit_with_200k_consumers() -> None:
     x = quality - prices
     rng = np.random.default_rng(2020)
     w = np.zeros(n)
-    result = consumers.clear_agents(w, x, a0, mu, np.full(4, np.inf), rng.random(n), None)
+    result = consumers.clear_agents(w, x, a0, mu, np.full(4, np.inf), Draws(None, rng.random(n), None))
     empirical = result.units / n
     expected = np.exp(x / mu) / (np.exp(x / mu).sum() + np.exp(a0 / mu))
     assert np.max(np.abs(empirical - expected)) < 0.01
@@ -149,7 +150,7 @@ def test_explicit_gumbel_draws_agree_with_the_closed_form_sampler() -> None:
     w = rng.uniform(0, 1, n)
     utilities = np.column_stack([np.zeros(n), w[:, None] + x[None, :]]) + mu * rng.gumbel(size=(n, 4))
     gumbel = np.bincount(utilities.argmax(axis=1), minlength=4)[1:] / n
-    ours = consumers.clear_agents(w, x, 0.0, mu, np.full(3, np.inf), rng.random(n), None).units / n
+    ours = consumers.clear_agents(w, x, 0.0, mu, np.full(3, np.inf), Draws(None, rng.random(n), None)).units / n
     np.testing.assert_allclose(ours, gumbel, atol=0.006)
 
 
@@ -173,7 +174,7 @@ def test_expected_clearing_is_the_large_population_limit_of_rationing() -> None:
     limits = np.array([0.25 * n, np.inf, 0.1 * n])
     keys = lambda m: consumers.ranking_uniforms(rng, m, 4)  # noqa: E731
     runs = [
-        consumers.clear_agents(w, x, a0, mu, limits, rng.random(n), rng.permutation(n), keys=keys).units
+        consumers.clear_agents(w, x, a0, mu, limits, Draws(None, rng.random(n), rng.permutation(n)), keys=keys).units
         for _ in range(3)
     ]
     units, welfare = consumers.clear_expected(w, np.ones(n), x, a0, mu, limits)

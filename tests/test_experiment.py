@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,14 @@ import pytest
 
 from marketsim.cli.app import main
 from marketsim.config.scenario import Scenario
+from marketsim.hookspecs import hookimpl
 from marketsim.learning import collusion
 from marketsim.learning.experiment import ExperimentError, make_plan
 from marketsim.market import oracle
+from marketsim.market.consumers import Logit
+from marketsim.market.model import expected_demand
+from marketsim.market.run import simulate
+from marketsim.registry import UnknownStrategyError, load_registry
 
 GRID = [1.5, 1.9]  # low, high
 
@@ -89,6 +95,39 @@ def test_best_response_check_against_the_oracle() -> None:
 def test_unsupported_markets_are_refused_with_a_reason(over, message) -> None:
     with pytest.raises(ExperimentError, match=message):
         make_plan(market(LEARNER, LEARNER, **over))
+
+
+class SharpLogit(Logit):
+    """A logit with half the taste noise: a choice model only a plugin registers."""
+
+    name = "sharp_logit"
+
+    def __init__(self, mu: float = 0.25) -> None:
+        super().__init__(mu / 2)
+
+
+def test_a_choice_model_registered_only_in_the_passed_registry_drives_the_plan() -> None:
+    """Bug (b) of issue 12: make_plan looked the choice model up in the default registry, not the one passed."""
+    module = types.ModuleType("sharp_plugin")
+
+    @hookimpl
+    def register_choice_models(register):
+        register(SharpLogit)
+
+    module.register_choice_models = register_choice_models
+    registry = load_registry(plugins=[("sharp_plugin", module)])
+    consumers = {"size": 1, "wtp": {"distribution": "constant", "value": 0.0}, "mu": 0.25}
+    scenario = market(
+        LEARNER, {"strategy": "match_lowest"}, consumers={**consumers, "choice": {"model": "sharp_logit"}}
+    )
+    with pytest.raises(UnknownStrategyError, match="sharp_logit"):
+        make_plan(scenario)  # the default registry does not know it
+    simulate(scenario.model_copy(update={"steps": 3}), registry)  # the per-step model finds it in the registry passed
+    plan = make_plan(scenario, registry)
+    demand = expected_demand(scenario, registry)
+    np.testing.assert_array_equal(plan.market.profits[:, 0], demand.profits(plan.market.grids[:, 0]))
+    logit = make_plan(market(LEARNER, {"strategy": "match_lowest"}), registry)
+    assert not np.array_equal(plan.market.profits, logit.market.profits)  # a different model, different profits
 
 
 def test_stochastic_rivals_cannot_be_tabulated() -> None:

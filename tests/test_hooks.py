@@ -4,6 +4,7 @@ built-in logit registers through the same hook, and bad ones are reported, not f
 from __future__ import annotations
 
 import json
+import sys
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,11 +14,13 @@ import numpy as np
 import pytest
 
 from marketsim.cli.app import main
-from marketsim.config.scenario import Scenario, load_scenario
+from marketsim.config.scenario import Scenario
+from marketsim.config.validate import load_scenario
 from marketsim.config.yamlsource import SourceError
 from marketsim.hookspecs import hookimpl
 from marketsim.market import consumers
 from marketsim.market.consumers import ChoiceModel, Logit
+from marketsim.market.economics import expected_demand
 from marketsim.market.model import MarketModel
 from marketsim.market.run import simulate
 from marketsim.observers import Observer, RunInfo, StepRecord
@@ -214,9 +217,9 @@ def test_refused_choice_model_parameters_are_located_errors(tmp_path: Path, regi
 
 
 def test_a_failing_observer_stops_the_run_with_its_name(tmp_path: Path, capsys, monkeypatch, registry) -> None:
-    monkeypatch.setattr("marketsim.cli.app.default_registry", lambda: registry, raising=False)
-    monkeypatch.setattr("marketsim.config.scenario.default_registry", lambda: registry)
-    monkeypatch.setattr("marketsim.market.model.default_registry", lambda: registry)
+    for module in [m for n, m in list(sys.modules.items()) if n.startswith("marketsim") and m is not None]:
+        if hasattr(module, "default_registry"):  # every module that falls back to the default registry
+            monkeypatch.setattr(module, "default_registry", lambda: registry)
     path = write(tmp_path, SCENARIO.format(model="logit", observer="exploding"))
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 1  # a run-time failure
     err = capsys.readouterr().err
@@ -269,3 +272,10 @@ def test_plugins_json_lists_choice_models_and_observers(capsys) -> None:
     assert [r["name"] for r in listing["choice_models"]] == ["logit"]
     assert listing["choice_models"][0]["parameters"] == {"mu": 0.25}
     assert "price_dispersion" in [r["name"] for r in listing["observers"]]
+
+
+def test_expected_demand_takes_its_choice_model_from_the_registry_passed(registry) -> None:
+    scenario = market({"model": "linear_shares", "params": {"outside_weight": 0.5}})
+    assert isinstance(expected_demand(scenario, registry).choice, LinearShares)  # registered only in `registry`
+    with pytest.raises(TypeError):
+        expected_demand(scenario)  # type: ignore[call-arg]  # the registry is required, never the default

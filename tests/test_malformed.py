@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from marketsim.cli.app import main
-from marketsim.config.scenario import FieldError
+from marketsim.config.errors import FieldError
 from marketsim.config.yamlsource import Problem, SourceError
 from marketsim.learning.checkpoint import CheckpointError
 from marketsim.learning.experiment import ExperimentError
@@ -385,7 +385,7 @@ def test_checkpoint_in_a_scenario_is_relative_to_the_scenario_file(
         "strategy: fixed_price\n    params: {price: 2.0}", "strategy: dqn\n    params: {checkpoint: brain.pt}"
     )
     (here / "cases" / "s.yaml").write_text(text)
-    from marketsim.config.scenario import load_scenario
+    from marketsim.config.validate import load_scenario
 
     seller = load_scenario(here / "cases" / "s.yaml").sellers[0]
     assert seller.params["checkpoint"] == str((here / "cases" / "brain.pt").resolve())

@@ -92,7 +92,7 @@ def test_generic_reactive_rival_goes_through_its_rule(family: Family, registry: 
     task = replace(task, scenario=scenario)
     path = np.linspace(1.5, 4.0, family.horizon)
     batch = TaskBatch.from_tasks([task], registry)
-    assert batch.kind[0, 1] == 4
+    assert batch.rules[0, 1].name == "follow_average"
     real = run_agent(task, Scripted(tuple(path)), registry).expected_profit
     np.testing.assert_allclose(batch.rollout_expected(path[None])[0], real, rtol=1e-9, atol=1e-9)
 
@@ -163,14 +163,14 @@ def test_command_writes_checkpoint_sidecar_and_curve(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: Registry, family: Family, capsys
 ) -> None:
     monkeypatch.setattr("marketsim.cli.meta.default_registry", lambda: registry)
-    import marketsim_meta.rl2 as rl2
+    import marketsim.cli.meta as cli_meta
 
-    original = rl2.RL2.meta_train.__func__
+    original = cli_meta.meta_train
 
-    def tiny(cls, family, **kw):
-        return original(cls, family, **{**kw, **TINY_RL2})
+    def tiny(*args, **kw):
+        return original(*args, **{**kw, **TINY_RL2})
 
-    monkeypatch.setattr(rl2.RL2, "meta_train", classmethod(tiny))
+    monkeypatch.setattr(cli_meta, "meta_train", tiny)
     out = tmp_path / "rl2"
     assert cmd_meta_train(_args(out=out, iterations=2, quiet=False)) == 0
     printed = capsys.readouterr().out
@@ -206,3 +206,12 @@ def test_pickled_object_checkpoint_is_refused(tmp_path: Path, registry: Registry
     save_checkpoint(tmp_path / "other.pt", {"x": 1}, {"strategy": "dqn"})
     with pytest.raises(CheckpointError, match="not 'rl2'"):
         registry.create("rl2", {"checkpoint": str(tmp_path / "other.pt")}).setup(market, np.random.default_rng(0))
+
+
+def test_meta_learners_are_found_by_their_capability(registry: Registry) -> None:
+    from marketsim.meta.train import meta_learners
+    from marketsim.strategy import MetaTrainable
+
+    assert {"rl2", "reptile_dqn"} <= set(meta_learners(registry))
+    assert isinstance(registry.get("rl2").cls, MetaTrainable)
+    assert not isinstance(registry.get("thompson_pricing").cls, MetaTrainable)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 import marketsim_rules
 from marketsim.config.scenario import Scenario
+from marketsim.market.engine import Market, StepResult
 from marketsim.market.model import ConsumerPopulation, MarketModel, Seller, StrategyError
 from marketsim.registry import load_registry
 from marketsim.strategy import InvalidPriceError, Strategy
@@ -261,3 +263,74 @@ def test_network_limits_choice_and_awareness_spreads() -> None:
     assert model.population.aware.mean() > 3 * start  # word of mouth spread awareness
     assert model.population.buyers > 2 * first_buyers  # so more consumers found a seller
     assert math.isfinite(model.population.surplus)
+
+
+# --- the market step API (marketsim.market.engine.Market) that MarketModel drives --------------------------
+
+
+def test_market_step_api_matches_the_mesa_model_on_the_same_seed() -> None:
+    sc = scenario(
+        steps=6,
+        sellers=[
+            {"name": "a", "strategy": "fixed_price", "params": {"price": 1.6}, "capacity": 300},
+            {"name": "b", "strategy": "fixed_price", "params": {"price": 1.8}, "inventory": {"initial": 900}},
+        ],
+    )
+    model, steps = run(sc)
+    market = Market(sc, load_registry(plugins=[("rules", marketsim_rules)], entry_points=False))
+    observations = market.reset(sc.seed)
+    assert [o.step for o in observations] == [0, 0] and observations[1].competitor_prices == (
+        sc.sellers[0].start_price,
+    )
+    for k in range(sc.steps):
+        result = market.step([1.6, 1.8])
+        assert isinstance(result, StepResult)
+        assert result.units.tolist() == [steps["a.units"][k], steps["b.units"][k]]
+        assert result.inventory.tolist() == [steps["a.inventory"][k], steps["b.inventory"][k]]
+        assert result.buyers == steps["buyers"][k] and result.consumer_surplus == steps["consumer_surplus"][k]
+        np.testing.assert_array_equal(result.profits, result.revenue - result.variable_cost - result.holding_cost)
+    following = market.observations()
+    outcomes = market.outcomes(result, following)
+    assert [o.step for o in outcomes] == [sc.steps - 1] * 2 and outcomes[0].next_observation is following[0]
+    assert following[0].competitor_prices == (1.8,) and following[0].last_units == result.units[0]
+    assert model.observations == list(following)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.shoppers = 0.0  # type: ignore[misc]
+
+
+def test_market_clips_prices_and_needs_a_reset() -> None:
+    sc = scenario(demand={"mode": "expected"}, sellers=[{"name": "a", "strategy": "fixed_price", "price_max": 3.0}])
+    market = Market(sc, load_registry(entry_points=False))
+    with pytest.raises(RuntimeError, match="reset"):
+        market.step([1.5])
+    market.reset(0)
+    assert market.step([9.0]).prices.tolist() == [3.0]
+    first = market.step([2.0])
+    market.reset(0)
+    market.step([9.0])
+    assert market.step([2.0]).units.tolist() == first.units.tolist()  # expected mode: seed-free, reset restarts
+
+
+def test_learners_are_found_by_the_converging_protocol() -> None:
+    class Settles(Strategy):
+        """Converges after three steps."""
+
+        name = "settles"
+
+        def __init__(self) -> None:
+            self.seen = 0
+
+        def price(self, obs):
+            self.seen += 1
+            return 1.5
+
+        @property
+        def converged(self) -> bool:
+            return self.seen >= 3
+
+    reg = registry_with(Settles)
+    model = MarketModel(scenario(sellers=[{"name": "s", "strategy": "settles"}], steps=10), reg)
+    assert [s.name for s in model.learners] == ["s"]
+    while model.running and model.steps < 10:
+        model.step()
+    assert model.steps == 3  # stopped once every learner converged

@@ -273,14 +273,14 @@ def synthetic_ab(shift: float, n: int = 40, seed: int = 1) -> pd.DataFrame:
 
 def test_ab_test_detects_a_known_shift_and_not_a_null():
     better = ab_test(synthetic_ab(1.0), "a", "b")
-    assert better["pairs"] == 80 and better["better"] == "b"
-    assert better["p_value"] < 1e-6 and better["wilcoxon_p"] < 1e-6
-    assert better["ci_low"] < 1.0 < better["ci_high"] and better["mean_difference"] == pytest.approx(1.0, abs=0.2)
+    assert better.pairs == 80 and better.better == "b"
+    assert better.p_value < 1e-6 and better.wilcoxon_p < 1e-6
+    assert better.ci_low < 1.0 < better.ci_high and better.mean_difference == pytest.approx(1.0, abs=0.2)
     equal = ab_test(synthetic_ab(0.0, seed=2), "a", "b")
-    assert equal["p_value"] > 0.05 and equal["better"] is None and equal["ci_low"] < 0 < equal["ci_high"]
-    assert ab_test(synthetic_ab(1.0), "b", "a")["mean_difference"] == pytest.approx(-better["mean_difference"])
+    assert equal.p_value > 0.05 and equal.better is None and equal.ci_low < 0 < equal.ci_high
+    assert ab_test(synthetic_ab(1.0), "b", "a").mean_difference == pytest.approx(-better.mean_difference)
     none = ab_test(synthetic_ab(1.0), "a", "nobody")
-    assert none["pairs"] == 0 and none["better"] is None and none["wilcoxon_p"] is None
+    assert none.pairs == 0 and none.better is None and none.wilcoxon_p is None
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -313,3 +313,48 @@ def test_signatures_are_keyword_friendly() -> None:
     for cls in ALL_STRATEGIES:
         for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
             assert p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+
+
+# --- price_batch: a batched engine asks the rule itself, and gets the scalar price's floats ---------------------
+
+BATCHED_RULES = [
+    (FixedPrice, lambda r: {"price": float(r.uniform(0.0, 4.0))}),
+    (CostPlus, lambda r: {"markup": float(r.uniform(-0.5, 1.0))}),
+    (MatchLowest, lambda r: {"floor_margin": float(r.uniform(0.0, 0.3))}),
+    (FollowAverage, lambda r: {"weight": float(r.uniform(0.0, 1.0))}),
+    (
+        Undercut,
+        lambda r: {
+            "step": float(r.uniform(0.0, 0.3)),
+            "floor_margin": float(r.uniform(0.0, 0.2)),
+            "reset_price": None if r.random() < 0.5 else float(r.uniform(1.0, 3.0)),
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize("cls, draw", BATCHED_RULES, ids=[c.name for c, _ in BATCHED_RULES])
+@pytest.mark.parametrize("seats", [0, 1, 3])
+def test_price_batch_gives_the_scalar_prices(cls, draw, seats: int) -> None:
+    from marketsim.strategy import ObservationBatch
+
+    assert "price_batch" in vars(cls)  # vectorised, not the default loop
+    rng = np.random.default_rng(seats)
+    B = 400
+    rules = [cls(**draw(rng)) for _ in range(B)]
+    for rule in rules:
+        rule.setup(market(), np.random.default_rng(0))
+    rivals = rng.uniform(0.5, 3.5, (B, seats))
+    rivals[rng.random((B, seats)) < 0.3] = np.nan  # empty seats
+    low = rng.uniform(0.0, 1.5, B)
+    obs = ObservationBatch(
+        own_price=rng.uniform(0.5, 3.5, B),
+        competitor_prices=rivals,
+        cost=rng.uniform(0.5, 1.5, B),
+        price_min=low,
+        price_max=low + rng.uniform(0.5, 3.0, B),
+    )
+    batched = cls.price_batch(rules, obs)
+    scalar = np.array([rule.price(obs.row(b)) for b, rule in enumerate(rules)])
+    assert batched.shape == (B,)
+    np.testing.assert_array_equal(batched, scalar)

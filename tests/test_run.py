@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from marketsim.config.scenario import load_scenario
+from marketsim.config.validate import load_scenario
 from marketsim.market.run import simulate, write_run
 from marketsim.meta.tasks import is_family_file
 from optional import bundled

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from marketsim.config.scenario import Scenario, ScenarioError, load_scenario, parse_scenario, scenario_schema
+from marketsim.config.scenario import Scenario, ScenarioError, scenario_schema
+from marketsim.config.validate import load_scenario, parse_scenario
 from marketsim.config.yamlsource import SourceError
 from marketsim.meta.tasks import is_family_file
 from optional import bundled

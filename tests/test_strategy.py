@@ -1,18 +1,15 @@
 """The strategy contract (``marketsim.strategy``) and a conformance run over every registered strategy.
 
 The first half tests the contract's own pieces (frozen data, parameters, classifier, price checks).
-The second half is a contract test base parametrised over *every* name in ``default_registry()``:
-built-ins and any installed third-party plugin alike must pass it.
+The second half runs the shipped conformance kit (``marketsim.testing``) over *every* name in
+``default_registry()``: built-ins and any installed third-party plugin alike must pass it.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib.util
 import math
-import random
-import re
 import sys
 from collections.abc import Mapping
 from fractions import Fraction
@@ -23,6 +20,8 @@ import numpy as np
 import pytest
 
 from marketsim.market.economics import ExpectedDemand
+from marketsim.market.step import observation
+from marketsim.market.step import outcome as step_outcome
 from marketsim.registry import default_registry
 from marketsim.strategy import (
     DEFAULT_CLASSIFIER,
@@ -30,13 +29,12 @@ from marketsim.strategy import (
     InvalidPriceError,
     MarketInfo,
     Observation,
-    Outcome,
     Parameter,
     Strategy,
     checked_price,
     parameters,
 )
-from marketsim.testing import states_equal
+from marketsim.testing import assert_conforms
 
 # Calvano et al. (2020) logit duopoly: quality 2, cost 1, outside option 0, mu 0.25.
 NASH, MONOPOLY = 1.4729, 1.9249
@@ -64,14 +62,12 @@ def logit_market(index: int = 0, price_min: float = 0.0, price_max: float = 3.0)
 
 
 def an_observation(**changes: Any) -> Observation:
-    base = Observation(
+    base = observation(
         step=3,
         own_price=1.5,
         cost=1.0,
         last_units=4.0,
         last_profit=2.0,
-        inventory=math.inf,
-        capacity=math.inf,
         competitor_prices=(1.6,),
         price_min=0.0,
         price_max=3.0,
@@ -92,18 +88,16 @@ def test_observation_is_frozen() -> None:
 
 
 def test_outcome_is_frozen() -> None:
-    outcome = Outcome(
+    outcome = step_outcome(
         step=0,
         price=1.5,
         units=2.0,
-        revenue=3.0,
-        variable_cost=2.0,
-        holding_cost=0.0,
+        cost=1.0,
         profit=1.0,
-        inventory=math.inf,
         competitor_prices=(1.6,),
         next_observation=an_observation(step=1),
     )
+    assert (outcome.revenue, outcome.variable_cost, outcome.holding_cost) == (3.0, 2.0, 0.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         outcome.profit = 99.0  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -354,224 +348,18 @@ def test_invalid_price_message_without_step_and_short_for_huge_values() -> None:
     assert len(str(info.value)) < 300
 
 
-# --- the contract test base: every registered strategy ---------------------------------------------------
+# --- the contract: the shipped conformance kit over every registered strategy ------------------------------
 
 REGISTRY = default_registry()
 NAMES = REGISTRY.names()
 STEPS = 50
-MASS = 10.0  # consumers per step: the duopoly sells about 5 units a step at Nash prices
-OBSERVES = {"own", "competitors", "demand_model"}
-
-
-@dataclasses.dataclass
-class Episode:
-    """A small, self-contained logit-duopoly market around one strategy (seller 0).
-
-    The rival's prices come from the episode's own generator, so the observations are varied but the
-    same for every strategy and seed; units follow the expected logit demand, rationed by capacity
-    and inventory. ``copy.deepcopy`` clones it mid-way (for state round trips).
-    """
-
-    variant: str
-    env: np.random.Generator = dataclasses.field(init=False)
-    obs: Observation = dataclasses.field(init=False)
-
-    def __post_init__(self) -> None:
-        self.env = np.random.default_rng(20240611)
-        lo, hi = self.bounds
-        stock = self.variant == "stock"
-        self.obs = Observation(
-            step=0,
-            own_price=min(max(1.5, lo), hi),
-            cost=1.0,
-            last_units=0.0,
-            last_profit=0.0,
-            inventory=60.0 if stock else math.inf,
-            capacity=3.0 if stock else math.inf,
-            competitor_prices=(float(self.env.uniform(0.0, 3.0)),),
-            price_min=lo,
-            price_max=hi,
-        )
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        return (1.2, 2.0) if self.variant == "narrow" else (0.0, 3.0)
-
-    def market(self) -> MarketInfo:
-        return logit_market(0, *self.bounds)
-
-    def step(self, strategy: Strategy, learn: bool = True) -> float:
-        obs = self.obs
-        price = checked_price(strategy.name, strategy.price(obs), obs.step)
-        assert obs.price_min <= price <= obs.price_max, (strategy.name, obs, price)
-        rival = float(self.env.choice([self.env.uniform(0.0, 3.0), NASH, MONOPOLY, 1.0, 0.0, 3.0]))
-        demand = MASS * float(DEMAND.units(np.array([price, rival]))[0])
-        units = min(demand, obs.capacity, max(obs.inventory, 0.0))
-        inventory = obs.inventory - units
-        profit = (price - obs.cost) * units
-        nxt = dataclasses.replace(
-            obs,
-            step=obs.step + 1,
-            own_price=price,
-            last_units=units,
-            last_profit=profit,
-            inventory=inventory,
-            competitor_prices=(rival,),
-        )
-        if learn:
-            strategy.learn(
-                Outcome(
-                    step=obs.step,
-                    price=price,
-                    units=units,
-                    revenue=price * units,
-                    variable_cost=obs.cost * units,
-                    holding_cost=0.0,
-                    profit=profit,
-                    inventory=inventory,
-                    competitor_prices=(rival,),
-                    next_observation=nxt,
-                )
-            )
-        self.obs = nxt
-        return price
-
-
-VARIANTS = ["unlimited", "stock", "narrow"]
-
-
-def fresh(name: str, episode: Episode, seed: int = 0) -> tuple[Strategy, np.random.Generator]:
-    strategy = REGISTRY.create(name)
-    rng = np.random.default_rng(seed)
-    strategy.setup(episode.market(), rng)
-    return strategy, rng
-
-
-def play(name: str, variant: str = "unlimited", seed: int = 0, steps: int = STEPS, learn: bool = True) -> list[float]:
-    episode = Episode(variant)
-    strategy, _ = fresh(name, episode, seed)
-    return [episode.step(strategy, learn) for _ in range(steps)]
-
-
-def is_plain(value: Any) -> bool:
-    """Numbers, strings, None, numpy arrays/scalars, torch tensors and lists/tuples/dicts of them."""
-    if value is None or isinstance(value, (bool, int, float, str, np.ndarray, np.generic)):
-        return True
-    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):  # a tensor (torch not imported here)
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(is_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and is_plain(v) for k, v in value.items())
-    return False
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_contract_metadata(name: str) -> None:
-    entry = REGISTRY.get(name)
-    cls = entry.cls
-    assert cls.name == name and re.fullmatch(r"[a-z][a-z0-9_]*", name)
-    assert issubclass(cls, Strategy) and cls.api_version == STRATEGY_API_VERSION
-    assert (cls.__doc__ or "").strip(), f"{name} needs a docstring saying what it does"
-    classifier = cls.classifier
-    assert set(DEFAULT_CLASSIFIER) <= set(classifier)
-    for flag in ("learns", "stochastic", "needs_torch"):
-        assert isinstance(classifier[flag], bool), (name, flag)
-    assert isinstance(classifier["observes"], tuple) and set(classifier["observes"]) <= OBSERVES
-    params = parameters(cls)
-    assert all(not p.required for p in params), f"{name}: every parameter needs a default"
-    instance = cls()
-    assert set(instance.params) == {p.name for p in params}
-    assert cls(**instance.params).params == instance.params
-    assert repr(instance).startswith(type(instance).__name__ + "(")
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("name", NAMES)
-def test_prices_are_valid_and_learning_is_accepted(name: str, variant: str) -> None:
-    prices = play(name, variant)  # Episode.step checks each price against the observation's bounds
-    lo, hi = Episode(variant).bounds
-    assert len(prices) == STEPS
-    assert all(math.isfinite(p) and p >= 0 and lo <= p <= hi for p in prices)
-
-
-@pytest.mark.parametrize("variant", ["unlimited", "stock"])
-@pytest.mark.parametrize("name", NAMES)
-def test_reproducible_under_the_same_seed(name: str, variant: str) -> None:
-    assert play(name, variant, seed=11) == play(name, variant, seed=11)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_deterministic_strategies_ignore_the_seed(name: str) -> None:
-    if REGISTRY.get(name).cls.classifier["stochastic"]:
-        pytest.skip("stochastic: its prices may depend on the seed")
-    assert play(name, seed=1) == play(name, seed=2)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_non_learners_do_not_depend_on_learn(name: str) -> None:
-    if REGISTRY.get(name).cls.classifier["learns"]:
-        pytest.skip("a learner")
-    assert play(name, "stock", learn=True) == play(name, "stock", learn=False)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_fresh_instances_do_not_share_state(name: str) -> None:
-    alone = play(name, "stock", seed=5)
-    # two fresh instances stepped in lockstep: any shared (class-level, module-level) state shows up
-    ep_a, ep_b = Episode("stock"), Episode("stock")
-    a, _ = fresh(name, ep_a, seed=5)
-    b, _ = fresh(name, ep_b, seed=5)
-    assert a is not b
-    lockstep = [(ep_a.step(a), ep_b.step(b)) for _ in range(STEPS)]
-    assert [pa for pa, _ in lockstep] == alone
-    assert [pb for _, pb in lockstep] == alone
-    # and one that has run for a while does not change what a new one does
-    assert play(name, "stock", seed=5) == alone
-
-
-@pytest.mark.parametrize("variant", ["unlimited", "stock"])
-@pytest.mark.parametrize("name", NAMES)
-def test_state_dict_round_trip(name: str, variant: str) -> None:
-    episode = Episode(variant)
-    a, rng_a = fresh(name, episode, seed=3)
-    for _ in range(STEPS // 2):
-        episode.step(a)
-    state = a.state_dict()
-    assert isinstance(state, dict) and is_plain(state), f"{name}: state_dict must be plain data, got {state!r}"
-
-    twin = copy.deepcopy(episode)  # same environment from here on
-    b, rng_b = fresh(name, twin, seed=999)
-    rng_b.bit_generator.state = rng_a.bit_generator.state  # the generator belongs to the seller, not the state
-    b.load_state_dict(copy.deepcopy(state))
-    assert states_equal(b.state_dict(), state)
-
-    rest_a = [episode.step(a) for _ in range(STEPS // 2)]
-    rest_b = [twin.step(b) for _ in range(STEPS // 2)]
-    assert rest_a == rest_b
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_global_random_state_is_untouched(name: str) -> None:
-    random.seed(1234)
-    np.random.seed(1234)
-    py_before = random.getstate()
-    np_before = np.random.get_state(legacy=False)
-    if REGISTRY.get(name).cls.classifier.get("needs_torch"):
-        import torch  # noqa: F401  (torch strategies import it lazily: load it before the snapshot)
-    torch_before = sys.modules["torch"].random.get_rng_state().clone() if "torch" in sys.modules else None
-
-    for variant in VARIANTS:
-        episode = Episode(variant)
-        strategy, _ = fresh(name, episode, seed=8)
-        for _ in range(STEPS):
-            episode.step(strategy)
-        strategy.load_state_dict(strategy.state_dict())
-
-    assert random.getstate() == py_before
-    np_after = np.random.get_state(legacy=False)
-    assert np_after["bit_generator"] == np_before["bit_generator"]
-    assert states_equal(np_after["state"], np_before["state"])
-    assert (np_after["has_gauss"], np_after["gauss"]) == (np_before["has_gauss"], np_before["gauss"])
-    if torch_before is not None and "torch" in sys.modules:
-        assert bool((sys.modules["torch"].random.get_rng_state() == torch_before).all())
+def test_every_registered_strategy_passes_the_conformance_kit(name: str) -> None:
+    cls = REGISTRY.get(name).cls
+    if cls.classifier["needs_torch"] and importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch, which is not installed")
+    assert cls.name == name  # registered under its own name
+    report = assert_conforms(cls, steps=STEPS)
+    assert report.seconds_per_decision > 0

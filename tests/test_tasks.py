@@ -109,7 +109,7 @@ BAD = [  # (replace this, with that, expected "line:col: field: reason" fragment
     ),
     ("sellers.me.quality", "sellers.you.quality", "fam.yaml:9:5: family.sample.sellers.you.quality: bad path"),
     ("  learner: me", "  learner: him", "fam.yaml:5:12: family.learner: no base seller named 'him'"),
-    ("size: 10}", "size: 1}", "fam.yaml:6:37: family.grid.size: Input should be greater than or equal to 2"),
+    ("size: 10}", "size: 1}", "fam.yaml:6:37: family.grid.size: should be greater than or equal to 2 (got 1)"),
     (
         "{low: 1.2, high: 3.0",
         "{low: 0.2, high: 3.0",
@@ -152,7 +152,7 @@ def test_malformed_family_names_file_line_and_field(old: str, new: str, expected
 def test_a_scenario_is_not_a_family(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("name: x\nsellers: [{name: a, strategy: fixed_price}]\n")
-    with pytest.raises(SourceError, match="missing field 'family'"):
+    with pytest.raises(SourceError, match="missing required field 'family'"):
         load_family(path, default_registry())
     assert not is_family_file(path) and is_family_file(BUNDLED)
 
@@ -202,12 +202,12 @@ def test_fixed_price_profits_use_the_task_demand_and_rival_rules() -> None:
     tasks = sample_tasks(fam, "train", 40)
     alone = next(t for t in tasks if t.params["rivals.count"] == 0)
     matched = next(t for t in tasks if t.params.get("rivals[0].strategy") == "match_lowest")
-    demand = expected_demand(alone.scenario)
+    demand = expected_demand(alone.scenario, default_registry())
     profits = fixed_price_profits(alone, [1.5, 2.0])
     assert profits.shape == (2, fam.horizon)
     assert profits[1] == pytest.approx(np.full(fam.horizon, demand.profits(np.array([2.0]))[0]))
     # a matching rival copies the learner's price from step 1 on (not below its own cost)
-    demand = expected_demand(matched.scenario)
+    demand = expected_demand(matched.scenario, default_registry())
     cost = matched.scenario.sellers[1].cost
     start = matched.scenario.sellers[0].start_price
     path = fixed_price_profits(matched, [2.0])[0]

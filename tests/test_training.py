@@ -16,7 +16,8 @@ torch = pytest.importorskip("torch")
 
 from markets import duopoly_dict  # noqa: E402
 from marketsim.cli.app import main  # noqa: E402
-from marketsim.config.scenario import Scenario, load_scenario  # noqa: E402
+from marketsim.config.scenario import Scenario  # noqa: E402
+from marketsim.config.validate import load_scenario  # noqa: E402
 from marketsim.hookspecs import hookimpl  # noqa: E402
 from marketsim.learning.checkpoint import load_checkpoint  # noqa: E402
 from marketsim.learning.training import TrainError, make_oracle, train, write_training  # noqa: E402
@@ -142,34 +143,39 @@ def test_a_tabular_learner_trains_through_the_market_loop() -> None:
 
 
 class ParallelLearner(Strategy):
-    """A stand-in for A3C: trains itself in ``train_parallel`` and reports per-worker curve rows."""
+    """A stand-in for A3C (``ParallelTrainable``): each worker counts its steps as updates of a shared model."""
 
     name = "parallel_learner"
     classifier: ClassVar[dict[str, Any]] = {"learns": True}
-    calls: ClassVar[list[tuple]] = []
 
     def __init__(self, level: float = 1.5) -> None:
         self.level = level
         self.value = 0.0
+        self.on_update = None
 
     def price(self, obs):
         return self.level + self.value
 
+    def learn(self, outcome) -> None:
+        if self.on_update is not None:
+            self.on_update()
+
     def state_dict(self) -> dict[str, Any]:
-        return {"value": self.value}
+        return {"value": self.value, "steps": self.steps, "updates": self.updates}
 
     def load_state_dict(self, state) -> None:
         self.value = float(state["value"])
 
-    @classmethod
-    def train_parallel(cls, scenario, seller, steps, workers, progress):
-        cls.calls.append((scenario.name, seller, steps, workers))
-        rows = [
-            {"step": k, "worker": w, "profit": 0.1 * w + k, "price": 1.5} for k in range(steps) for w in range(workers)
-        ]
-        if progress is not None:
-            progress(steps * workers)
-        return {"value": 0.25}, rows
+    def share_model(self) -> str:
+        return "handle"
+
+    def attach_worker(self, shared, on_update) -> None:
+        assert shared == "handle"
+        self.on_update = on_update
+
+    def finish_workers(self, steps: int, updates: int) -> int:
+        self.value, self.steps, self.updates = 0.25, steps, updates
+        return updates
 
 
 class _ParallelPlugin:
@@ -178,17 +184,21 @@ class _ParallelPlugin:
         register(ParallelLearner)
 
 
-def test_a_strategy_with_train_parallel_trains_itself() -> None:
+def test_a_parallel_trainable_strategy_is_trained_by_the_host_workers() -> None:
     registry = load_registry(plugins=[("parallel", _ParallelPlugin())])
     data = scenario_dict()
     data["sellers"][0].update(strategy="parallel_learner", params={"level": 1.6})
     seen: list[int] = []
     scenario = Scenario.model_validate(data)
-    result = train(scenario, "learner", steps=40, workers=3, registry=registry, progress=seen.append)
-    assert ParallelLearner.calls[-1] == ("small-duopoly", 0, 40, 3) and seen == [120]
-    assert result.workers == 3 and result.state == {"value": 0.25} and result.params == {"level": 1.6}
+    result = train(scenario, "learner", steps=41, workers=2, registry=registry, progress=seen.append)
+    assert seen and seen[-1] == 41 and seen == sorted(seen)
+    # the parent's learner was told what the workers did: every step of each worker is one update
+    assert result.workers == 2 and result.state == {"value": 0.25, "steps": 41, "updates": 41}
+    assert result.params == {"level": 1.6}
     assert list(result.curve.columns) == ["step", "worker", "profit", "moving_average", "price", "S"]
-    assert len(result.curve) == 120 and result.score is None  # no greedy table: no oracle score
+    assert len(result.curve) == 41 and set(result.curve["worker"]) == {0, 1}  # one row per worker step
+    assert (result.curve["price"] == 1.6).all()
+    assert result.score is None  # not GreedyTabulable: no oracle score
     with pytest.raises(TrainError, match="workers"):
         train(scenario, "learner", steps=40, workers=0, registry=registry)
     assert not math.isnan(result.curve["moving_average"].iloc[-1])

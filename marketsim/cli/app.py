@@ -16,7 +16,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from marketsim.cli.console import counting_progress, err, fmt, out, warn_plugin_problems
-from marketsim.config.scenario import Scenario, load_scenario, scenario_schema
+from marketsim.config.scenario import Scenario, scenario_schema
+from marketsim.config.validate import load_scenario
 from marketsim.config.yamlsource import SourceError
 from marketsim.market.model import StrategyError
 from marketsim.observers import ObserverError
@@ -181,13 +182,9 @@ def _print_training(result) -> None:
 
 def cmd_tournament(args: argparse.Namespace) -> int:
     """Run (or resume) a tournament and write its results folder."""
+    from marketsim.config.tournament import best_responder_problem, load_tournament
     from marketsim.tournament.executors import ExecutorUnavailable, make_executor
-    from marketsim.tournament.play import (
-        best_responder_problem,
-        load_tournament,
-        run_tournament,
-        schedule,
-    )
+    from marketsim.tournament.play import run_tournament, schedule
     from marketsim.tournament.report import write_outputs
 
     tournament = load_tournament(args.file, plugin_dirs=args.plugin_dir)
@@ -292,8 +289,8 @@ def _print_meta_game(game: dict) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate scenario and tournament files; print every problem, one per line."""
+    from marketsim.config.tournament import load_tournament
     from marketsim.meta.tasks import is_family_file, load_family
-    from marketsim.tournament.play import load_tournament
 
     failed = 0
     for path in args.files:

@@ -13,9 +13,12 @@ from typing import Any
 from rich.table import Table
 
 from marketsim.cli.console import counting_progress, fmt, out, warn_plugin_problems
+from marketsim.config.family import Family
+from marketsim.config.yamlsource import SourceError
 from marketsim.market.model import StrategyError
 from marketsim.meta.evaluate import (
     AgentSpec,
+    EvalResult,
     MetaEvalError,
     baseline_agents,
     evaluate,
@@ -23,7 +26,9 @@ from marketsim.meta.evaluate import (
     task_params,
     write_eval,
 )
-from marketsim.meta.train import MetaTrainError, meta_train, write_meta_train
+from marketsim.meta.loop import MetaTrained
+from marketsim.meta.tasks import load_family
+from marketsim.meta.train import MetaTrainError, meta_learners, meta_train, write_meta_train
 from marketsim.outputs import OutputError, check_output_folder, default_folder
 from marketsim.registry import Registry, default_registry
 
@@ -43,65 +48,69 @@ def add_meta_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _check_meta_train(args: argparse.Namespace, registry: Registry) -> Family:
+    """The family of a meta-train command after checking every option; MetaTrainError/SourceError otherwise."""
+    if args.iterations is not None and args.iterations < 1:
+        raise MetaTrainError(f"--iterations must be >= 1, got {args.iterations}")
+    if args.seed < 0:
+        raise MetaTrainError(f"--seed must be >= 0, got {args.seed}")
+    if not Path(args.family).is_file():
+        raise MetaTrainError(f"family file {args.family} does not exist")
+    family = load_family(args.family, registry)
+    learners = meta_learners(registry)
+    if args.strategy not in learners:
+        names = ", ".join(learners) or "none installed"
+        raise MetaTrainError(f"strategy {args.strategy!r} cannot be meta-trained; meta-learners: {names}")
+    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
+        raise MetaTrainError(f"--device must be auto, cpu or cuda[:N], got {args.device!r}")
+    return family
+
+
+def _print_meta_train(
+    args: argparse.Namespace, family: Family, result: MetaTrained, seconds: float, folder: Path
+) -> None:
+    its = result.info.get("iterations")
+    device = result.info.get("device", "cpu")
+    out.print(
+        f"meta-trained [bold]{args.strategy}[/] on {family.name}: {its} iterations in {seconds:,.1f} s ({device})"
+    )
+    last = result.curve[-1] if result.curve else {}
+    for key, value in last.items():
+        if key != "iteration":
+            out.print(f"  final {key}: {value:,.4g}")
+    for name in result.extra:
+        out.print(f"  also wrote {name}.pt")
+    checkpoint = folder / "checkpoint.pt"
+    out.print(
+        f"checkpoint: [bold]{checkpoint}[/]  (evaluate: marketsim meta-eval {args.family} --checkpoint {checkpoint})"
+    )
+
+
 def cmd_meta_train(args: argparse.Namespace) -> int:
     """Meta-train, write the folder, print a summary; bad input is one line on stderr and exit 2."""
-    from marketsim.config.yamlsource import SourceError
-    from marketsim.meta.tasks import load_family
-
     registry = default_registry()
     try:
-        if args.iterations is not None and args.iterations < 1:
-            raise MetaTrainError(f"--iterations must be >= 1, got {args.iterations}")
-        if args.seed < 0:
-            raise MetaTrainError(f"--seed must be >= 0, got {args.seed}")
-        if not Path(args.family).is_file():
-            raise MetaTrainError(f"family file {args.family} does not exist")
-        family = load_family(args.family, registry)
-        if args.strategy not in registry or not callable(getattr(registry.get(args.strategy).cls, "meta_train", None)):
-            meta = [n for n in registry.names() if callable(getattr(registry.get(n).cls, "meta_train", None))]
-            names = ", ".join(meta) or "none installed"
-            raise MetaTrainError(f"strategy {args.strategy!r} cannot be meta-trained; meta-learners: {names}")
-        if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
-            raise MetaTrainError(f"--device must be auto, cpu or cuda[:N], got {args.device!r}")
+        family = _check_meta_train(args, registry)
     except SourceError as exc:
-        first = exc.problems[0] if exc.problems else exc
-        print(f"error: {first}", file=sys.stderr)
+        print(f"error: {exc.problems[0] if exc.problems else exc}", file=sys.stderr)
         return 2
     except MetaTrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from marketsim.outputs import check_output_folder, default_folder
-
     out_dir = check_output_folder(args.out or default_folder(family.name, f"-{args.strategy}"), args.force)
-    if args.quiet:
-        result, seconds = meta_train(family, args.strategy, args.iterations, args.seed, registry, device=args.device)
-    else:
-        with counting_progress(f"meta-train {args.strategy} on {family.name}", "iterations", False) as bar:
-            task = bar.add_task("meta-train", total=None)
+    with counting_progress(f"meta-train {args.strategy} on {family.name}", "iterations", args.quiet) as bar:
+        task = bar.add_task("meta-train", total=None)
 
-            def progress(done: int, total: int, metrics: Mapping[str, float]) -> None:
-                bar.update(task, completed=done, total=total)
+        def progress(done: int, total: int, metrics: Mapping[str, float]) -> None:
+            bar.update(task, completed=done, total=total)
 
-            result, seconds = meta_train(
-                family, args.strategy, args.iterations, args.seed, registry, progress=progress, device=args.device
-            )
+        result, seconds = meta_train(
+            family, args.strategy, args.iterations, args.seed, registry,
+            progress=None if args.quiet else progress, device=args.device,
+        )  # fmt: skip
     folder = write_meta_train(result, family, args.strategy, seconds, out_dir, args.seed, args.force)
     if not args.quiet:
-        its = result.info.get("iterations")
-        out.print(
-            f"meta-trained [bold]{args.strategy}[/] on {family.name}: {its} iterations in {seconds:,.1f} s "
-            f"({result.info.get('device', 'cpu')})"
-        )
-        last = result.curve[-1] if result.curve else {}
-        for key, value in last.items():
-            if key != "iteration":
-                out.print(f"  final {key}: {value:,.4g}")
-        for name in result.extra:
-            out.print(f"  also wrote {name}.pt")
-        out.print(
-            f"checkpoint: [bold]{folder / 'checkpoint.pt'}[/]  (evaluate: marketsim meta-eval {args.family} "
-            f"--checkpoint {folder / 'checkpoint.pt'})"
-        )
+        _print_meta_train(args, family, result, seconds, folder)
     return 0
 
 
@@ -147,32 +156,67 @@ def _checkpoint_agent(args: argparse.Namespace, registry: Registry) -> tuple[str
     return str(name), (str(name), {"checkpoint": str(pt), "mode": "eval"})
 
 
+def _extra_agents(args: argparse.Namespace, family: Family, registry: Registry) -> dict[str, AgentSpec]:
+    """The checkpointed (or named) strategy to evaluate beside the baselines, built once to surface errors."""
+    extra: dict[str, AgentSpec] = {}
+    if args.checkpoint is not None:
+        name, spec = _checkpoint_agent(args, registry)
+        extra[name] = spec
+    elif args.strategy:
+        if args.strategy not in registry:
+            raise MetaEvalError(f"unknown strategy {args.strategy!r}; available: {', '.join(registry.names())}")
+        extra[args.strategy] = (args.strategy, {})
+    for strategy, params in extra.values():  # surface a bad checkpoint before hours of evaluation
+        probe = sample_task(family, args.split, 0)
+        registry.create(strategy, task_params(strategy, params, probe, registry))
+    return extra
+
+
+def _check_meta_eval(args: argparse.Namespace, registry: Registry) -> tuple[Family, Path, dict[str, AgentSpec]]:
+    """(family, output folder, extra agents) of a meta-eval command after checking every option."""
+    if args.tasks < 1:
+        raise MetaEvalError(f"--tasks must be >= 1, got {args.tasks}")
+    if args.workers < 1:
+        raise MetaEvalError(f"--workers must be >= 1, got {args.workers}")
+    family = load_family(args.family, registry)
+    out_dir = check_output_folder(args.out or default_folder(family.name, f"-meta-eval-{args.split}"), args.force)
+    if args.split == "ood" and family.spec.ood is None:
+        raise MetaEvalError(f"family {family.name!r} declares no ood slice")
+    return family, out_dir, _extra_agents(args, family, registry)
+
+
+def _eval_table(family: Family, split: str, result: EvalResult, summary: Mapping[str, Any]) -> Table:
+    table = Table(
+        title=f"{family.name}: {summary['tasks']} {split} tasks, H = {summary['horizon']} "
+        f"({result.seconds:,.0f} s on {result.workers} workers)"
+    )
+    for col in ("agent", "regret_10", "regret_25", "regret_H", "95% CI of regret_H", "last-10 oracle share"):
+        table.add_column(col, justify="left" if col == "agent" else "right")
+    for name, row in sorted(summary["agents"].items(), key=lambda kv: kv[1]["regret_H"]):
+        low, high = row["regret_H_ci"]
+        table.add_row(
+            name, fmt(row["regret_10"], 1), fmt(row["regret_25"], 1), fmt(row["regret_H"], 1),
+            f"{fmt(low, 1)} – {fmt(high, 1)}", f"{row['last10_oracle_share']:.3f}",
+        )  # fmt: skip
+    return table
+
+
+def _print_meta_eval(args: argparse.Namespace, family: Family, result: EvalResult) -> None:
+    summary = result.summary()
+    out.print(_eval_table(family, args.split, result, summary))
+    share = summary["fixed_price_share"]
+    if share is not None:
+        out.print(
+            f"best fixed price {summary.get('best_fixed_price', float('nan')):.3f} earns {share:.1%} of the "
+            f"clairvoyant's profit (oracle: {summary['oracle']['mean_profit']:,.2f} per step)"
+        )
+
+
 def cmd_meta_eval(args: argparse.Namespace) -> int:
     """Evaluate every baseline (and a checkpointed meta-learner) on held-out tasks; write the folder."""
-    from marketsim.config.yamlsource import SourceError
-    from marketsim.meta.tasks import load_family
-
     registry = default_registry()
     try:
-        if args.tasks < 1:
-            raise MetaEvalError(f"--tasks must be >= 1, got {args.tasks}")
-        if args.workers < 1:
-            raise MetaEvalError(f"--workers must be >= 1, got {args.workers}")
-        family = load_family(args.family, registry)
-        out_dir = check_output_folder(args.out or default_folder(family.name, f"-meta-eval-{args.split}"), args.force)
-        if args.split == "ood" and family.spec.ood is None:
-            raise MetaEvalError(f"family {family.name!r} declares no ood slice")
-        extra: dict[str, AgentSpec] = {}
-        if args.checkpoint is not None:
-            name, spec = _checkpoint_agent(args, registry)
-            extra[name] = spec
-        elif args.strategy:
-            if args.strategy not in registry:
-                raise MetaEvalError(f"unknown strategy {args.strategy!r}; available: {', '.join(registry.names())}")
-            extra[args.strategy] = (args.strategy, {})
-        for strategy, params in extra.values():  # surface a bad checkpoint before hours of evaluation
-            probe = sample_task(family, args.split, 0)
-            registry.create(strategy, task_params(strategy, params, probe, registry))
+        family, out_dir, extra = _check_meta_eval(args, registry)
     except SourceError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -196,26 +240,7 @@ def cmd_meta_eval(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     folder = write_eval(result, out_dir, args.force)
-    summary = result.summary()
     if not args.quiet:
-        table = Table(
-            title=f"{family.name}: {summary['tasks']} {args.split} tasks, H = {summary['horizon']} "
-            f"({result.seconds:,.0f} s on {result.workers} workers)"
-        )
-        for col in ("agent", "regret_10", "regret_25", "regret_H", "95% CI of regret_H", "last-10 oracle share"):
-            table.add_column(col, justify="left" if col == "agent" else "right")
-        for name, row in sorted(summary["agents"].items(), key=lambda kv: kv[1]["regret_H"]):
-            low, high = row["regret_H_ci"]
-            table.add_row(
-                name, fmt(row["regret_10"], 1), fmt(row["regret_25"], 1), fmt(row["regret_H"], 1),
-                f"{fmt(low, 1)} – {fmt(high, 1)}", f"{row['last10_oracle_share']:.3f}",
-            )  # fmt: skip
-        out.print(table)
-        share = summary["fixed_price_share"]
-        if share is not None:
-            out.print(
-                f"best fixed price {summary.get('best_fixed_price', float('nan')):.3f} earns {share:.1%} of the "
-                f"clairvoyant's profit (oracle: {summary['oracle']['mean_profit']:,.2f} per step)"
-            )
+        _print_meta_eval(args, family, result)
     out.print(f"meta-eval folder: [bold]{folder}[/] (summary.json, curves.csv, tasks.csv, regret.png)")
     return 0

@@ -89,13 +89,14 @@ class _Loader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) and event.anchor in self._open:
             raise yaml.composer.ComposerError(
-                None, None, f"alias *{event.anchor} refers to a value that contains it (a cycle)", event.start_mark
+                problem=f"alias *{event.anchor} refers to a value that contains it (a cycle)",
+                problem_mark=event.start_mark,
             )
         if self._depth >= self._max_depth:
             raise yaml.composer.ComposerError(
-                None, None, f"nested more than {self._max_depth} levels deep (MARKETSIM_MAX_YAML_DEPTH)",
-                event.start_mark,
-            )  # fmt: skip
+                problem=f"nested more than {self._max_depth} levels deep (MARKETSIM_MAX_YAML_DEPTH)",
+                problem_mark=event.start_mark,
+            )
         anchor = None if isinstance(event, yaml.AliasEvent) else getattr(event, "anchor", None)
         self._depth += 1
         if anchor is not None:
@@ -115,11 +116,10 @@ class _Loader(yaml.SafeLoader):
         size = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
         if size > self._max_nodes:
             raise yaml.composer.ComposerError(
-                None, None,
-                f"aliases expand this value to more than {self._max_nodes:,} nodes (MARKETSIM_MAX_YAML_NODES); "
+                problem=f"aliases expand this value to more than {self._max_nodes:,} nodes (MARKETSIM_MAX_YAML_NODES); "
                 "a file this small that grows this large is an alias bomb",
-                node.start_mark,
-            )  # fmt: skip
+                problem_mark=node.start_mark,
+            )
         self._sizes[id(node)] = size
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:

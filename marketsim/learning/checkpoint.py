@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from marketsim.config.validate import state_file  # the one rule for naming a checkpoint's .pt file
 from marketsim.strategy import STRATEGY_API_VERSION
 
 _NUMPY_TAG = "__numpy__"
@@ -76,12 +77,6 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any], meta: Mapping[st
     sidecar = {**dict(meta), "versions": versions(), "state_file": path.name}
     path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
     return path
-
-
-def state_file(path: str | Path) -> Path:
-    """The ``.pt`` file a checkpoint path names (``run/checkpoint`` and ``run/checkpoint.pt`` alike)."""
-    path = Path(path)
-    return path if path.suffix == ".pt" else path.with_suffix(".pt")
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -9,15 +9,12 @@ others' (on the path of play and in every state).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from marketsim.learning import tabular
+from marketsim.learning.plan import Plan
 from marketsim.market import oracle
-
-if TYPE_CHECKING:
-    from marketsim.learning.experiment import Plan
 
 
 def greedy_step(plan: Plan, q: np.ndarray, state: np.ndarray, forced: dict[int, np.ndarray] | None = None):

@@ -10,7 +10,6 @@ Rule-based rivals are tabulated as reactions to last period's grid prices (snapp
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -18,123 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from marketsim import seeds as seeding
 from marketsim.config.scenario import Scenario
-from marketsim.learning import tabular
-from marketsim.market.economics import Benchmarks, compute_benchmarks
-from marketsim.market.model import expected_demand, market_info
-from marketsim.market.oracle import DiscreteMarket
+from marketsim.learning import collusion, tabular
+from marketsim.learning.collusion import BestResponse, Cycle, ImpulseResponse
+from marketsim.learning.plan import ExperimentError, Plan, check_supported, make_plan
 from marketsim.outputs import output_folder
-from marketsim.registry import Registry, default_registry
-from marketsim.strategy import Observation, Strategy
+from marketsim.registry import Registry
+
+__all__ = ["ExperimentError", "ExperimentResult", "Plan", "check_supported", "make_plan", "run_experiment"]
 
 Progress = Callable[[int, int], None]  # (session-steps done so far, sessions still learning)
-
-
-class ExperimentError(ValueError):
-    """The scenario cannot be run by the batched engine (with the reason and what to do instead)."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What every session of an experiment shares."""
-
-    scenario: Scenario
-    names: tuple[str, ...]
-    market: DiscreteMarket  # grids (n, m) and one-period profits (n, m^n) booked as sellers settle
-    learners: tuple[int, ...]  # seller indices of the tabular learners
-    configs: tuple[tabular.TabularConfig, ...]
-    q0: tuple[np.ndarray, ...]  # initial Q table of each learner (states, m)
-    reactions: dict[int, np.ndarray]  # rival seller -> action as a function of last period's joint action
-    start_state: int
-    memory: int
-    benchmarks: Benchmarks
-
-    @property
-    def n(self) -> int:
-        return self.market.grids.shape[0]
-
-    @property
-    def m(self) -> int:
-        return self.market.grids.shape[1]
-
-
-def make_plan(scenario: Scenario, registry: Registry | None = None) -> Plan:
-    """Check the scenario suits the batched engine and precompute grids, profits, Q₀ and rival reactions."""
-    _check_supported(scenario)
-    registry = registry if registry is not None else default_registry()
-    specs = scenario.expanded_sellers()
-    demand = expected_demand(scenario)
-    lows, highs = np.array([s.price_min for s in specs]), np.array([s.price_max for s in specs])
-    bench = compute_benchmarks(demand, lows, highs)
-    strategies = []
-    for i, spec in enumerate(specs):
-        strategy = registry.create(spec.strategy, spec.params)
-        strategy.setup(market_info(i, demand, bench, lows, highs), np.random.default_rng(0))  # rng unused here
-        strategies.append(strategy)
-    learners = [i for i, s in enumerate(strategies) if isinstance(getattr(s, "config", None), tabular.TabularConfig)]
-    if not learners:
-        raise ExperimentError("no tabular learner (q_learning, sarsa) among the sellers: use `marketsim run`")
-    first = strategies[learners[0]]
-    m, memory = first.config.m, first.config.memory
-    if any(strategies[i].config.m != m or strategies[i].config.memory != memory for i in learners):
-        raise ExperimentError("all learners of an experiment must share the grid size and the memory")
-    grids = first.grids
-    profits = tabular.profit_table(demand.profits, grids)
-    market = DiscreteMarket(grids=grids, profits=profits)
-    reactions = {j: _tabulate(strategies[j], specs[j], grids, j) for j in range(len(specs)) if j not in learners}
-    start = [tabular.nearest(grids[j], s.start_price) for j, s in enumerate(specs)]
-    return Plan(
-        scenario=scenario,
-        names=tuple(s.name for s in specs),
-        market=market,
-        learners=tuple(learners),
-        configs=tuple(strategies[i].config for i in learners),
-        q0=tuple(strategies[i].q for i in learners),
-        reactions=reactions,
-        start_state=tabular.initial_state(int(tabular.joint_index(start, m)), m, len(specs), memory),
-        memory=memory,
-        benchmarks=bench,
-    )
-
-
-def _check_supported(scenario: Scenario) -> None:
-    reasons = []
-    if scenario.demand.mode != "expected":
-        reasons.append("demand.mode must be 'expected' (profits come from a table of the expected demand)")
-    if scenario.network is not None:
-        reasons.append("no word-of-mouth network")
-    if scenario.consumers.shocks:
-        reasons.append("no demand shocks (the profit table is stationary)")
-    if any(s.capacity is not None or s.inventory is not None for s in scenario.sellers):
-        reasons.append("no capacities or inventories")
-    if reasons:
-        raise ExperimentError(
-            "the batched engine needs a stationary market: " + "; ".join(reasons) + ". Use `marketsim run` instead."
-        )
-
-
-def _tabulate(strategy: Strategy, spec, grids: np.ndarray, j: int) -> np.ndarray:
-    """A deterministic rival's grid action for every last-period joint action."""
-    cls = type(strategy)
-    if cls.classifier.get("stochastic") or cls.classifier.get("learns") or not cls.classifier.get("reactive"):
-        raise ExperimentError(
-            f"seller {spec.name!r} ({cls.name}) cannot be tabulated: rivals in an experiment must be "
-            "deterministic rules that react only to last period's prices (classifier reactive: True)"
-        )
-    n, m = grids.shape
-    joint = np.indices((m,) * n).reshape(n, -1)
-    out = np.empty(m**n, dtype=np.int64)
-    for k in range(m**n):
-        prices = grids[np.arange(n), joint[:, k]]
-        obs = Observation(
-            step=1, own_price=float(prices[j]), cost=spec.cost, last_units=0.0, last_profit=0.0,
-            inventory=math.inf, capacity=math.inf,
-            competitor_prices=tuple(float(p) for i, p in enumerate(prices) if i != j),
-            price_min=spec.price_min, price_max=spec.price_max,
-        )  # fmt: skip
-        price = min(max(float(strategy.price(obs)), spec.price_min), spec.price_max)
-        out[k] = tabular.nearest(grids[j], price)
-    return out
 
 
 @dataclass
@@ -174,7 +67,10 @@ def run_block(
     With ``trace`` every step's actions are kept (for comparing with the per-step model on small runs).
     """
     n, n_sessions = plan.n, len(seeds)
-    gens = [[np.random.default_rng(seed).spawn(n)[j] for j in plan.learners] for seed in seeds]
+    gens = []
+    for seed in seeds:  # each learner draws from the generator ``marketsim run`` would hand it with this seed
+        generators = seeding.strategy_generators(np.random.default_rng(seed), n)
+        gens.append([generators[j] for j in plan.learners])
     q = np.stack([np.tile(q0, (n_sessions, 1)) for q0 in plan.q0])
     block = _Block(
         q=q,
@@ -334,10 +230,10 @@ class ExperimentResult:
     seeds: list[int]
     converged: np.ndarray  # (S,)
     steps: np.ndarray  # (S,)
-    cycle: object  # collusion.Cycle of greedy play after learning
+    cycle: Cycle  # greedy play after learning
     profit_gain: np.ndarray  # (S, n) Δ on the cycle's mean profit
-    impulse: object | None  # collusion.ImpulseResponse of the first learner deviating
-    best: object | None  # collusion.BestResponse (memory 1 only)
+    impulse: ImpulseResponse | None  # the first learner deviating
+    best: BestResponse | None  # memory 1 only
 
     def sessions_table(self):
         """One row per session: convergence, cycle prices/profits/Δ per seller, diagnostics."""
@@ -425,17 +321,24 @@ def run_experiment(
     progress: Progress | None = None,
 ) -> ExperimentResult:
     """Run ``sessions`` independent sessions (seeds scenario.seed + s) and diagnose the outcomes."""
-    from marketsim.learning import collusion
-
     plan = make_plan(scenario, registry)
-    seeds = [scenario.seed + s for s in range(sessions)]
+    seeds = list(seeding.seeds_of(scenario.seed, sessions))
     block = run_sessions(plan, seeds, max_steps or scenario.steps, workers, progress)
     q = block.tables()
     cycle = collusion.limit_cycle(plan, q, block.state)
     gain = plan.benchmarks.profit_gain(cycle.profits)
     impulse = collusion.impulse_response(plan, q, cycle, plan.learners[0])
     best = collusion.best_responses(plan, q, cycle)
-    return ExperimentResult(plan, seeds, block.converged, block.steps, cycle, np.atleast_2d(gain), impulse, best)
+    return ExperimentResult(
+        plan=plan,
+        seeds=seeds,
+        converged=block.converged,
+        steps=block.steps,
+        cycle=cycle,
+        profit_gain=np.atleast_2d(gain),
+        impulse=impulse,
+        best=best,
+    )
 
 
 def write_experiment(result: ExperimentResult, out_dir: str | Path, force: bool = False) -> Path:

@@ -1,8 +1,8 @@
 """Train one seller's learner in its scenario, then save a checkpoint and its learning curve.
 
-The other sellers play their own strategies. A strategy class that defines a classmethod
-``train_parallel(scenario, seller, steps, workers, progress) -> (state, rows)`` (A3C: several worker
-processes sharing one model) trains itself; any other learner learns inside the ordinary market loop.
+The other sellers play their own strategies. A ``ParallelTrainable`` learner (A3C: several worker
+processes sharing one model) is trained by ``marketsim.learning.parallel``, with ``workers`` processes;
+any other learner learns inside the ordinary market loop.
 
 The training folder holds ``checkpoint.pt`` + ``checkpoint.json`` (strategy, parameters, seller, scenario
 name and hash, steps, versions), ``curve.csv`` (step, profit, moving average, price, and the normalised
@@ -10,8 +10,8 @@ score S where an oracle exists) and ``curve.png``. A scenario then evaluates the
 ``params: {checkpoint: <folder>/checkpoint.pt, mode: eval}``.
 
 S exists when the market is stationary with expected demand (what ``marketsim experiment`` needs) and
-every rival is a deterministic rule reacting to last period's prices: the learner's greedy policy over
-last period's grid prices is then scored exactly by ``marketsim.market.oracle``.
+every rival is a deterministic rule reacting to last period's prices, and the learner is ``GreedyTabulable``:
+its greedy policy over last period's grid prices is then scored exactly by ``marketsim.market.oracle``.
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ import pandas as pd
 
 from marketsim.config.scenario import Scenario
 from marketsim.learning import tabular
+from marketsim.learning.parallel import ScenarioMarkets, train_workers
+from marketsim.learning.plan import ExperimentError, check_supported, make_plan
 from marketsim.market import oracle
 from marketsim.market.model import MarketModel
 from marketsim.outputs import output_folder
 from marketsim.registry import Registry, default_registry
-from marketsim.strategy import Strategy
+from marketsim.strategy import GreedyTabulable, ParallelTrainable, Strategy, TabularQLearner
 
 Progress = Callable[[int], None]  # steps done so far (summed over workers)
 
@@ -125,38 +127,30 @@ def seller_index(scenario: Scenario, name: str) -> int:
 
 def greedy_policy(strategy: Strategy, grids: np.ndarray) -> np.ndarray | None:
     """The strategy's greedy action in every memory-1 grid state, or None when it cannot say."""
-    if hasattr(strategy, "greedy_table"):
+    if isinstance(strategy, TabularQLearner) and strategy.config.memory != 1:
+        return None  # its states are longer histories: no memory-1 policy
+    if isinstance(strategy, GreedyTabulable):
         return np.asarray(strategy.greedy_table(grids), dtype=np.int64)
-    config = getattr(strategy, "config", None)
-    if isinstance(config, tabular.TabularConfig) and config.memory == 1:
+    if isinstance(strategy, TabularQLearner):  # a Q table alone: its arg-max is the greedy policy
         return np.asarray(strategy.q.argmax(axis=1), dtype=np.int64)
     return None
 
 
 def make_oracle(scenario: Scenario, index: int, learner: Strategy, registry: Registry) -> Oracle | None:
     """The exact oracle for seller ``index`` when the market and rivals allow one, else None."""
-    from marketsim.learning.experiment import ExperimentError, _check_supported, make_plan
-
-    grid = getattr(learner, "prices", None)
-    if grid is None and isinstance(getattr(learner, "config", None), tabular.TabularConfig):
-        grid = learner.grids[index]
-    if grid is None or not hasattr(learner, "grid_size"):
+    if not isinstance(learner, GreedyTabulable):
         return None
-    explicit = getattr(learner, "grid", None)
-    grid_params = {"grid_size": learner.grid_size, "xi": getattr(learner, "xi", 0.1)}
-    grid_params = grid_params if explicit is None else {"grid": [float(p) for p in explicit]}
     try:
-        _check_supported(scenario)
+        check_supported(scenario)
         specs = list(scenario.expanded_sellers())
-        stand_in = {"strategy": "q_learning", "params": grid_params, "count": 1}
+        stand_in = {"strategy": "q_learning", "params": dict(learner.grid_params), "count": 1}
         specs[index] = specs[index].model_copy(update=stand_in)
         plan = make_plan(scenario.model_copy(update={"sellers": tuple(specs)}), registry)
     except (ExperimentError, ValueError, KeyError):
         return None
-    if plan.learners != (index,) or not np.allclose(plan.market.grids[index], grid):
+    if plan.learners != (index,) or not np.allclose(plan.market.grids[index], learner.prices):
         return None
-    delta = float(getattr(learner, "gamma", getattr(learner, "delta", 0.95)))
-    return Oracle(plan.market, index, plan.reactions, delta)
+    return Oracle(plan.market, index, plan.reactions, float(learner.discount))
 
 
 def _strategy_class(scenario: Scenario, index: int, registry: Registry) -> type[Strategy]:
@@ -187,11 +181,11 @@ def train(
     cls = _strategy_class(scenario, index, registry)
     if not cls.classifier.get("learns"):
         raise TrainError(f"seller {seller!r} plays {cls.name!r}, which does not learn: nothing to train")
-    parallel = getattr(cls, "train_parallel", None)
-    if parallel is None and workers > 1:
+    parallel = issubclass(cls, ParallelTrainable)
+    if not parallel and workers > 1:
         raise TrainError(f"strategy {cls.name!r} trains in one process only: drop --workers or use 1")
-    if parallel is not None:
-        return _train_parallel(scenario, index, cls, steps, workers, registry, progress)
+    if parallel:
+        return _train_parallel(scenario, index, steps, workers, registry, progress)
     return _train_in_market(scenario, index, steps, registry, progress, eval_points)
 
 
@@ -218,23 +212,27 @@ def _train_in_market(
     final = judge.score(learner, [s.price for s in model.sellers]) if judge is not None else None
     spec = scenario.expanded_sellers()[index]
     return TrainResult(
-        scenario, spec.name, index, learner.name, dict(learner.params), learner.state_dict(),
-        _curve(pd.DataFrame(rows), steps), steps, 1, seconds, final,
-    )  # fmt: skip
+        scenario=scenario,
+        seller=spec.name,
+        index=index,
+        strategy=learner.name,
+        params=dict(learner.params),
+        state=learner.state_dict(),
+        curve=_curve(pd.DataFrame(rows), steps),
+        steps=steps,
+        workers=1,
+        seconds=seconds,
+        score=final,
+    )
 
 
 def _train_parallel(
-    scenario: Scenario,
-    index: int,
-    cls: type[Strategy],
-    steps: int,
-    workers: int,
-    registry: Registry,
-    progress: Progress | None,
+    scenario: Scenario, index: int, steps: int, workers: int, registry: Registry, progress: Progress | None
 ) -> TrainResult:
-    """Let the strategy train itself (e.g. A3C's worker processes), then score the result once."""
+    """Train a ``ParallelTrainable`` learner in ``workers`` processes (``parallel.train_workers``); score it once."""
     start = time.perf_counter()
-    state, rows = cls.train_parallel(scenario, index, steps, workers, progress)
+    run = train_workers(ScenarioMarkets(scenario, registry), index, steps, workers, progress)
+    state, rows = run.state, run.rows
     seconds = time.perf_counter() - start
     model = MarketModel(scenario, registry)
     learner = model.sellers[index].strategy
@@ -248,9 +246,18 @@ def _train_parallel(
         frame.loc[frame.index[-1], "S"] = final.score
     spec = scenario.expanded_sellers()[index]
     return TrainResult(
-        scenario, spec.name, index, learner.name, dict(learner.params), state,
-        _curve(frame.reset_index(drop=True), steps), steps, workers, seconds, final,
-    )  # fmt: skip
+        scenario=scenario,
+        seller=spec.name,
+        index=index,
+        strategy=learner.name,
+        params=dict(learner.params),
+        state=state,
+        curve=_curve(frame.reset_index(drop=True), steps),
+        steps=steps,
+        workers=workers,
+        seconds=seconds,
+        score=final,
+    )
 
 
 def _score_value(score: oracle.Score | None) -> float:
@@ -278,6 +285,7 @@ def moving_window(steps: int) -> int:
 def write_training(result: TrainResult, out_dir: str | Path, force: bool = False) -> Path:
     """Write checkpoint.pt/.json, curve.csv, curve.png and summary.json atomically into ``out_dir``."""
     from marketsim.learning.checkpoint import save_checkpoint
+    from marketsim.learning.plots import plot_curve  # imports matplotlib: only when writing
 
     with output_folder(out_dir, "training", force) as tmp:
         save_checkpoint(tmp / "checkpoint.pt", result.state, result.checkpoint_meta())
@@ -286,29 +294,3 @@ def write_training(result: TrainResult, out_dir: str | Path, force: bool = False
         plot_curve(result.curve, tmp / "curve.png", title)
         (tmp / "summary.json").write_text(json.dumps(_jsonable(result.summary()), indent=2) + "\n")
     return Path(out_dir)
-
-
-def plot_curve(curve: pd.DataFrame, path: Path, title: str) -> Path:
-    """Profit per step and its moving average; S on a second axis where it was measured."""
-    from marketsim.market.plots import plt
-
-    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
-    groups = curve.groupby("worker") if "worker" in curve else [(None, curve)]
-    for worker, part in groups:
-        label = "" if worker is None else f" (worker {worker})"
-        ax.plot(part["step"], part["profit"], lw=0.5, alpha=0.35, label=f"profit per step{label}")
-        ax.plot(part["step"], part["moving_average"], lw=1.6, label=f"moving average{label}")
-    ax.set(title=title, xlabel="training step", ylabel="profit")
-    ax.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    scored = curve.dropna(subset=["S"])
-    if len(scored):
-        right = ax.twinx()
-        right.plot(scored["step"], scored["S"], "o-", color="black", ms=3, lw=1.0, label="score S (1 = optimal)")
-        right.set_ylabel("normalised score S")
-        more_handles, more_labels = right.get_legend_handles_labels()
-        handles, labels = handles + more_handles, labels + more_labels
-    ax.legend(handles, labels, loc="lower right", fontsize="small")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,9 +34,36 @@ class Clearing:
     surplus: np.ndarray  # (n,) expected surplus of each shopper over the outside option, in money
 
 
-def _logit_parts(w: np.ndarray, x: np.ndarray, a0: float, mu: float) -> tuple[np.ndarray, np.ndarray]:
-    """Scaled seller weights eps_j = exp((x_j - M)/mu) and outside weights z_i, sharing the shift M."""
-    shift = float(np.max(x))
+@dataclass(frozen=True, slots=True)
+class Draws:
+    """The random numbers one step of shopping uses, drawn in a fixed order from the model's rng."""
+
+    active: np.ndarray | None  # indices of shoppers, None when everyone shops
+    u: np.ndarray  # (n_shoppers,) uniforms for the first choice
+    order: np.ndarray | None  # random queue of shoppers, None when no seller can run out
+
+
+@dataclass(frozen=True, slots=True)
+class _Shoppers:
+    """The shoppers of one clearing: their WTP, the sellers' values, the outside option, the model, awareness."""
+
+    w: np.ndarray
+    x: np.ndarray
+    a0: float
+    model: ChoiceModel
+    allowed: np.ndarray | None
+
+
+def logit_parts(w: np.ndarray, x: np.ndarray, a0: Any, mu: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled seller weights eps_j = exp((x_j - M)/mu) and outside weights z_i, sharing the shift M.
+
+    The one logit kernel: ``x`` (J,) with scalar ``a0``/``mu``, or with a leading batch axis — ``x`` (B, J)
+    (-inf where a row has no seller), ``w`` (B, N), ``a0`` and ``mu`` (B,) — as the batched markets use it.
+    """
+    if np.ndim(x) == 1:
+        shift, a0, mu = float(np.max(x)), a0, mu
+    else:
+        shift, a0, mu = x.max(axis=1, keepdims=True), np.asarray(a0)[:, None], np.asarray(mu)[:, None]
     eps = np.exp((x - shift) / mu)
     z = np.exp(np.minimum((a0 - w - shift) / mu, _EXP_CAP))
     return eps, z
@@ -60,7 +87,7 @@ def choose(
 
 
 def _choose_logit(w, x, a0, mu, u, allowed):
-    eps, z = _logit_parts(w, x, a0, mu)
+    eps, z = logit_parts(w, x, a0, mu)
     n_sellers = len(x)
     if allowed is None:
         cum = np.cumsum(eps)
@@ -117,7 +144,7 @@ def probabilities(w: np.ndarray, x: np.ndarray, a0: float, mu: float, allowed: n
     n_sellers, n = len(x), len(w)
     mask = np.ones((n_sellers, n), dtype=bool) if allowed is None else allowed
     if mu > 0:
-        eps, z = _logit_parts(w, x, a0, mu)
+        eps, z = logit_parts(w, x, a0, mu)
         weights = eps[:, None] * mask
         return weights / (z + weights.sum(axis=0))
     masked = np.where(mask, x[:, None], -np.inf)
@@ -137,7 +164,7 @@ def expected_units(
 ) -> np.ndarray:
     """Expected units per seller when consumer i carries mass ``weight_i`` (no capacity limits)."""
     if mu > 0 and allowed is None:
-        eps, z = _logit_parts(w, x, a0, mu)
+        eps, z = logit_parts(w, x, a0, mu)
         return eps * float(np.sum(weight / (z + eps.sum())))
     return probabilities(w, x, a0, mu, allowed) @ weight
 
@@ -159,24 +186,25 @@ def clear_agents(
     a0: float,
     mu: float | ChoiceModel,
     limits: np.ndarray,
-    u: np.ndarray,
-    order: np.ndarray | None,
+    draws: Draws,
     allowed: np.ndarray | None = None,
     keys: Callable[[int], np.ndarray] | None = None,
 ) -> Clearing:
     """Clear a finite population of shoppers, rationing sellers that run out.
 
     ``mu`` is the logit scale, or any ``ChoiceModel`` (a plugin's demand model).
-    ``u`` holds each shopper's uniform for its first choice. ``order`` is the random queue (a
-    permutation of shoppers, needed when a limit is finite). Sellers serve shoppers in queue order up
-    to ``limits`` (units this step); a shopper turned away buys its best remaining option among the
-    sellers still in stock at its turn, ranked by Gumbel keys made from ``keys(m)``, an (m, J+1) array
-    of uniforms drawn for the m shoppers whose first choice has a finite limit, in queue order, only
-    when some seller is over its limit. The result equals serving the queue one by one (tests/reference_market.py).
+    ``draws.u`` holds each shopper's uniform for its first choice; ``draws.order`` is the random queue (a
+    permutation of shoppers, needed when a limit is finite; ``draws.active`` is not read here). Sellers
+    serve shoppers in queue order up to ``limits`` (units this step); a shopper turned away buys its best
+    remaining option among the sellers still in stock at its turn, ranked by Gumbel keys made from
+    ``keys(m)``, an (m, J+1) array of uniforms drawn for the m shoppers whose first choice has a finite
+    limit, in queue order, only when some seller is over its limit. The result equals serving the queue
+    one by one (tests/reference_market.py).
     """
     n_sellers, n = len(x), len(w)
-    model = as_choice_model(mu)
-    choice = model.choose(w, x, a0, u, allowed)
+    shop = _Shoppers(w, x, a0, as_choice_model(mu), allowed)
+    order = draws.order
+    choice = shop.model.choose(w, x, a0, draws.u, allowed)
     position = None
     if order is not None:
         position = np.empty(n, dtype=np.int64)
@@ -184,17 +212,18 @@ def clear_agents(
         if np.any(np.bincount(choice[choice >= 0], minlength=n_sellers) > limits):
             if keys is None:
                 raise ValueError("demand exceeds a limit: rationing needs Gumbel keys")
-            _ration(w, x, a0, model, limits, choice, order, allowed, keys)
+            _ration(shop, limits, choice, order, keys)
     units = np.bincount(choice[choice >= 0], minlength=n_sellers).astype(float)
-    return Clearing(choice, units, _surplus_at_turn(w, x, a0, model, allowed, choice, units, limits, position))
+    return Clearing(choice, units, _surplus_at_turn(shop, choice, units, limits, position))
 
 
-def _ration(w, x, a0, model: ChoiceModel, limits, choice, order, allowed, keys) -> None:
+def _ration(shop: _Shoppers, limits, choice, order, keys) -> None:
     """Re-route, in place, the shoppers who reach a sold-out seller, one sell-out event at a time.
 
     Work is laid out in queue order, so each event touches only the shoppers behind it, and a
     shopper's Gumbel keys are computed only when it is turned away.
     """
+    w, x, a0, model, allowed = shop.w, shop.x, shop.a0, shop.model, shop.allowed
     limited = np.isfinite(limits)
     spot = np.flatnonzero(limited[choice[order]] & (choice[order] >= 0))  # queue positions that may be turned away
     uniforms = keys(len(spot))  # one row per such shopper, in queue order
@@ -263,8 +292,9 @@ class _SellOuts:
         return first
 
 
-def _surplus_at_turn(w, x, a0, model: ChoiceModel, allowed, choice, units, limits, position) -> np.ndarray:
+def _surplus_at_turn(shop: _Shoppers, choice, units, limits, position) -> np.ndarray:
     """Each shopper's expected surplus over the sellers it knows that still have stock at its turn."""
+    w, x, a0, model, allowed = shop.w, shop.x, shop.a0, shop.model, shop.allowed
     value = model.surplus(w, x, a0, allowed)
     full = np.isfinite(limits) & (units >= np.floor(limits))
     if position is None or not full.any():
@@ -408,8 +438,3 @@ class Logit(ChoiceModel):
 def as_choice_model(model: float | ChoiceModel) -> ChoiceModel:
     """A choice model as given, or the logit of scale ``model`` when it is a number."""
     return model if isinstance(model, ChoiceModel) else Logit(float(model))
-
-
-def builtin_choice_models() -> list[type[ChoiceModel]]:
-    """The choice models marketsim registers itself (through the ``register_choice_models`` hook)."""
-    return [Logit]

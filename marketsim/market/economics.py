@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
+from marketsim.config.scenario import Scenario
 from marketsim.market.consumers import ChoiceModel, Logit
+from marketsim.market.population import wtp_nodes
+from marketsim.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,32 @@ class ExpectedDemand:
         """Expected consumer surplus per step at the price vector."""
         x = self.quality - np.asarray(prices, float)
         return float(self.model.surplus(self.wtp, x, self.outside) @ self.mass)
+
+
+def choice_model(scenario: Scenario, registry: Registry) -> ChoiceModel:
+    """The scenario's consumer-choice model, built from its class in ``registry`` with ``mu`` and its params."""
+    spec = scenario.consumers.choice
+    return registry.extension("choice model", spec.model).cls(mu=scenario.consumers.mu, **spec.params)
+
+
+def expected_demand(scenario: Scenario, registry: Registry) -> ExpectedDemand:
+    """The scenario's noise-free demand at its base arrival rate (no shocks, no capacity, full awareness).
+
+    ``registry`` supplies the choice model by name, so a model registered only there works everywhere.
+    """
+    sellers = scenario.expanded_sellers()
+    nodes = wtp_nodes(scenario)
+    c = scenario.consumers
+    return ExpectedDemand(
+        quality=np.array([s.quality for s in sellers]),
+        costs=np.array([s.cost for s in sellers]),
+        outside=c.outside_value,
+        mu=c.mu,
+        wtp=nodes,
+        mass=np.full(len(nodes), c.size * c.arrival / len(nodes)),
+        survival=None if (dist := c.wtp.frozen()) is None else (lambda t: float(dist.sf(t))),
+        choice=choice_model(scenario, registry),
+    )
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""The Mesa market model: sellers post prices, the market clears, sellers settle, strategies learn.
+"""The Mesa market model, the driver of ``marketsim run``: strategies price, the market steps, strategies learn.
 
-One ``Seller`` agent per seller holds a strategy object; one ``ConsumerPopulation`` agent holds every
-consumer as numpy arrays. All randomness comes from the model's ``rng`` (seeded through Mesa).
+The step itself (clearing, settlement, restocking) is ``marketsim.market.engine.Market``; this model wraps
+it in Mesa: one ``Seller`` agent per seat holds a strategy and shows its books, one ``ConsumerPopulation``
+agent holds every consumer as numpy arrays, and a DataCollector records each step. All randomness comes
+from the model's ``rng`` (seeded through Mesa), drawn in a fixed order. The names re-exported here
+(``expected_demand``, ``market_info``, ``wtp_nodes``, ``draw_shopping``, …) live in the engine modules.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import mesa
 import numpy as np
@@ -17,11 +19,26 @@ import numpy as np
 from marketsim.config.scenario import Scenario
 from marketsim.config.scenario import Seller as SellerSpec
 from marketsim.exceptions import PortableError
-from marketsim.market import consumers, network
-from marketsim.market.economics import Benchmarks, ExpectedDemand, compute_benchmarks
+from marketsim.market.economics import Benchmarks, ExpectedDemand, choice_model, expected_demand
+from marketsim.market.engine import Market, StepResult, market_info
+from marketsim.market.population import Draws, Sales, draw_shopping, population, wtp_nodes, wtp_population
 from marketsim.observers import Observer, ObserverError, RunInfo, StepRecord
 from marketsim.registry import Registry, default_registry
-from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy, checked_price
+from marketsim.strategy import Converging, MarketInfo, Strategy, checked_price
+
+__all__ = [
+    "ConsumerPopulation",
+    "Draws",
+    "MarketModel",
+    "Seller",
+    "StrategyError",
+    "choice_model",
+    "draw_shopping",
+    "expected_demand",
+    "market_info",
+    "wtp_nodes",
+    "wtp_population",
+]
 
 
 class StrategyError(PortableError, RuntimeError):
@@ -32,222 +49,91 @@ class StrategyError(PortableError, RuntimeError):
         self.seat, self.seller, self.step, self.error = seat, seller, step, error
 
 
-@dataclass(frozen=True, slots=True)
-class Draws:
-    """The random numbers one step of shopping uses, drawn in a fixed order from the model's rng."""
-
-    active: np.ndarray | None  # indices of shoppers, None when everyone shops
-    u: np.ndarray  # (n_shoppers,) uniforms for the first choice
-    order: np.ndarray | None  # random queue of shoppers, None when no seller can run out
-
-
-def draw_shopping(rng: np.random.Generator, n: int, arrival: float, limited: bool) -> Draws:
-    """Draw who shops, their choice uniforms and the queue order (shared with the reference model).
-
-    Gumbel keys for shoppers who may be turned away are drawn afterwards, only when needed.
-    """
-    active = np.flatnonzero(rng.random(n) < arrival) if arrival < 1.0 else None
-    m = n if active is None else len(active)
-    u = rng.random(m)
-    order = rng.permutation(m) if limited else None
-    return Draws(active, u, order)
-
-
-def wtp_population(scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
-    """Each consumer's base WTP, drawn from the scenario's distribution."""
-    dist = scenario.consumers.wtp.frozen()
-    size = scenario.consumers.size
-    if dist is None:
-        return np.full(size, scenario.consumers.wtp.value)
-    return dist.rvs(size=size, random_state=rng)
-
-
-def wtp_nodes(scenario: Scenario) -> np.ndarray:
-    """Quadrature nodes of the WTP distribution (quantile midpoints): the continuum population."""
-    dist = scenario.consumers.wtp.frozen()
-    if dist is None:
-        return np.array([scenario.consumers.wtp.value])
-    k = scenario.demand.quadrature
-    return dist.ppf((np.arange(k) + 0.5) / k)
-
-
-def choice_model(scenario: Scenario, registry: Registry | None = None) -> consumers.ChoiceModel:
-    """The scenario's consumer-choice model, built from its registered class with ``mu`` and its params."""
-    spec = scenario.consumers.choice
-    registry = registry if registry is not None else default_registry()
-    return registry.extension("choice model", spec.model).cls(mu=scenario.consumers.mu, **spec.params)
-
-
-def expected_demand(scenario: Scenario, registry: Registry | None = None) -> ExpectedDemand:
-    """The scenario's noise-free demand at its base arrival rate (no shocks, no capacity, full awareness)."""
-    sellers = scenario.expanded_sellers()
-    nodes = wtp_nodes(scenario)
-    c = scenario.consumers
-    return ExpectedDemand(
-        quality=np.array([s.quality for s in sellers]),
-        costs=np.array([s.cost for s in sellers]),
-        outside=c.outside_value,
-        mu=c.mu,
-        wtp=nodes,
-        mass=np.full(len(nodes), c.size * c.arrival / len(nodes)),
-        survival=None if (dist := c.wtp.frozen()) is None else (lambda t: float(dist.sf(t))),
-        choice=choice_model(scenario, registry),
-    )
-
-
-def market_info(
-    i: int, demand: ExpectedDemand, benchmarks: Benchmarks, price_min: np.ndarray, price_max: np.ndarray
-) -> MarketInfo:
-    """The facts seller ``i``'s strategy is set up with (shared by the model and the batched engine)."""
-    return MarketInfo(
-        index=i,
-        n_sellers=len(price_min),
-        costs=tuple(float(c) for c in demand.costs),
-        price_min=float(price_min[i]),
-        price_max=float(price_max[i]),
-        nash_prices=benchmarks.nash.prices,
-        monopoly_prices=benchmarks.monopoly.prices,
-        expected_profit=demand.profits,
-    )
-
-
 class Seller(mesa.Agent):
-    """A seller: cost, price bounds, optional capacity and inventory, and the strategy it holds."""
+    """A seller seat: its spec, the strategy it holds, and a view of its books in the market."""
 
     def __init__(self, model: MarketModel, spec: SellerSpec, index: int, strategy: Strategy) -> None:
         super().__init__(model)
         self.spec, self.index, self.strategy = spec, index, strategy
         self.name, self.cost, self.quality = spec.name, spec.cost, spec.quality
         self.capacity = spec.capacity if spec.capacity is not None else math.inf
-        self.inventory = spec.inventory.initial if spec.inventory else math.inf
-        self.price = spec.start_price
-        self.units = self.revenue = self.profit = self.holding_cost = 0.0
 
     @property
-    def limit(self) -> float:
-        """Most units it can sell this step."""
-        return min(self.capacity, self.inventory)
+    def price(self) -> float:
+        """The price it posted last (its start price before the first step)."""
+        return float(self.model.market.state.prices[self.index])
 
-    def observe(self, step: int, competitor_prices: tuple[float, ...]) -> Observation:
-        """The frozen observation its strategy prices from."""
-        return Observation(
-            step=step,
-            own_price=self.price,
-            cost=self.cost,
-            last_units=self.units,
-            last_profit=self.profit,
-            inventory=self.inventory,
-            capacity=self.capacity,
-            competitor_prices=competitor_prices,
-            price_min=self.spec.price_min,
-            price_max=self.spec.price_max,
-        )
+    @property
+    def units(self) -> float:
+        """Units sold in the last step."""
+        return float(self.model.market.state.units[self.index])
 
-    def post_price(self, obs: Observation) -> float:
-        """Ask the strategy for a price, check it, and clip it to the allowed range."""
-        raw = self.strategy.price(obs)
-        price = checked_price(self.strategy.name, raw, obs.step)
-        self.price = min(max(price, self.spec.price_min), self.spec.price_max)
-        return self.price
+    @property
+    def revenue(self) -> float:
+        """Revenue of the last step."""
+        return float(self.model.market.state.revenue[self.index])
 
-    def settle(self, units: float) -> None:
-        """Book the step's sales: revenue, cost, inventory, holding cost, profit, then restock."""
-        self.units = units
-        self.revenue = self.price * units
-        self.inventory -= units
-        held = self.inventory if math.isfinite(self.inventory) else 0.0
-        self.holding_cost = self.spec.inventory.holding_cost * held if self.spec.inventory else 0.0
-        self.profit = self.revenue - self.cost * units - self.holding_cost
-        self._restock()
+    @property
+    def holding_cost(self) -> float:
+        """Holding cost of the last step."""
+        return float(self.model.market.state.holding_cost[self.index])
 
-    def _restock(self) -> None:
-        rule = self.spec.inventory.restock if self.spec.inventory else None
-        if rule is None:
-            return
-        due = self.model.steps % rule.every == 0 if rule.every is not None else self.inventory <= rule.reorder_point
-        if due:
-            self.inventory = max(self.inventory, rule.up_to)
+    @property
+    def profit(self) -> float:
+        """Profit of the last step."""
+        return float(self.model.market.state.profits[self.index])
 
-    def outcome(self, step: int, competitor_prices: tuple[float, ...], next_obs: Observation) -> Outcome:
-        """What the strategy learns from after settlement."""
-        return Outcome(
-            step=step,
-            price=self.price,
-            units=self.units,
-            revenue=self.revenue,
-            variable_cost=self.cost * self.units,
-            holding_cost=self.holding_cost,
-            profit=self.profit,
-            inventory=self.inventory,
-            competitor_prices=competitor_prices,
-            next_observation=next_obs,
-        )
+    @property
+    def inventory(self) -> float:
+        """Stock after the last step's sales and restocking (inf for unlimited)."""
+        return float(self.model.market.state.inventory[self.index])
 
 
 class ConsumerPopulation(mesa.Agent):
-    """Every consumer as arrays: base WTP, per-node mass, and (with a network) awareness of sellers."""
+    """Every consumer as one Mesa agent: the scenario's demand backend, drawn from the model's rng."""
 
     def __init__(self, model: MarketModel, scenario: Scenario) -> None:
         super().__init__(model)
-        self.spec = scenario.consumers
-        self.choice = model.demand.choice  # the scenario's ChoiceModel, built once by the model
-        self.expected = scenario.demand.mode == "expected"
-        self.wtp = wtp_nodes(scenario) if self.expected else wtp_population(scenario, model.rng)
-        self.aware: np.ndarray | None = None
-        self.adjacency = None
-        self.net = scenario.network
-        if self.net is not None:
-            graph = network.build_graph(self.net.graph, len(self.wtp), model.rng)
-            self.adjacency = network.adjacency(graph, len(self.wtp))
-            n_sellers = len(scenario.expanded_sellers())
-            self.aware = network.initial_awareness(n_sellers, len(self.wtp), self.net.initial_awareness, model.rng)
-        self.shoppers = 0.0
-        self.buyers = 0.0
-        self.surplus = 0.0
+        self.backend = population(scenario, model.demand.model, model.rng)
+        self.sales = Sales(np.zeros(len(scenario.expanded_sellers())))
 
-    def shop(self, x: np.ndarray, limits: np.ndarray, step: int) -> np.ndarray:
-        """Clear the market for seller values ``x = quality - price``; return units sold per seller."""
-        arrival = self.spec.arrival_at(step)
-        w = self.wtp + self.spec.wtp_shift_at(step)
-        if self.expected:
-            mass = np.full(len(w), self.spec.size * arrival / len(w))
-            units, self.surplus = consumers.clear_expected(w, mass, x, self.spec.outside_value, self.choice, limits)
-            self.shoppers, self.buyers = float(mass.sum()), float(units.sum())
-            return units
-        rng = self.model.rng
-        draws = draw_shopping(rng, len(w), arrival, bool(np.isfinite(limits).any()))
-        who = draws.active
-        allowed = None if self.aware is None else (self.aware if who is None else self.aware[:, who])
-        result = consumers.clear_agents(
-            w if who is None else w[who],
-            x,
-            self.spec.outside_value,
-            self.choice,
-            limits,
-            draws.u,
-            draws.order,
-            allowed,
-            keys=lambda m: consumers.ranking_uniforms(rng, m, len(x) + 1),
-        )
-        bought = result.choice >= 0
-        self.shoppers, self.buyers = float(len(result.choice)), float(bought.sum())
-        self.surplus = float(result.surplus.sum())
-        if self.net is not None:
-            buyers = np.flatnonzero(bought) if who is None else who[bought]
-            network.spread_awareness(
-                self.aware,
-                buyers,
-                result.choice[bought],
-                self.adjacency,
-                self.net.spread,
-                self.net.decay,
-                self.model.rng,
-            )
-        return result.units
+    @property
+    def wtp(self) -> np.ndarray:
+        """Each consumer's base WTP (the quadrature nodes for the continuum)."""
+        return self.backend.wtp
+
+    @property
+    def aware(self) -> np.ndarray | None:
+        """Which sellers each consumer knows, (J, n), or None without a network."""
+        return self.backend.aware
+
+    @property
+    def shoppers(self) -> float:
+        """Consumers who shopped in the last step."""
+        return self.sales.shoppers
+
+    @property
+    def buyers(self) -> float:
+        """Consumers who bought in the last step."""
+        return self.sales.buyers
+
+    @property
+    def surplus(self) -> float:
+        """Consumer surplus of the last step."""
+        return self.sales.surplus
+
+    def clear(self, x: np.ndarray, limits: np.ndarray, step: int) -> Sales:
+        """Clear the market for seller values ``x = quality - price`` (the market's demand backend call)."""
+        self.sales = self.backend.clear(x, limits, step)
+        return self.sales
 
 
 class MarketModel(mesa.Model):
-    """A market of competing sellers and a consumer population, built from a validated Scenario."""
+    """A market of competing sellers and a consumer population, built from a validated Scenario.
+
+    The model drives a ``Market`` (the one step API) through Mesa: observe → strategies price → the market
+    clears and settles → strategies learn → the DataCollector records. Mesa's ``rng`` draws the consumers.
+    """
 
     population_cls: type[ConsumerPopulation] = ConsumerPopulation  # tests swap in a per-consumer reference
     tracker: Callable[[int, int], None] | None = None  # told (seat, step) before strategy code runs
@@ -264,13 +150,39 @@ class MarketModel(mesa.Model):
         self.config = scenario  # the validated Scenario; Mesa >= 3.4 reserves `Model.scenario` for its own
         self.tracker = tracker
         registry = registry if registry is not None else default_registry()
+        self.market = Market(scenario, registry)
+        self.sellers: list[Seller] = self._seat_sellers(scenario, registry)
+        self.population = self.population_cls(self, scenario)
+        self.observations = list(self.market.reset(self.rng, consumers=self.population))
+        self.learners = [s for s in self.sellers if isinstance(s.strategy, Converging)]
+        self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
+        self.observers = self._start_observers(scenario, registry)
+
+    @property
+    def demand(self) -> ExpectedDemand:
+        """The market's noise-free demand (benchmarks, MarketInfo.expected_profit)."""
+        return self.market.demand
+
+    @property
+    def benchmarks(self) -> Benchmarks:
+        """The market's Nash and joint-monopoly benchmarks."""
+        return self.market.benchmarks
+
+    @property
+    def price_min(self) -> np.ndarray:
+        """Each seller's lowest allowed price."""
+        return self.market.price_min
+
+    @property
+    def price_max(self) -> np.ndarray:
+        """Each seller's highest allowed price."""
+        return self.market.price_max
+
+    def _seat_sellers(self, scenario: Scenario, registry: Registry) -> list[Seller]:
+        """Build and set up each seat's strategy with its own generator spawned from the model's rng."""
         specs = scenario.expanded_sellers()
-        self.demand = expected_demand(scenario, registry)
-        self.price_min = np.array([s.price_min for s in specs])
-        self.price_max = np.array([s.price_max for s in specs])
-        self.benchmarks: Benchmarks = compute_benchmarks(self.demand, self.price_min, self.price_max)
         strategy_rngs = self.rng.spawn(len(specs))
-        self.sellers: list[Seller] = []
+        sellers = []
         for i, spec in enumerate(specs):
             if self.tracker is not None:  # building and setting up a strategy is its own code running too
                 self.tracker(i, 0)
@@ -279,14 +191,10 @@ class MarketModel(mesa.Model):
                 strategy.setup(self._market_info(i), strategy_rngs[i])
             except Exception as exc:
                 raise StrategyError(i, spec.name, 0, exc) from exc
-            self.sellers.append(Seller(self, spec, i, strategy))
+            sellers.append(Seller(self, spec, i, strategy))
         if self.tracker is not None:
             self.tracker(-1, -1)
-        self.population = self.population_cls(self, scenario)
-        self.learners = [s for s in self.sellers if hasattr(s.strategy, "converged")]
-        self.observations = [s.observe(0, self._rivals(s, self._prices())) for s in self.sellers]
-        self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
-        self.observers = self._start_observers(scenario, registry)
+        return sellers
 
     def _start_observers(self, scenario: Scenario, registry: Registry) -> list[Observer]:
         """Build the scenario's observers and tell them what run they watch."""
@@ -307,20 +215,19 @@ class MarketModel(mesa.Model):
             observers.append(observer)
         return observers
 
-    def _notify(self, step: int) -> None:
+    def _notify(self, step: int, result: StepResult) -> None:
         """Hand every observer the frozen record of the step just completed."""
         if not self.observers:
             return
-        pop = self.population
         record = StepRecord(
             step=step,
-            prices=tuple(s.price for s in self.sellers),
-            units=tuple(s.units for s in self.sellers),
-            profits=tuple(s.profit for s in self.sellers),
-            inventory=tuple(s.inventory for s in self.sellers),
-            shoppers=pop.shoppers,
-            buyers=pop.buyers,
-            consumer_surplus=pop.surplus,
+            prices=tuple(result.prices.tolist()),
+            units=tuple(result.units.tolist()),
+            profits=tuple(result.profits.tolist()),
+            inventory=tuple(result.inventory.tolist()),
+            shoppers=result.shoppers,
+            buyers=result.buyers,
+            consumer_surplus=result.consumer_surplus,
         )
         for observer in self.observers:
             try:
@@ -339,34 +246,27 @@ class MarketModel(mesa.Model):
         return out
 
     def _market_info(self, i: int) -> MarketInfo:
-        return market_info(i, self.demand, self.benchmarks, self.price_min, self.price_max)
-
-    def _prices(self) -> np.ndarray:
-        return np.array([s.price for s in self.sellers])
-
-    @staticmethod
-    def _rivals(seller: Seller, prices: np.ndarray) -> tuple[float, ...]:
-        return tuple(float(p) for k, p in enumerate(prices) if k != seller.index)
+        return self.market.info(i)
 
     def step(self) -> None:
-        """One period: post prices → clear the market → settle sellers → strategies learn → record."""
+        """One period: post prices → clear the market and settle → strategies learn → record."""
         step = self.steps - 1  # Mesa counts steps from 1 inside step()
-        prices = self.post_prices()
-        units = self.clear_market(prices, step)
-        self.settle(units)
-        self.learn(prices, step)
+        result = self.market.step(self.post_prices())
+        self.observations = list(self.market.observations())
+        if self.learning:
+            self.learn(result, step)
         self.datacollector.collect(self)
-        self._notify(step)
+        self._notify(step, result)
         if self.learners and all(self._converged(s) for s in self.learners):
             self.running = False  # every learner's greedy policy has stopped changing
 
-    def post_prices(self) -> np.ndarray:
-        """Every seller posts a price from its current observation."""
+    def post_prices(self) -> list[float]:
+        """Every seller's checked price from its current observation (the market clips it to the range)."""
         prices = []
         for seller, obs in zip(self.sellers, self.observations):
             with self._blame(seller, obs.step):
-                prices.append(seller.post_price(obs))
-        return np.array(prices)
+                prices.append(checked_price(seller.strategy.name, seller.strategy.price(obs), obs.step))
+        return prices
 
     def _converged(self, seller: Seller) -> bool:
         with self._blame(seller, self.steps - 1):
@@ -393,27 +293,11 @@ class MarketModel(mesa.Model):
         if self.tracker is not None:
             self.tracker(-1, -1)
 
-    def clear_market(self, prices: np.ndarray, step: int) -> np.ndarray:
-        """Consumers shop at the posted prices; returns units sold per seller."""
-        x = self.demand.quality - prices
-        limits = np.array([s.limit for s in self.sellers])
-        return self.population.shop(x, limits, step)
-
-    def settle(self, units: np.ndarray) -> None:
-        """Book sales, costs, inventory and profit for every seller."""
-        for seller, q in zip(self.sellers, units):
-            seller.settle(float(q))
-
-    def learn(self, prices: np.ndarray, step: int) -> None:
-        """Hand each strategy its outcome and next observation."""
-        self.observations = []
-        for seller in self.sellers:
-            rivals = self._rivals(seller, prices)
-            obs = seller.observe(step + 1, rivals)
-            if self.learning:
-                with self._blame(seller, step):
-                    seller.strategy.learn(seller.outcome(step, rivals, obs))
-            self.observations.append(obs)
+    def learn(self, result: StepResult, step: int) -> None:
+        """Hand each strategy its outcome of the step just settled, with its next observation."""
+        for seller, out in zip(self.sellers, self.market.outcomes(result, self.observations)):
+            with self._blame(seller, step):
+                seller.strategy.learn(out)
 
     def set_learning(self, learning: bool) -> None:
         """Switch learning on or off (evaluation phases); strategies are told through ``set_training``."""
@@ -423,12 +307,11 @@ class MarketModel(mesa.Model):
                 seller.strategy.set_training(learning)
 
     def _reporters(self) -> dict:
-        pop = self.population
         reporters = {
             "step": lambda m: m.steps - 1,
-            "shoppers": lambda m: pop.shoppers,
-            "buyers": lambda m: pop.buyers,
-            "consumer_surplus": lambda m: pop.surplus,
+            "shoppers": lambda m: m.market.state.shoppers,
+            "buyers": lambda m: m.market.state.buyers,
+            "consumer_surplus": lambda m: m.market.state.consumer_surplus,
         }
         for s in self.sellers:
             reporters[f"{s.name}.price"] = lambda m, s=s: s.price
@@ -436,5 +319,10 @@ class MarketModel(mesa.Model):
             reporters[f"{s.name}.revenue"] = lambda m, s=s: s.revenue
             reporters[f"{s.name}.profit"] = lambda m, s=s: s.profit
             reporters[f"{s.name}.inventory"] = lambda m, s=s: s.inventory
-            reporters[f"{s.name}.share"] = lambda m, s=s: s.units / pop.shoppers if pop.shoppers else 0.0
+            reporters[f"{s.name}.share"] = lambda m, s=s: _share(s.units, m.market.state.shoppers)
         return reporters
+
+
+def _share(units: float, shoppers: float) -> float:
+    """A seller's share of the step's shoppers (0 when nobody shopped)."""
+    return units / shoppers if shoppers else 0.0

@@ -17,7 +17,7 @@ def rivals_of(prices: Sequence[float], index: int) -> tuple[float, ...]:
     return tuple(float(p) for k, p in enumerate(prices) if k != index)
 
 
-def observation(
+def observation(  # noqa: PLR0913 - keyword-only builder, one argument per Observation field
     *,
     step: int,
     own_price: float,
@@ -45,7 +45,7 @@ def observation(
     )
 
 
-def outcome(
+def outcome(  # noqa: PLR0913 - keyword-only builder, one argument per Outcome input
     *,
     step: int,
     price: float,

@@ -39,7 +39,7 @@ from marketsim.meta.tasks import (
 )
 from marketsim.outputs import output_folder
 from marketsim.registry import Registry, default_registry
-from marketsim.strategy import Strategy, parameters
+from marketsim.strategy import Converging, Strategy, parameters
 
 #: The oracle's strategy name (marketsim_bandits) and the baselines' (agent name -> strategy name).
 ORACLE = "clairvoyant"
@@ -127,7 +127,7 @@ def run_agent(
     except Exception as exc:
         raise StrategyError(i, seat.name, 0, exc) from exc
     seat.strategy = strategy
-    model.learners = [s for s in model.sellers if hasattr(s.strategy, "converged")]
+    model.learners = [s for s in model.sellers if isinstance(s.strategy, Converging)]
     if not learning:
         model.set_learning(False)
     horizon = task.horizon
@@ -290,23 +290,9 @@ def evaluate(
     ``agents`` maps a display name to (strategy name, params); a strategy that takes a ``grid`` gets the
     family's grid unless its params set one. ``workers`` > 1 spreads tasks over spawned processes.
     """
-    if n_tasks < 1:
-        raise MetaEvalError(f"the number of tasks must be >= 1, got {n_tasks}")
-    if split not in ("train", "test", "ood"):
-        raise MetaEvalError(f"split must be test, ood or train, got {split!r}")
-    if split == "ood" and family.spec.ood is None:
-        raise MetaEvalError(f"family {family.name!r} declares no ood slice")
-    if not agents:
-        raise MetaEvalError("no agents to evaluate")
     given = registry
     registry = registry if registry is not None else default_registry()
-    for name, (strategy, _) in agents.items():
-        if strategy not in registry:
-            raise MetaEvalError(
-                f"agent {name!r}: unknown strategy {strategy!r}; available: {', '.join(registry.names())}"
-            )
-    if ORACLE not in registry:
-        raise MetaEvalError(f"the oracle strategy {ORACLE!r} is not registered (install the marketsim_bandits plugin)")
+    _check_request(family, agents, n_tasks, split, registry)
     began = time.perf_counter()
     indices = list(range(start, start + n_tasks))
     if workers <= 1 or n_tasks < 2:
@@ -339,6 +325,27 @@ def evaluate(
         workers=max(1, min(workers, n_tasks)),
         extra=extra,
     )
+
+
+def _check_request(
+    family: Family, agents: Mapping[str, AgentSpec], n_tasks: int, split: str, registry: Registry
+) -> None:
+    """Refuse an evaluation that cannot run (MetaEvalError naming what is wrong)."""
+    if n_tasks < 1:
+        raise MetaEvalError(f"the number of tasks must be >= 1, got {n_tasks}")
+    if split not in ("train", "test", "ood"):
+        raise MetaEvalError(f"split must be test, ood or train, got {split!r}")
+    if split == "ood" and family.spec.ood is None:
+        raise MetaEvalError(f"family {family.name!r} declares no ood slice")
+    if not agents:
+        raise MetaEvalError("no agents to evaluate")
+    for name, (strategy, _) in agents.items():
+        if strategy not in registry:
+            raise MetaEvalError(
+                f"agent {name!r}: unknown strategy {strategy!r}; available: {', '.join(registry.names())}"
+            )
+    if ORACLE not in registry:
+        raise MetaEvalError(f"the oracle strategy {ORACLE!r} is not registered (install the marketsim_bandits plugin)")
 
 
 def _init_worker() -> None:

@@ -12,6 +12,9 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Literal, get_args
 
+from marketsim.config.scenario import Scenario
+from marketsim.config.tournament import DEFAULT_MEMORY_LIMIT_MB
+
 # The fault model, in one place: every backend (serial, process, Ray) reports a misbehaving match with exactly
 # one of these kinds, blamed on the seat whose strategy code was running (or on nobody when none was).
 FaultKind = Literal["exception", "invalid_price", "crash", "timeout", "wall_timeout", "memory"]
@@ -25,8 +28,6 @@ FAULT_KINDS: dict[str, str] = {
     "memory": "the match went over its memory cap (memory_limit_mb): a MemoryError, or killed for memory",
 }
 assert set(FAULT_KINDS) == set(get_args(FaultKind))
-
-DEFAULT_MEMORY_LIMIT_MB = 4096
 
 
 def default_wall_limit(cpu_limit: float) -> float:
@@ -78,7 +79,7 @@ class MatchTask:
     key: str  # stable identity: scenario hash, format, entrants by seat, repetition
     index: int  # position in the schedule; results are reported in this order
     seed: int
-    scenario: object  # marketsim.config.scenario.Scenario with one seller per seat, steps = train + eval
+    scenario: Scenario  # the market with one seller per seat, steps = train + eval
     seats: tuple[str, ...]  # entrant display name in each seat
     train_steps: int
     eval_steps: int

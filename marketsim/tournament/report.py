@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from marketsim.config.tournament import LoadedTournament
 from marketsim.tournament.exploit import exploitability, with_exploitability
 from marketsim.tournament.matches import Fault, MatchResult
 from marketsim.tournament.metagame import MetaGameReport, analyse_meta_game
-from marketsim.tournament.play import LoadedTournament
 
 __all__ = ["write_outputs"]
 
@@ -76,7 +76,7 @@ def write_outputs(
         sections.append((title, exploitable.to_html(index=False, float_format="%.4f")))
     if len(board) >= 2:
         a, b = board["entrant"].iloc[0], board["entrant"].iloc[1]
-        summary["ab_test"] = analysis.ab_test(rows, a, b)
+        summary["ab_test"] = analysis.ab_test(rows, a, b).as_row()
         test = pd.DataFrame([summary["ab_test"]])
         sections.append((f"A/B: {a} vs {b} on paired seeds", test.to_html(index=False, float_format="%.4g")))
     sections += [

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import warnings
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from os import PathLike
 from typing import Any, Literal
 
@@ -40,6 +40,7 @@ __all__ = [
     "leaderboard",
     "payoff_matrix",
     "pairings",
+    "ABTest",
     "ab_test",
     "payoff_samples",
     "ROW_COLUMNS",
@@ -531,7 +532,27 @@ def _design_points(rows: pd.DataFrame, name: str) -> dict[tuple[str, str, int, i
     return {point: float(np.mean(values)) for point, values in found.items()}
 
 
-def ab_test(rows: pd.DataFrame, a: str, b: str, confidence: float = 0.95, alpha: float = 0.05) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class ABTest:
+    """A paired comparison of entrants ``a`` and ``b``: ``b − a`` over the design points both played."""
+
+    a: str
+    b: str
+    pairs: int = 0
+    mean_difference: float = _NAN
+    ci_low: float = _NAN
+    ci_high: float = _NAN
+    t_statistic: float = _NAN
+    p_value: float = _NAN
+    wilcoxon_p: float | None = None
+    better: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        """Plain-data form, fields in order (for summary.json and the report's table)."""
+        return asdict(self)
+
+
+def ab_test(rows: pd.DataFrame, a: str, b: str, confidence: float = 0.95, alpha: float = 0.05) -> ABTest:
     """Paired comparison of entrants ``a`` and ``b`` on the same opponents, seat and repetition.
 
     Each design point (scenario/format, opponent set, seat, repetition) that both played gives one pair of
@@ -540,44 +561,39 @@ def ab_test(rows: pd.DataFrame, a: str, b: str, confidence: float = 0.95, alpha:
     signed-rank p-value when at least 6 differences are non-zero (else None) and ``better``: the entrant with
     the higher mean when the t-test is significant at ``alpha``, else None.
     """
-    out: dict[str, Any] = {
-        "a": a,
-        "b": b,
-        "pairs": 0,
-        "mean_difference": _NAN,
-        "ci_low": _NAN,
-        "ci_high": _NAN,
-        "t_statistic": _NAN,
-        "p_value": _NAN,
-        "wilcoxon_p": None,
-        "better": None,
-    }
     sides = [_design_points(rows, name) for name in (a, b)]
     common = sorted(set(sides[0]) & set(sides[1]), key=repr)
     n = len(common)
-    out["pairs"] = n
     if n == 0:
-        return out
+        return ABTest(a=a, b=b)
+    diff = np.array([sides[1][k] for k in common]) - np.array([sides[0][k] for k in common])
+    mean = float(diff.mean())
+    if n < 2:
+        return ABTest(a=a, b=b, pairs=n, mean_difference=mean)
     xa = np.array([sides[0][k] for k in common])
     xb = np.array([sides[1][k] for k in common])
-    diff = xb - xa
-    out["mean_difference"] = float(diff.mean())
-    if n < 2:
-        return out
     if np.ptp(diff) == 0:  # no variance: the t-test is undefined, the answer is not
         d = float(diff[0])
-        out.update(ci_low=d, ci_high=d, t_statistic=0.0 if d == 0 else math.copysign(math.inf, d))
-        out["p_value"] = 1.0 if d == 0 else 0.0
+        t, p, low, high = (0.0 if d == 0 else math.copysign(math.inf, d)), (1.0 if d == 0 else 0.0), d, d
     else:
         test = stats.ttest_rel(xb, xa)
         ci = test.confidence_interval(confidence)
-        out.update(
-            t_statistic=float(test.statistic), p_value=float(test.pvalue), ci_low=float(ci.low), ci_high=float(ci.high)
-        )
+        t, p, low, high = float(test.statistic), float(test.pvalue), float(ci.low), float(ci.high)
+    wilcoxon = None
     if np.count_nonzero(diff) >= 6:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out["wilcoxon_p"] = float(stats.wilcoxon(xb, xa).pvalue)
-    if out["p_value"] < alpha and out["mean_difference"] != 0:
-        out["better"] = b if out["mean_difference"] > 0 else a
-    return out
+            wilcoxon = float(stats.wilcoxon(xb, xa).pvalue)
+    better = (b if mean > 0 else a) if p < alpha and mean != 0 else None
+    return ABTest(
+        a=a,
+        b=b,
+        pairs=n,
+        mean_difference=mean,
+        ci_low=low,
+        ci_high=high,
+        t_statistic=t,
+        p_value=p,
+        wilcoxon_p=wilcoxon,
+        better=better,
+    )

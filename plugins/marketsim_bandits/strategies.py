@@ -13,12 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from marketsim.learning import tabular
-from marketsim.meta.tasks import RivalRules, full_prices
+from marketsim.market.rivals import RivalRules, best_response, full_prices
 from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy
-from marketsim_rules.strategies import FixedPrice
+from marketsim_rules.strategies import FixedPrice  # the public rule, reused
 
 
 def _check(condition: bool, message: str) -> None:
@@ -44,9 +43,7 @@ class _GridPricer(Strategy):
 
     def setup(self, market: MarketInfo, rng: np.random.Generator) -> None:
         super().setup(market, rng)
-        config = tabular.TabularConfig("q_learning", grid_size=self.grid_size, xi=self.xi, grid=self.grid)
-        i = market.index
-        self.prices = tabular.price_grid(config, market.nash_prices[i], market.monopoly_prices[i])
+        self.prices = tabular.seller_grid(market, self.grid_size, self.xi, self.grid)
         self.m = len(self.prices)
 
     def _arm(self, price: float) -> int:
@@ -182,6 +179,7 @@ class BestFixedPrice(FixedPrice):
     ``marketsim.meta.tasks.best_fixed_price(family)``: the price (out of 121 spanning the family's grid) with
     the highest mean expected profit over the horizon, averaged over the family's *training* tasks with
     rivals reacting by their rules; ``marketsim meta-eval`` computes it and hands it over as ``price``.
+    It is the rules plugin's public ``fixed_price`` under another name (and so shares its ``price_batch``).
     """
 
     name = "best_fixed_price"
@@ -299,26 +297,11 @@ class Clairvoyant(_GridPricer):
 
     def _best_response(self, rivals: tuple[float, ...], obs: Observation) -> float:
         key = tuple(round(p, 12) for p in rivals)
-        if key in self._myopic:
-            return self._myopic[key]
-        low = min(max(obs.cost, obs.price_min), obs.price_max)
-        high = obs.price_max
-        if high <= low:
-            return float(low)
-
-        def profit(p: float) -> float:
-            return self.market.own_profit(float(p), rivals)
-
-        points = np.linspace(low, high, 101)
-        values = [profit(p) for p in points]
-        k = int(np.argmax(values))
-        best_p, best_v = float(points[k]), values[k]
-        lo, hi = points[max(k - 1, 0)], points[min(k + 1, 100)]
-        res = minimize_scalar(lambda p: -profit(p), bounds=(lo, hi), method="bounded", options={"xatol": 1e-9})
-        if res.success and -res.fun >= best_v:
-            best_p = float(res.x)
-        self._myopic[key] = best_p
-        return best_p
+        if key not in self._myopic:
+            self._myopic[key] = best_response(
+                self.market, rivals, cost=obs.cost, price_min=obs.price_min, price_max=obs.price_max, grid=101
+            )
+        return self._myopic[key]
 
     def price(self, obs: Observation) -> float:
         if self.rules is None:

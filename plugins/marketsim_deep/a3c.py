@@ -14,8 +14,8 @@ The pieces, in the order the algorithm uses them:
   the shared model, one optimiser step on the shared parameters (lock-free, Hogwild).
 * ``A3C`` — the strategy. Inside ``marketsim run`` it samples prices from its policy (the arg-max when not
   training) and, in ``mode: train``, learns online from its own rollouts: the one-worker, synchronous case
-  (A2C). ``A3C.train_parallel`` (``a3c_train.py``) runs N worker processes on copies of the scenario that
-  all update one shared model.
+  (A2C). As a ``ParallelTrainable`` learner (``share_model``, ``attach_worker``, ``finish_workers``) it is
+  also trained by the host's worker processes (``marketsim train --workers N``), all updating one shared model.
 
 This module imports torch only where it is used (``ActorCritic`` and ``SharedAdam``, which subclass torch
 classes, live in ``a3c_nets`` and are still importable from here), so discovering the plugin loads no torch.
@@ -37,10 +37,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from marketsim.config.scenario import Scenario
-
     from .a3c_nets import ActorCritic, SharedAdam
-    from .a3c_train import TrainStats
 
 PolicyKind = Literal["categorical", "gaussian"]
 
@@ -177,13 +174,13 @@ class A3C(DeepLearner):
     ``−log π(a|s)·A − entropy_coef·H + value_coef·½A²`` with ``A = R − V(s)``, returns bootstrapped from
     ``V(s_{t+n})`` (a continuing task). Rewards are profits scaled to the profit gain
     ``(π − π_Nash)/(π_monopoly − π_Nash)``. Alone, inside ``marketsim run``, this is synchronous A2C;
-    ``A3C.train_parallel`` (``marketsim train --workers N``) is the asynchronous algorithm: N worker
-    processes update one shared model lock-free (Hogwild, Recht et al. 2011) with a shared Adam.
+    ``marketsim train --workers N`` is the asynchronous algorithm: N worker processes update one shared model
+    lock-free (Hogwild, Recht et al. 2011) with a shared Adam (the ``ParallelTrainable`` capability).
     """
 
     name = "a3c"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  the keyword parameters are the strategy's public API (scenario params)
         self,
         grid_size: int = 15,
         xi: float = 0.1,
@@ -225,7 +222,7 @@ class A3C(DeepLearner):
         self.t = 0  # environment steps learned from
         self.updates = 0  # optimiser updates applied by this learner
         self._reset_rollout()
-        self._shared: ActorCritic | None = None  # the shared model, when a worker of train_parallel
+        self._shared: ActorCritic | None = None  # the shared model, when a worker of parallel training
         self._on_update: Callable[[], None] | None = None
         i = market.index
         nash = float(market.expected_profit(np.asarray(market.nash_prices, float))[i])
@@ -404,39 +401,38 @@ class A3C(DeepLearner):
         self._actions = [cast(a) for a in np.asarray(rollout.get("actions", []))]
         self._rewards = [float(r) for r in np.asarray(rollout.get("rewards", []))]
 
-    # --- asynchronous training -----------------------------------------------------------------------------
+    # --- asynchronous training (ParallelTrainable) ----------------------------------------------------------
 
-    @classmethod
-    def train_parallel(
-        cls,
-        scenario: Scenario,
-        seller: int,
-        steps: int,
-        workers: int,
-        progress: Callable[[int], None] | None = None,
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Train seller ``seller``'s a3c learner with ``workers`` processes; ``steps`` environment steps in total.
+    def share_model(self) -> tuple[ActorCritic, dict[str, Any]]:
+        """Move the network and the Adam statistics (moments, step counter) to shared memory, on the CPU.
 
-        Returns the trained state (load it with ``load_state_dict`` after ``setup``) and the learning
-        curve rows ``{"step", "worker", "profit", "price"}``. See ``a3c_train.train_workers``.
+        Returns the handle a worker attaches to: the shared network and the optimiser's shared state.
         """
-        state, rows, _ = cls.train_workers(scenario, seller, steps, workers, progress)
-        return state, rows
+        self.to_cpu()  # the shared model lives on the CPU
+        self.net.share_memory()
+        self.optimizer.share_memory()
+        return self.net, self.optimizer.shared_state()
 
-    @classmethod
-    def train_workers(
-        cls,
-        scenario: Scenario,
-        seller: int,
-        steps: int,
-        workers: int,
-        progress: Callable[[int], None] | None = None,
-        log_every: int | None = None,
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], TrainStats]:
-        """``train_parallel`` plus the run's ``TrainStats`` (PIDs, update order, optimiser steps, timing)."""
-        from .a3c_train import train_workers
+    def attach_worker(self, shared: tuple[ActorCritic, dict[str, Any]], on_update: Callable[[], None]) -> None:
+        """Train the shared model from this worker: one torch thread, a shared Adam, sync before each rollout.
 
-        return train_workers(scenario, seller, steps, workers, progress, log_every)
+        After each rollout the n-step advantage gradients computed on the local copy are assigned to the
+        shared parameters (``push_gradients``) and the shared Adam steps, without any lock (Hogwild).
+        """
+        import torch
+
+        from .a3c_nets import SharedAdam
+
+        torch.set_num_threads(1)  # two workers on two cores must not fight over intra-op threads
+        net, optimizer_state = shared
+        self.set_training(True)
+        self.mode = "train"
+        self.attach(net, SharedAdam(net.parameters(), lr=self.lr, state=optimizer_state), on_update)
+
+    def finish_workers(self, steps: int, updates: int) -> int:
+        """Count the workers' environment steps and updates as this learner's; the shared Adam's step count."""
+        self.t, self.updates = steps, updates
+        return self.optimizer.steps
 
 
 def _to_cpu(value: Any) -> Any:

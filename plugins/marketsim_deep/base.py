@@ -1,5 +1,6 @@
-"""What the deep-RL sellers share: device choice, the price grid, the observation encoder, seeded
-network construction, and the ``checkpoint`` / ``mode`` parameters.
+"""What the deep-RL sellers share: the observation encoder, the learner base class (grid, device, seeded
+network construction, the ``checkpoint`` / ``mode`` parameters) over the torch helpers of
+``marketsim.learning.torchkit`` and the grid of ``marketsim.learning.tabular.seller_grid``.
 
 Randomness: a learner draws everything from the numpy generator handed to ``setup``. Network
 initialisation runs inside ``seeded`` (``torch.random.fork_rng``), so torch's global generator is left
@@ -11,52 +12,20 @@ it) must not pay for importing torch; a learner loads it in ``setup``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections import deque
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
-from marketsim.learning import tabular
-from marketsim.learning.checkpoint import CheckpointError, load_checkpoint
+from marketsim.learning.tabular import seller_grid
+from marketsim.learning.torchkit import load_owned_checkpoint, pick_device, seeded
+from marketsim.market.step import observation, rivals_of
 from marketsim.strategy import MarketInfo, Observation, Strategy
-
-if TYPE_CHECKING:
-    import torch
 
 Mode = Literal["train", "eval"]
 
-
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else the CPU; anything else is passed to ``torch.device``."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run a block (e.g. building a network) under ``seed`` without touching torch's global generator."""
-    import torch
-
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def price_grid(market: MarketInfo, grid_size: int, xi: float, grid: Sequence[float] | None) -> np.ndarray:
-    """The seller's price grid: explicit, or the tabular learners' grid around its Nash and monopoly prices."""
-    config = tabular.TabularConfig(
-        algorithm="q_learning", grid_size=grid_size, xi=xi, grid=None if grid is None else tuple(grid)
-    )
-    config.validate()
-    i = market.index
-    return tabular.price_grid(config, market.nash_prices[i], market.monopoly_prices[i])
+__all__ = ["DeepLearner", "Mode", "ObservationEncoder"]
 
 
 class ObservationEncoder:
@@ -124,6 +93,8 @@ class DeepLearner(Strategy):
     Subclasses take ``grid_size, xi, grid, history, period, device, checkpoint, mode`` among their
     parameters, build their networks in ``build`` (called inside ``seeded``) and implement
     ``state_dict`` / ``load_state_dict``. ``mode: eval`` freezes learning and acts greedily.
+    Every deep learner is ``GreedyTabulable`` (``prices``, ``discount``, ``grid_params``, ``greedy_table``):
+    ``marketsim train`` scores its greedy policy against the oracle; subclasses define ``gamma``.
     """
 
     classifier = {"learns": True, "stochastic": True, "needs_torch": True, "observes": ("own", "competitors")}
@@ -136,6 +107,8 @@ class DeepLearner(Strategy):
     device: str
     checkpoint: str | None
     mode: Mode
+    gamma: float
+    prices: np.ndarray  # this seller's price grid, after setup
 
     def setup(self, market: MarketInfo, rng: np.random.Generator) -> None:
         """Build grid, encoder and networks; then load ``checkpoint`` and apply ``mode``."""
@@ -144,7 +117,7 @@ class DeepLearner(Strategy):
         super().setup(market, rng)
         if self.mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {self.mode!r}")
-        self.prices = price_grid(market, self.grid_size, self.xi, self.grid)
+        self.prices = seller_grid(market, grid_size=self.grid_size, xi=self.xi, grid=self.grid)
         self.encoder = ObservationEncoder(market, self.prices, self.history, self.period)
         self.torch_device = pick_device(self.device)
         if self.torch_device.type == "cpu" and torch.get_num_threads() > 1:
@@ -166,10 +139,20 @@ class DeepLearner(Strategy):
 
     def load_checkpoint(self, path: str) -> None:
         """Load a checkpoint written for this strategy (refusing one written for another)."""
-        state, meta = load_checkpoint(path)
-        if meta.get("strategy", self.name) != self.name:
-            raise CheckpointError(f"checkpoint {path} was written by {meta['strategy']!r}, not {self.name!r}")
+        state, _ = load_owned_checkpoint(path, self.name)
         self.load_state_dict(state)
+
+    @property
+    def discount(self) -> float:
+        """The discount factor of the returns this learner maximises (``gamma``)."""
+        return float(self.gamma)
+
+    @property
+    def grid_params(self) -> dict[str, object]:
+        """The parameters that rebuild this learner's grid: ``{"grid"}`` when explicit, else ``{"grid_size", "xi"}``."""
+        if self.grid is not None:
+            return {"grid": [float(p) for p in self.grid]}
+        return {"grid_size": self.grid_size, "xi": self.xi}
 
     def greedy_actions(self, features: np.ndarray) -> np.ndarray:
         """Greedy action index for each row of ``features`` (k, encoder.size), without exploring."""
@@ -189,15 +172,13 @@ class DeepLearner(Strategy):
             prices = grids[np.arange(n), actions]
             profit = float(market.expected_profit(prices)[i])
             margin = prices[i] - market.costs[i]
-            obs = Observation(
+            obs = observation(
                 step=1,
                 own_price=float(prices[i]),
                 cost=market.costs[i],
                 last_units=profit / margin if margin > 0 else 0.0,
                 last_profit=profit,
-                inventory=math.inf,
-                capacity=math.inf,
-                competitor_prices=tuple(float(p) for p in np.delete(prices, i)),
+                competitor_prices=rivals_of(prices, i),
                 price_min=market.price_min,
                 price_max=market.price_max,
             )

@@ -148,7 +148,7 @@ class DQN(DeepLearner):
 
     name = "dqn"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  the keyword parameters are the strategy's public API (scenario params)
         self,
         grid_size: int = 15,
         xi: float = 0.1,

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from marketsim.learning.checkpoint import CheckpointError, load_checkpoint
-from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy
-from marketsim_deep.base import pick_device, price_grid, seeded
-from marketsim_deep.dqn import DQN, Exploration, _cloned
+from marketsim.learning.tabular import seller_grid
+from marketsim.learning.torchkit import CheckpointError, load_owned_checkpoint, pick_device, seeded
+from marketsim.market.step import observation, outcome, rivals_of
+from marketsim.strategy import MarketInfo, MetaCheckpoint, MetaSetup, Observation, Strategy
+from marketsim_deep.dqn import DQN, Exploration
 
 from .rl2 import sorted_rivals
 
@@ -88,7 +88,7 @@ class ReptileDQN(DQN):
 
     name = "reptile_dqn"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - a strategy's parameters are its keyword arguments (the contract)
         self,
         grid_size: int = 15,
         xi: float = 0.1,
@@ -120,13 +120,34 @@ class ReptileDQN(DQN):
         mode: str = "eval",
     ) -> None:
         super().__init__(
-            grid_size=grid_size, xi=xi, grid=grid, history=1, period=None, hidden=hidden, lr=lr,
-            weight_decay=weight_decay, gamma=gamma, batch_size=batch_size, buffer_size=buffer_size,
-            learning_starts=learning_starts, train_every=train_every, target_update=target_update, tau=tau,
-            double=double, n_step=n_step, exploration=exploration, epsilon=epsilon, epsilon_min=epsilon_min,
-            decay_steps=decay_steps, max_grad_norm=max_grad_norm, reward_scale=1.0 / profit_scale,
-            center_rewards=False, device=device, checkpoint=checkpoint, mode=mode,
-        )  # fmt: skip
+            grid_size=grid_size,
+            xi=xi,
+            grid=grid,
+            history=1,
+            period=None,
+            hidden=hidden,
+            lr=lr,
+            weight_decay=weight_decay,
+            gamma=gamma,
+            batch_size=batch_size,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            train_every=train_every,
+            target_update=target_update,
+            tau=tau,
+            double=double,
+            n_step=n_step,
+            exploration=exploration,
+            epsilon=epsilon,
+            epsilon_min=epsilon_min,
+            decay_steps=decay_steps,
+            max_grad_norm=max_grad_norm,
+            reward_scale=1.0 / profit_scale,
+            center_rewards=False,
+            device=device,
+            checkpoint=checkpoint,
+            mode=mode,
+        )
         if not (isinstance(max_rivals, int) and max_rivals >= 0):
             raise ValueError(f"max_rivals must be an integer >= 0, got {max_rivals!r}")
         if horizon is not None and horizon <= 0:
@@ -162,7 +183,7 @@ class ReptileDQN(DQN):
         if self.checkpoint:
             init, config = _read_init(self.checkpoint, self.name)
         grid = self.grid if self.grid is not None else config.get("grid")
-        self.prices = price_grid(market, self.grid_size, self.xi, grid)
+        self.prices = seller_grid(market, self.grid_size, self.xi, grid)
         horizon = self.horizon or int(config.get("horizon", 50))
         self.encoder = PaddedEncoder(self.prices, self.max_rivals, horizon, self.unit_scale, self.profit_scale)
         self.torch_device = pick_device(self.device)
@@ -194,19 +215,31 @@ class ReptileDQN(DQN):
 
     def init_weights(self) -> dict[str, torch.Tensor]:
         """The online network's weights (detached CPU copies)."""
-        return _cloned(self.online.state_dict())
+        return {k: v.detach().cpu().clone() for k, v in self.online.state_dict().items()}
 
     # --- meta-training -----------------------------------------------------------------------------
 
     @classmethod
-    def meta_train(
-        cls,
-        family: Any,
-        iterations: int = 300,
-        seed: int = 0,
-        progress: Any = None,
-        device: str = "auto",
-        registry: Any = None,
+    def meta_learner(cls, setup: MetaSetup, **options: Any) -> ReptileMetaLearner:
+        """Reptile's meta-training (capability ``MetaTrainable``), with model averaging as the extra checkpoint."""
+        return ReptileMetaLearner(cls, setup, **options)
+
+
+class ReptileMetaLearner:
+    """Reptile over meta-batches of ``meta_batch`` training tasks (the host's loop drives it); also model averaging.
+
+    Outer step size ε anneals linearly from ``outer_lr[0]`` to ``outer_lr[1]``. The curve records the
+    fine-tuned DQN's expected-profit regret on ``validation`` held-aside training tasks. The model-averaged
+    initialisation (the mean of ``average_tasks`` copies of the same random initialisation, each trained
+    on its own task) is returned as the extra checkpoint ``averaged``. Other options are the strategy's parameters.
+    """
+
+    iterations = 300
+
+    def __init__(
+        self,
+        cls: type[ReptileDQN],
+        setup: MetaSetup,
         meta_batch: int = 4,
         outer_lr: tuple[float, float] = (1.0, 0.1),
         average_tasks: int = 200,
@@ -214,99 +247,84 @@ class ReptileDQN(DQN):
         validation: int = 32,
         log_every: int = 50,
         **params: Any,
-    ) -> Any:
-        """Reptile over ``iterations`` meta-batches of ``meta_batch`` training tasks; also model averaging.
+    ) -> None:
+        self.cls, self.setup = cls, setup
+        self.meta_batch, self.outer_lr, self.average_tasks = meta_batch, outer_lr, average_tasks
+        self.pool, self.validation, self.log_every = pool, validation, log_every
+        self.dev = str(pick_device(setup.device))
+        self.params = {"grid": list(setup.grid), "horizon": setup.horizon, **params, "device": self.dev}
 
-        Outer step size ε anneals linearly from ``outer_lr[0]`` to ``outer_lr[1]``. The curve records the
-        fine-tuned DQN's expected-profit regret on ``validation`` held-aside training tasks. The model-averaged
-        initialisation (the mean of ``average_tasks`` copies of the same random initialisation, each trained
-        on its own task) is returned as the extra checkpoint ``averaged``.
-        """
+    def make(self) -> ReptileDQN:
+        """A fresh learner in training mode."""
+        return self.cls(**self.params, mode="train")
+
+    def begin(self, env: Any) -> None:
+        """The random initialisation θ₀ (a learner set up in the first training task)."""
+        probe = self.make()
+        probe.setup(_blind_market(env, 0), np.random.default_rng(self.setup.seed))
+        self.theta = probe.init_weights()
+        self.theta0 = copy.deepcopy(self.theta)
+
+    def update(self, iteration: int, iterations: int, env: Any, rng: np.random.Generator) -> dict[str, float]:
+        """One Reptile step: adapt θ in ``meta_batch`` tasks, move it toward the mean adapted weights."""
         import torch
 
-        from marketsim.meta.tasks import sample_tasks
-        from marketsim.meta.train import MetaTrained, TaskBatch, oracle_profits
+        theta = self.theta
+        eps = self.outer_lr[0] + (self.outer_lr[1] - self.outer_lr[0]) * (iteration - 1) / max(iterations - 1, 1)
+        delta = {k: torch.zeros_like(v) for k, v in theta.items()}
+        for b in rng.integers(0, len(env), self.meta_batch):
+            adapted, _ = play(self.make(), env, int(b), theta, rng)
+            for k in delta:
+                delta[k] += (adapted[k] - theta[k]) / self.meta_batch
+        self.theta = {k: theta[k] + eps * delta[k] for k in theta}
+        return {"outer_lr": eps}
 
-        began = time.perf_counter()
-        dev = str(pick_device(device))
-        rng = np.random.default_rng(seed)
-        tasks = sample_tasks(family, "train", pool + validation)
-        env = TaskBatch.from_tasks(tasks[:pool], registry)
-        val_env = TaskBatch.from_tasks(tasks[pool:], registry)
-        val_oracle = oracle_profits(tasks[pool:], registry)
-        params = {"grid": list(family.grid), "horizon": family.horizon, **params, "device": dev}
-        make = lambda: cls(**params, mode="train")  # noqa: E731
-        probe = make()
-        probe.setup(_blind_market(env, 0), np.random.default_rng(seed))
-        theta = probe.init_weights()
-        theta0 = copy.deepcopy(theta)
-        curve: list[dict[str, float]] = []
+    def validate(self, env: Any, weights: Mapping[str, torch.Tensor] | None = None) -> np.ndarray:
+        """Expected profits (tasks, H) of the DQN fine-tuned from ``weights`` (default θ) in every task of ``env``."""
+        weights = self.theta if weights is None else weights
+        vrng = np.random.default_rng(20_000 + self.setup.seed)
+        return np.array([play(self.make(), env, b, weights, vrng)[1] for b in range(len(env))])
 
-        def validate(weights: Mapping[str, torch.Tensor]) -> np.ndarray:
-            vrng = np.random.default_rng(20_000 + seed)
-            got = np.array(
-                [play(make(), val_env, b, weights, vrng)[1] for b in range(len(val_env))]
-            )  # expected profits (n, H)
-            return np.cumsum(val_oracle - got, axis=1)
+    def finish(
+        self,
+        iterations: int,
+        env: Any,
+        validation: Any,
+        rng: np.random.Generator,
+        regret: Callable[[np.ndarray], np.ndarray],
+    ) -> MetaCheckpoint:
+        """θ, and the naive baseline: the same random init trained separately on many tasks, weights averaged."""
+        import torch
 
-        for it in range(1, iterations + 1):
-            eps = outer_lr[0] + (outer_lr[1] - outer_lr[0]) * (it - 1) / max(iterations - 1, 1)
-            delta = {k: torch.zeros_like(v) for k, v in theta.items()}
-            for b in rng.integers(0, len(env), meta_batch):
-                adapted, _ = play(make(), env, int(b), theta, rng)
-                for k in delta:
-                    delta[k] += (adapted[k] - theta[k]) / meta_batch
-            theta = {k: theta[k] + eps * delta[k] for k in theta}
-            if it % log_every == 0 or it == iterations:
-                regret = validate(theta)
-                curve.append(
-                    {
-                        "iteration": it,
-                        "seconds": round(time.perf_counter() - began, 2),
-                        "outer_lr": eps,
-                        "val_regret_25": float(regret[:, min(25, regret.shape[1]) - 1].mean()),
-                        "val_regret_H": float(regret[:, -1].mean()),
-                    }
-                )
-            if progress is not None:
-                progress(it, iterations, curve[-1] if curve else {})
-        # the naive baseline: train the same random init separately on many tasks, average the weights
-        total = {k: torch.zeros_like(v) for k, v in theta0.items()}
-        for b in rng.integers(0, len(env), average_tasks):
-            adapted, _ = play(make(), env, int(b), theta0, rng)
+        total = {k: torch.zeros_like(v) for k, v in self.theta0.items()}
+        for b in rng.integers(0, len(env), self.average_tasks):
+            adapted, _ = play(self.make(), env, int(b), self.theta0, rng)
             for k in total:
-                total[k] += adapted[k] / average_tasks
-        config = {"grid": list(family.grid), "horizon": family.horizon}
-        kept = {k: v for k, v in params.items() if k not in ("device",)}
-        averaged_regret = validate(total)
+                total[k] += adapted[k] / self.average_tasks
+        config = {"grid": list(self.setup.grid), "horizon": self.setup.horizon}
+        kept = {k: v for k, v in self.params.items() if k not in ("device",)}
+        averaged_regret = regret(self.validate(validation, total))
         info = {
-            "iterations": iterations,
-            "device": dev,
-            "meta_batch": meta_batch,
-            "outer_lr": list(outer_lr),
-            "tasks_seen": iterations * meta_batch,
-            "average_tasks": average_tasks,
+            "device": self.dev,
+            "meta_batch": self.meta_batch,
+            "outer_lr": list(self.outer_lr),
+            "tasks_seen": iterations * self.meta_batch,
+            "average_tasks": self.average_tasks,
             "averaged_val_regret_25": float(averaged_regret[:, min(25, averaged_regret.shape[1]) - 1].mean()),
+            "method": "reptile",
         }
-        return MetaTrained(
-            state={"init": theta, "config": config, "method": "reptile"},
+        averaged = ({"init": total, "config": config, "method": "model_averaging"}, {"method": "model_averaging"})
+        return MetaCheckpoint(
+            state={"init": self.theta, "config": config, "method": "reptile"},
             params=kept,
-            curve=curve,
-            extra={
-                "averaged": (
-                    {"init": total, "config": config, "method": "model_averaging"},
-                    {"method": "model_averaging"},
-                )
-            },
-            info={**info, "method": "reptile"},
+            info=info,
+            extra={"averaged": averaged},
         )
 
 
 def _read_init(path: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(initial weights, config) from a reptile_dqn checkpoint (also a full DQN state's online net)."""
-    state, meta = load_checkpoint(path)
-    if meta.get("strategy", name) != name:
-        raise CheckpointError(f"checkpoint {path} was written by {meta['strategy']!r}, not {name!r}")
+    state, _ = load_owned_checkpoint(path, name)
     if "init" in state:
         return dict(state["init"]), dict(state.get("config", {}))
     if "online" in state:
@@ -322,10 +340,15 @@ def _blind_market(env: Any, b: int) -> MarketInfo:
     """The learner's MarketInfo in task ``b`` of a TaskBatch, without the demand model or benchmarks."""
     n = int(env.present[b].sum())
     return MarketInfo(
-        index=0, n_sellers=n, costs=tuple(float(c) for c in env.cost[b, :n]),
-        price_min=float(env.pmin[b, 0]), price_max=float(env.pmax[b, 0]),
-        nash_prices=(math.nan,) * n, monopoly_prices=(math.nan,) * n, expected_profit=_no_demand_model,
-    )  # fmt: skip
+        index=0,
+        n_sellers=n,
+        costs=tuple(float(c) for c in env.cost[b, :n]),
+        price_min=float(env.pmin[b, 0]),
+        price_max=float(env.pmax[b, 0]),
+        nash_prices=(math.nan,) * n,
+        monopoly_prices=(math.nan,) * n,
+        expected_profit=_no_demand_model,
+    )
 
 
 def play(
@@ -346,38 +369,36 @@ def play(
     last = one.reset_episode(rng)
     n = int(one.present[0].sum())
     cost, lo, hi = float(one.cost[0, 0]), float(one.pmin[0, 0]), float(one.pmax[0, 0])
-    units = profit = 0.0
+    bounds = {"cost": cost, "price_min": lo, "price_max": hi}
+    obs = observation(step=0, own_price=float(last[0, 0]), competitor_prices=rivals_of(last[0, :n], 0), **bounds)
     expected = np.empty(one.horizon)
-
-    def observe(step: int, prices: np.ndarray) -> Observation:
-        return Observation(
-            step=step, own_price=float(prices[0]), cost=cost, last_units=units, last_profit=profit,
-            inventory=math.inf, capacity=math.inf, competitor_prices=tuple(float(p) for p in prices[1:n]),
-            price_min=lo, price_max=hi,
-        )  # fmt: skip
-
     for t in range(one.horizon):
-        own = float(strategy.price(observe(t, last[0])))
-        s = one.step(last, np.array([own]), rng)
+        s = one.step(last, np.array([float(strategy.price(obs))]), rng)
         units, profit = float(s.units[0]), float(s.profit[0])
         expected[t] = s.expected_profit[0]
         posted = s.prices[0]
+        after = rivals_of(posted[:n], 0)
+        obs = observation(
+            step=t + 1,
+            own_price=float(posted[0]),
+            competitor_prices=after,
+            last_units=units,
+            last_profit=profit,
+            **bounds,
+        )
         strategy.learn(
-            Outcome(
+            outcome(
                 step=t,
                 price=float(posted[0]),
                 units=units,
-                revenue=float(posted[0]) * units,
-                variable_cost=cost * units,
-                holding_cost=0.0,
+                cost=cost,
                 profit=profit,
-                inventory=math.inf,
-                competitor_prices=tuple(float(p) for p in posted[1:n]),
-                next_observation=observe(t + 1, posted),
-            )  # fmt: skip
+                competitor_prices=after,
+                next_observation=obs,
+            )
         )
         last = s.prices
     return strategy.init_weights(), expected
 
 
-__all__ = ["PaddedEncoder", "ReptileDQN", "play"]
+__all__ = ["PaddedEncoder", "ReptileDQN", "ReptileMetaLearner", "play"]

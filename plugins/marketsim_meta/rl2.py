@@ -12,9 +12,10 @@ reinforcement learning", and Wang, Kurth-Nelson, Tirumala et al. (2016), "Learni
   head (logits over the grid) and a value head.
 * ``RL2`` — the strategy. The memory is reset in ``setup`` (a new task) and carried from step to step
   (``amnesic`` resets it every step: the ablation); no gradient step is ever taken inside a market.
-* ``RL2.meta_train`` — advantage actor-critic with GAE (Schulman et al. 2016) on batches of sampled
-  training tasks stepped in lockstep by ``marketsim.meta.train.TaskBatch`` (sampled sales, rivals'
-  reactions), full backpropagation through the H steps of each task; CUDA when present, CPU otherwise.
+* ``RL2MetaLearner`` (``RL2.meta_learner``, capability ``MetaTrainable``) — advantage actor-critic with GAE
+  (Schulman et al. 2016) on batches of sampled training tasks the host's meta-training loop steps in lockstep
+  (sampled sales, rivals' reactions), full backpropagation through the H steps of each task; CUDA when
+  present, CPU otherwise.
 
 This module imports torch only where it is used (``RL2Net``, which subclasses ``nn.Module``, lives in
 ``rl2_net`` and is still importable from here), so discovering the plugin loads no torch.
@@ -22,14 +23,14 @@ This module imports torch only where it is used (``RL2Net``, which subclasses ``
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from marketsim.learning.checkpoint import CheckpointError, load_checkpoint
-from marketsim.strategy import MarketInfo, Observation, Outcome, Strategy
+from marketsim.learning.torchkit import CheckpointError, load_owned_checkpoint, pick_device, seeded_build
+from marketsim.strategy import MarketInfo, MetaCheckpoint, MetaSetup, Observation, Outcome, Strategy
 
 if TYPE_CHECKING:
     import torch
@@ -47,25 +48,6 @@ def __getattr__(name: str) -> Any:
 
         return RL2Net
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else the CPU."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def seeded_module(seed: int, build: Any) -> Any:
-    """``build()`` under ``seed`` without touching torch's global generator."""
-    import torch
-
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return build()
 
 
 def n_features(m: int, max_rivals: int) -> int:
@@ -129,7 +111,7 @@ class RL2(Strategy):
     879), but its memoryless ablation then only just doubles the regret (1530 vs 765); sampling keeps
     every acceptance check of issue #5 with a margin, so it is the default. ``mode`` (train/eval) never
     changes the weights:
-    meta-training happens in ``RL2.meta_train``; a market only runs the forward pass.
+    meta-training happens in ``RL2MetaLearner``; a market only runs the forward pass.
     Ablations: ``blind`` zeroes the profit and units inputs, ``amnesic`` resets the memory every step.
     Without a checkpoint the network is untrained (seeded from the strategy's generator).
     """
@@ -142,7 +124,7 @@ class RL2(Strategy):
         "observes": ("own", "competitors"),
     }
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - a strategy's parameters are its keyword arguments (the contract)
         self,
         checkpoint: str | None = None,
         mode: Mode = "eval",
@@ -206,11 +188,7 @@ class RL2(Strategy):
         weights = None
         cfg = self.config(market)
         if self.checkpoint:
-            state, meta = load_checkpoint(self.checkpoint)
-            if meta.get("strategy", self.name) != self.name:
-                raise CheckpointError(
-                    f"checkpoint {self.checkpoint} was written by {meta['strategy']!r}, not {self.name!r}"
-                )
+            state, _ = load_owned_checkpoint(self.checkpoint, self.name)
             saved = dict(state.get("config", {}))
             if not saved or "net" not in state:
                 raise CheckpointError(f"checkpoint {self.checkpoint} holds no rl2 network")
@@ -222,7 +200,7 @@ class RL2(Strategy):
             weights = state["net"]
         seed = int(rng.integers(2**63 - 1))
         self.generator = torch.Generator().manual_seed(seed)
-        self.net = seeded_module(seed, lambda: make_net(cfg)).to(self.torch_device)
+        self.net = seeded_build(seed, lambda: make_net(cfg)).to(self.torch_device)
         if weights is not None:
             try:
                 self.net.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
@@ -293,14 +271,26 @@ class RL2(Strategy):
     # --- meta-training -----------------------------------------------------------------------------
 
     @classmethod
-    def meta_train(
-        cls,
-        family: Any,
-        iterations: int = 1500,
-        seed: int = 0,
-        progress: Any = None,
-        device: str = "auto",
-        registry: Any = None,
+    def meta_learner(cls, setup: MetaSetup, **options: Any) -> RL2MetaLearner:
+        """RL²'s meta-training (capability ``MetaTrainable``): A2C + GAE on batches of training tasks."""
+        return RL2MetaLearner(setup, **options)
+
+
+class RL2MetaLearner:
+    """A2C + GAE over batches of ``batch`` training tasks drawn from a pool of ``pool`` (the host's loop drives it).
+
+    Rewards are profits / ``reward_scale`` (returns of order 1, so the critic's loss does not swamp the
+    policy's in the shared GRU), undiscounted (``gamma`` = 1: the H-step total the regret
+    measures) with GAE λ = ``lam``; the entropy bonus anneals linearly from ``entropy[0]`` to
+    ``entropy[1]``. Every ``log_every`` iterations the curve records the batch's mean profit and the
+    sampled policy's expected-profit regret on ``validation`` held-aside training tasks.
+    """
+
+    iterations = 1500
+
+    def __init__(  # noqa: PLR0913 - meta-train's hyper-parameters, each a keyword option
+        self,
+        setup: MetaSetup,
         batch: int = 128,
         hidden: int = 128,
         lr: float = 3e-3,
@@ -314,79 +304,79 @@ class RL2(Strategy):
         validation: int = 128,
         log_every: int = 50,
         max_rivals: int = 2,
-    ) -> Any:
-        """A2C + GAE over batches of ``batch`` training tasks drawn from a pool of ``pool``; returns MetaTrained.
-
-        Rewards are profits / ``reward_scale`` (returns of order 1, so the critic's loss does not swamp the
-        policy's in the shared GRU), undiscounted (``gamma`` = 1: the H-step total the regret
-        measures) with GAE λ = ``lam``; the entropy bonus anneals linearly from ``entropy[0]`` to
-        ``entropy[1]``. Every ``log_every`` iterations the curve records the batch's mean profit and the
-        sampled policy's expected-profit regret on ``validation`` held-aside training tasks.
-        """
+    ) -> None:
         import torch
+
+        self.setup, self.batch, self.hidden, self.lr = setup, batch, hidden, lr
+        self.gamma, self.lam, self.entropy, self.value_coef = gamma, lam, entropy, value_coef
+        self.max_grad_norm, self.reward_scale, self.max_rivals = max_grad_norm, reward_scale, max_rivals
+        self.pool, self.validation, self.log_every = pool, validation, log_every
+        self.dev = pick_device(setup.device)
+        if self.dev.type == "cpu":
+            torch.set_num_threads(1)  # small matrices: one thread is fastest, and deterministic
+        strategy = RL2(hidden=hidden, grid=setup.grid, max_rivals=max_rivals, horizon=setup.horizon)
+        self.cfg = strategy.config()
+        self.net = seeded_build(setup.seed, lambda: make_net(self.cfg)).to(self.dev)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.gen = torch.Generator(device=self.dev).manual_seed(setup.seed)
+
+    def begin(self, env: Any) -> None:
+        """Nothing to build from the tasks: the network and optimiser exist already."""
+
+    def update(self, iteration: int, iterations: int, env: Any, rng: np.random.Generator) -> dict[str, float]:
+        """One A2C step on a batch of tasks drawn from ``env``."""
         from torch import nn
 
-        from marketsim.meta.tasks import sample_tasks
-        from marketsim.meta.train import MetaTrained, TaskBatch, oracle_profits
+        frac = (iteration - 1) / max(iterations - 1, 1)
+        ent_coef = self.entropy[0] + (self.entropy[1] - self.entropy[0]) * frac
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr * (1.0 - 0.9 * frac)
+        sub = env.subset(rng.integers(0, len(env), self.batch))
+        how = Rollout(noise=True, train=True, reward_scale=self.reward_scale)
+        roll = rollout(self.net, sub, self.cfg, rng, self.gen, self.dev, how)
+        loss, stats = a2c_loss(roll, self.gamma, self.lam, self.value_coef, ent_coef)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), self.max_grad_norm)
+        self.opt.step()
+        return {"batch_profit": float(roll["profit_np"].mean()), "entropy": stats["entropy"]}
 
-        began = time.perf_counter()
-        dev = pick_device(device)
-        if dev.type == "cpu":
-            torch.set_num_threads(1)  # small matrices: one thread is fastest, and deterministic
-        rng = np.random.default_rng(seed)
-        tasks = sample_tasks(family, "train", pool + validation)
-        env = TaskBatch.from_tasks(tasks[:pool], registry)
-        val_env = TaskBatch.from_tasks(tasks[pool:], registry)
-        val_oracle = oracle_profits(tasks[pool:], registry)
-        strategy = cls(hidden=hidden, grid=family.grid, max_rivals=max_rivals, horizon=family.horizon)
-        cfg = strategy.config()
-        net = seeded_module(seed, lambda: make_net(cfg)).to(dev)
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        gen = torch.Generator(device=dev).manual_seed(seed)
-        curve: list[dict[str, float]] = []
-        for it in range(1, iterations + 1):
-            frac = (it - 1) / max(iterations - 1, 1)
-            ent_coef = entropy[0] + (entropy[1] - entropy[0]) * frac
-            for group in opt.param_groups:
-                group["lr"] = lr * (1.0 - 0.9 * frac)
-            sub = env.subset(rng.integers(0, len(env), batch))
-            roll = rollout(net, sub, cfg, rng, gen, dev, noise=True, train=True, reward_scale=reward_scale)
-            loss, stats = a2c_loss(roll, gamma, lam, value_coef, ent_coef)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), max_grad_norm)
-            opt.step()
-            if it % log_every == 0 or it == iterations:
-                with torch.no_grad():
-                    val = rollout(net, val_env, cfg, np.random.default_rng(10_000 + seed), gen, dev, noise=True)
-                regret = np.cumsum(val_oracle - val["expected"], axis=1)
-                curve.append(
-                    {
-                        "iteration": it,
-                        "seconds": round(time.perf_counter() - began, 2),
-                        "batch_profit": float(roll["profit_np"].mean()),
-                        "entropy": stats["entropy"],
-                        "val_regret_25": float(regret[:, min(25, regret.shape[1]) - 1].mean()),
-                        "val_regret_H": float(regret[:, -1].mean()),
-                    }
-                )
-            if progress is not None:
-                progress(it, iterations, curve[-1] if curve else {})
-        state = {"net": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, "config": cfg}
-        params = {"hidden": hidden, "grid": cfg["grid"], "max_rivals": max_rivals, "horizon": family.horizon}
-        info = {
-            "iterations": iterations,
-            "device": str(dev),
-            "batch": batch,
-            "episodes": iterations * batch,
-            "lr": lr,
-            "gamma": gamma,
-            "lam": lam,
-            "entropy": list(entropy),
-            "reward_scale": reward_scale,
-            "pool": pool,
+    def validate(self, env: Any) -> np.ndarray:
+        """The sampled policy's expected profits in every task of ``env``."""
+        import torch
+
+        vrng = np.random.default_rng(10_000 + self.setup.seed)
+        with torch.no_grad():
+            return rollout(self.net, env, self.cfg, vrng, self.gen, self.dev, Rollout(noise=True))["expected"]
+
+    def finish(
+        self,
+        iterations: int,
+        env: Any,
+        validation: Any,
+        rng: np.random.Generator,
+        regret: Callable[[np.ndarray], np.ndarray],
+    ) -> MetaCheckpoint:
+        """The network's weights and config, and the run's settings for the sidecar."""
+        state = {"net": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}, "config": self.cfg}
+        params = {
+            "hidden": self.hidden,
+            "grid": self.cfg["grid"],
+            "max_rivals": self.max_rivals,
+            "horizon": self.setup.horizon,
         }
-        return MetaTrained(state, params, curve, info=info)
+        info = {
+            "device": str(self.dev),
+            "batch": self.batch,
+            "episodes": iterations * self.batch,
+            "lr": self.lr,
+            "gamma": self.gamma,
+            "lam": self.lam,
+            "entropy": list(self.entropy),
+            "reward_scale": self.reward_scale,
+            "pool": self.pool,
+        }
+        return MetaCheckpoint(state=state, params=params, info=info)
 
 
 def make_net(cfg: Mapping[str, Any]) -> RL2Net:
@@ -401,6 +391,19 @@ def _scaled(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {"low": float(grid.min()), "span": float(max(grid.max() - grid.min(), 1e-9)), "m": len(grid)}
 
 
+@dataclass(frozen=True, kw_only=True)
+class Rollout:
+    """How ``rollout`` runs an episode: sampled sales (``noise``), keeping the loss tensors (``train``), greedy
+    actions, the ablations (``blind``, ``amnesic``) and the reward scale of the training loss."""
+
+    noise: bool = True
+    train: bool = False
+    greedy: bool = False
+    blind: bool = False
+    amnesic: bool = False
+    reward_scale: float = 1000.0
+
+
 def rollout(
     net: RL2Net,
     env: Any,
@@ -408,16 +411,11 @@ def rollout(
     rng: np.random.Generator,
     gen: torch.Generator,
     dev: torch.device,
-    noise: bool = True,
-    train: bool = False,
-    greedy: bool = False,
-    blind: bool = False,
-    amnesic: bool = False,
-    reward_scale: float = 1000.0,
+    how: Rollout = Rollout(),
 ) -> dict[str, Any]:
-    """Run ``net`` through one episode of every task of ``env`` (a TaskBatch) in lockstep.
+    """Run ``net`` through one episode of every task of ``env`` (a batched task market) in lockstep.
 
-    Returns expected profits (B, H) and, with ``train``, the tensors the loss needs.
+    Returns expected profits (B, H) and, with ``how.train``, the tensors the loss needs.
     """
     import torch
     from torch.nn import functional
@@ -426,7 +424,7 @@ def rollout(
     grid = np.asarray(cfg["grid"], float)
     B, H = len(env), env.horizon
     r = int(cfg["max_rivals"])
-    last = env.reset_episode(rng if noise else None)
+    last = env.reset_episode(rng if how.noise else None)
     h = torch.zeros(B, int(cfg["hidden"]), device=dev)
     prev = np.full(B, -1)
     units, profit = np.zeros(B), np.zeros(B)
@@ -439,31 +437,31 @@ def rollout(
         if rivals.shape[1] < r:
             rivals = np.pad(rivals, ((0, 0), (0, r - rivals.shape[1])), constant_values=np.inf)
         rivals[~np.isfinite(rivals)] = np.nan
-        x = torch.as_tensor(features(last[:, 0], rivals, prev, units, profit, t, cfg, blind), device=dev)
-        if amnesic:
+        x = torch.as_tensor(features(last[:, 0], rivals, prev, units, profit, t, cfg, how.blind), device=dev)
+        if how.amnesic:
             h = torch.zeros_like(h)
         logits, value, h = net(x, h)
-        if greedy:
+        if how.greedy:
             action = logits.argmax(dim=1)
         else:
             probs = torch.softmax(logits.detach(), dim=1)
             action = torch.multinomial(probs, 1, generator=gen).squeeze(1)
-        if train:
+        if how.train:
             logp_all = functional.log_softmax(logits, dim=1)
             logps.append(logp_all.gather(1, action[:, None]).squeeze(1))
             ents.append(-(logp_all.exp() * logp_all).sum(dim=1))
             values.append(value)
         a = action.cpu().numpy()
-        step = env.step(last, grid[a], rng if noise else None)
+        step = env.step(last, grid[a], rng if how.noise else None)
         expected[:, t], got[:, t] = step.expected_profit, step.profit
         last, prev, units, profit = step.prices, a, step.units, step.profit
     out: dict[str, Any] = {"expected": expected, "profit_np": got}
-    if train:
+    if how.train:
         out.update(
             logp=torch.stack(logps, 1),
             value=torch.stack(values, 1),
             entropy=torch.stack(ents, 1),
-            reward=torch.as_tensor(got / reward_scale, dtype=torch.float32, device=dev),
+            reward=torch.as_tensor(got / how.reward_scale, dtype=torch.float32, device=dev),
         )
     return out
 
@@ -500,4 +498,4 @@ def a2c_loss(
     return loss, {"policy": float(policy.detach()), "value": float(critic.detach()), "entropy": float(ent.detach())}
 
 
-__all__ = ["RL2", "RL2Net", "a2c_loss", "features", "gae", "make_net", "rollout"]
+__all__ = ["RL2", "RL2MetaLearner", "RL2Net", "Rollout", "a2c_loss", "features", "gae", "make_net", "rollout"]

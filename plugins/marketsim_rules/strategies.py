@@ -7,13 +7,14 @@ price below cost (a monopolist with no rivals holds its own last price).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
-from marketsim.strategy import MarketInfo, Observation, Strategy
+from marketsim.market.rivals import best_response
+from marketsim.strategy import MarketInfo, Observation, ObservationBatch, Strategy
 
 
 def _clip(price: float, obs: Observation) -> float:
@@ -24,6 +25,30 @@ def _clip(price: float, obs: Observation) -> float:
 def _cost_floor(price: float, obs: Observation, margin: float = 0.0) -> float:
     """``price`` raised to at least ``cost + margin``, then clipped to the allowed range."""
     return _clip(max(price, obs.cost + margin), obs)
+
+
+def _clip_batch(price: np.ndarray, obs: ObservationBatch) -> np.ndarray:
+    """``_clip`` of every row of a batch (the same floats)."""
+    return np.minimum(np.maximum(price, obs.price_min), obs.price_max)
+
+
+def _cost_floor_batch(price: np.ndarray, obs: ObservationBatch, margin: np.ndarray | float = 0.0) -> np.ndarray:
+    """``_cost_floor`` of every row of a batch (the same floats)."""
+    return _clip_batch(np.maximum(price, obs.cost + margin), obs)
+
+
+def _lowest_rival(obs: ObservationBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's cheapest rival price (inf where no seat is taken) and whether the row has a rival."""
+    rivals = obs.competitor_prices
+    if rivals.shape[1] == 0:
+        return np.full(len(obs), np.inf), np.zeros(len(obs), bool)
+    lowest = np.where(np.isnan(rivals), np.inf, rivals).min(axis=1)
+    return lowest, ~np.isnan(rivals).all(axis=1)
+
+
+def _param(rules: Sequence[Strategy], name: str) -> np.ndarray:
+    """One float parameter of every rule of a batch (nan where it is None)."""
+    return np.array(list(map(attrgetter(name), rules)), dtype=float)  # numpy reads None as nan
 
 
 def _check(condition: bool, message: str) -> None:
@@ -48,6 +73,10 @@ class FixedPrice(Strategy):
     def price(self, obs: Observation) -> float:
         return _clip(self.fixed, obs)
 
+    @classmethod
+    def price_batch(cls, rules: Sequence[Strategy], obs: ObservationBatch) -> np.ndarray:
+        return _clip_batch(_param(rules, "fixed"), obs)
+
 
 class CostPlus(Strategy):
     """Cost-plus pricing: post ``cost * (1 + markup)``, the classic full-cost rule (Hall & Hitch 1939)."""
@@ -61,6 +90,10 @@ class CostPlus(Strategy):
 
     def price(self, obs: Observation) -> float:
         return _clip(obs.cost * (1.0 + self.markup), obs)
+
+    @classmethod
+    def price_batch(cls, rules: Sequence[Strategy], obs: ObservationBatch) -> np.ndarray:
+        return _clip_batch(obs.cost * (1.0 + _param(rules, "markup")), obs)
 
 
 class Undercut(Strategy):
@@ -87,6 +120,14 @@ class Undercut(Strategy):
             return _cost_floor(self.reset_price, obs, self.floor_margin)
         return _cost_floor(target, obs, self.floor_margin)
 
+    @classmethod
+    def price_batch(cls, rules: Sequence[Strategy], obs: ObservationBatch) -> np.ndarray:
+        step, margin, reset = (_param(rules, k) for k in ("step", "floor_margin", "reset_price"))
+        lowest, has = _lowest_rival(obs)
+        target = lowest - step
+        relent = has & ~np.isnan(reset) & (target < obs.cost + margin)
+        return _cost_floor_batch(np.where(has, np.where(relent, reset, target), obs.own_price), obs, margin)
+
 
 class MatchLowest(Strategy):
     """Match the cheapest rival's last price (a price-matching guarantee), never below cost."""
@@ -100,6 +141,11 @@ class MatchLowest(Strategy):
     def price(self, obs: Observation) -> float:
         target = min(obs.competitor_prices) if obs.competitor_prices else obs.own_price
         return _cost_floor(target, obs, self.floor_margin)
+
+    @classmethod
+    def price_batch(cls, rules: Sequence[Strategy], obs: ObservationBatch) -> np.ndarray:
+        lowest, has = _lowest_rival(obs)
+        return _cost_floor_batch(np.where(has, lowest, obs.own_price), obs, _param(rules, "floor_margin"))
 
 
 class FollowAverage(Strategy):
@@ -120,6 +166,17 @@ class FollowAverage(Strategy):
             return _cost_floor(obs.own_price, obs)
         average = sum(obs.competitor_prices) / len(obs.competitor_prices)
         return _cost_floor((1 - self.weight) * obs.own_price + self.weight * average, obs)
+
+    @classmethod
+    def price_batch(cls, rules: Sequence[Strategy], obs: ObservationBatch) -> np.ndarray:
+        total, count = np.zeros(len(obs)), np.zeros(len(obs))
+        for column in obs.competitor_prices.T:  # left to right, as the scalar sum() adds
+            seated = ~np.isnan(column)
+            total, count = np.where(seated, total + column, total), count + seated
+        weight = _param(rules, "weight")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            follow = (1 - weight) * obs.own_price + weight * (total / count)
+        return _cost_floor_batch(np.where(count > 0, follow, obs.own_price), obs)
 
 
 class InventoryMarkdown(Strategy):
@@ -297,24 +354,15 @@ class MyopicBestResponse(Strategy):
         self.grid = int(grid)
 
     def price(self, obs: Observation) -> float:
-        rivals = tuple(obs.competitor_prices)
-        low = min(max(obs.cost, obs.price_min), obs.price_max)
-        high = obs.price_max
-        if high <= low:
-            return float(low)
-
-        def profit(p: float) -> float:
-            return self.market.own_profit(float(p), rivals)
-
-        points = np.linspace(low, high, self.grid)
-        values = [profit(p) for p in points]
-        k = int(np.argmax(values))
-        best_p, best_v = float(points[k]), values[k]
-        lo, hi = points[max(k - 1, 0)], points[min(k + 1, self.grid - 1)]
-        res = minimize_scalar(lambda p: -profit(p), bounds=(lo, hi), method="bounded", options={"xatol": 1e-9})
-        if res.success and -res.fun >= best_v:
-            best_p = float(res.x)
-        return _clip(best_p, obs)
+        best = best_response(
+            self.market,
+            tuple(obs.competitor_prices),
+            cost=obs.cost,
+            price_min=obs.price_min,
+            price_max=obs.price_max,
+            grid=self.grid,
+        )
+        return _clip(best, obs)
 
 
 ALL_STRATEGIES: tuple[type[Strategy], ...] = (

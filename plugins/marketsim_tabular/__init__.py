@@ -2,11 +2,14 @@
 
 Registered through the ``marketsim`` entry-point group like any plugin. The arithmetic lives in
 ``marketsim.learning.tabular`` so that ``marketsim experiment`` can run thousands of sessions of these same
-learners in lockstep and reproduce this per-step path price for price.
+learners in lockstep and reproduce this per-step path price for price. Each learner is a
+``TabularQLearner`` (what the batched engine runs), ``GreedyTabulable`` (what ``marketsim train`` scores)
+and ``Converging`` (what lets ``marketsim run`` stop early), the capabilities of ``marketsim.strategy``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,7 +25,7 @@ class TabularLearner(Strategy):
     algorithm: ClassVar[tabular.Algorithm]
     classifier = {"learns": True, "stochastic": True, "observes": ("own", "competitors", "demand_model")}
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  the keyword parameters are the strategy's public API (scenario params)
         self,
         grid_size: int = 15,
         xi: float = 0.1,
@@ -67,8 +70,9 @@ class TabularLearner(Strategy):
         super().setup(market, rng)
         cfg, n = self.config, market.n_sellers
         self.grids = np.array(
-            [tabular.price_grid(cfg, market.nash_prices[j], market.monopoly_prices[j]) for j in range(n)]
+            [tabular.seller_grid(market, grid_size=cfg.grid_size, xi=cfg.xi, grid=cfg.grid, seat=j) for j in range(n)]
         )
+        self.prices = self.grids[market.index]  # its own grid (GreedyTabulable)
         own = tabular.profit_table(market.expected_profit, self.grids)[market.index]
         self.q = tabular.initial_q(cfg, tabular.own_axis(own, market.index, cfg.m, n), n)
         self.t = 0  # decisions taken
@@ -135,9 +139,26 @@ class TabularLearner(Strategy):
         self.q[s, a] = tabular.td_step(self.config, self.q[s, a], target)
         self.stable = self.stable + 1 if int(self.q[s].argmax()) == before else 0
 
-    def greedy_price(self, state: int) -> float:
-        """The price the greedy policy posts in ``state``."""
-        return float(self.grids[self.market.index][int(self.q[state].argmax())])
+    @property
+    def discount(self) -> float:
+        """The discount factor δ (GreedyTabulable)."""
+        return self.config.delta
+
+    @property
+    def grid_params(self) -> Mapping[str, Any]:
+        """The parameters that rebuild this learner's grid: ``{"grid"}`` when explicit, else ``{"grid_size", "xi"}``."""
+        if self.grid is not None:
+            return {"grid": [float(p) for p in self.grid]}
+        return {"grid_size": self.grid_size, "xi": self.xi}
+
+    def greedy_table(self, grids: np.ndarray) -> np.ndarray:
+        """The greedy action in every memory-1 state (its Q table's arg-max; ``grids`` are its own grids).
+
+        A learner with a longer memory has no memory-1 policy: ValueError.
+        """
+        if self.config.memory != 1:
+            raise ValueError(f"{self.name} with memory {self.config.memory} has no memory-1 greedy table")
+        return self.q.argmax(axis=1)
 
     def state_dict(self) -> dict[str, Any]:
         """Q table, clock, state, convergence counter and the unread part of the uniform block."""
