@@ -46,7 +46,7 @@ def markets(scenario: Scenario) -> ScenarioMarkets:
 MATCH = {"strategy": "match_lowest"}
 # The oracle's view of the same market: a q_learning stand-in at seat 0 with the same grid (15 prices, ξ 0.1)
 # gives the grids, the profit table and the matching rival's tabulated reaction.
-PLAN = make_plan(duopoly({"strategy": "q_learning"}, MATCH))
+PLAN = make_plan(duopoly({"strategy": "q_learning"}, MATCH), default_registry())
 
 
 def run(scenario: Scenario, steps: int) -> tuple[MarketModel, list[float]]:

@@ -15,6 +15,7 @@ from marketsim.learning.checkpoint import CheckpointError, load_checkpoint, save
 from marketsim.learning.experiment import make_plan  # noqa: E402
 from marketsim.market import oracle  # noqa: E402
 from marketsim.market.model import MarketModel, StrategyError  # noqa: E402
+from marketsim.registry import default_registry  # noqa: E402
 from marketsim.testing import assert_conforms  # noqa: E402
 from marketsim_deep.dqn import DQN, n_step_return, td_targets  # noqa: E402
 
@@ -265,7 +266,7 @@ DEFAULTS = {k: DQN().params[k] for k in FAST}  # undo the fast test settings: le
 
 def _learn(rival: dict, seed: int) -> tuple[DQN, MarketModel, object]:
     """Train a default DQN for LEARN_STEPS; the plan (grids, rival reactions) comes from a q_learning stand-in."""
-    plan = make_plan(duopoly(rival=rival, learner="q_learning"))
+    plan = make_plan(duopoly(rival=rival, learner="q_learning"), default_registry())
     model = run(duopoly(DEFAULTS, rival, seed=seed), LEARN_STEPS)
     return model.sellers[0].strategy, model, plan
 

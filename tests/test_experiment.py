@@ -18,7 +18,7 @@ from marketsim.market import oracle
 from marketsim.market.consumers import Logit
 from marketsim.market.model import expected_demand
 from marketsim.market.run import simulate
-from marketsim.registry import UnknownStrategyError, load_registry
+from marketsim.registry import UnknownStrategyError, default_registry, load_registry
 
 GRID = [1.5, 1.9]  # low, high
 
@@ -46,7 +46,7 @@ LEARNER = {"strategy": "q_learning", "params": {"grid": GRID}}
 
 
 def test_one_period_punishment_then_return() -> None:
-    plan = make_plan(market(LEARNER, LEARNER))
+    plan = make_plan(market(LEARNER, LEARNER), default_registry())
     # states: joint(a, b) = 2a + b; (l,l)=0, (l,h)=1, (h,l)=2, (h,h)=3
     forgiving = np.array([1, 0, 0, 1])  # high after (h,h) or (l,l); low right after a one-sided cut
     q = q_from_policy([forgiving, forgiving])
@@ -64,7 +64,7 @@ def test_one_period_punishment_then_return() -> None:
 
 
 def test_never_forgiving_rivals_do_not_return() -> None:
-    plan = make_plan(market(LEARNER, LEARNER))
+    plan = make_plan(market(LEARNER, LEARNER), default_registry())
     grim = np.array([0, 0, 0, 1])  # high only after (h,h): a single cut means low forever
     q = q_from_policy([grim, grim])
     cycle = collusion.limit_cycle(plan, q, np.array([3]))
@@ -73,7 +73,7 @@ def test_never_forgiving_rivals_do_not_return() -> None:
 
 
 def test_best_response_check_against_the_oracle() -> None:
-    plan = make_plan(market(LEARNER, {"strategy": "fixed_price", "params": {"price": 1.9}}))
+    plan = make_plan(market(LEARNER, {"strategy": "fixed_price", "params": {"price": 1.9}}), default_registry())
     best = oracle.solve(plan.market, 0, plan.reactions, 0.95).policy
     good = collusion.best_responses(
         plan, q_from_policy([best]), collusion.limit_cycle(plan, q_from_policy([best]), np.array([3]))
@@ -94,7 +94,7 @@ def test_best_response_check_against_the_oracle() -> None:
 )
 def test_unsupported_markets_are_refused_with_a_reason(over, message) -> None:
     with pytest.raises(ExperimentError, match=message):
-        make_plan(market(LEARNER, LEARNER, **over))
+        make_plan(market(LEARNER, LEARNER, **over), default_registry())
 
 
 class SharpLogit(Logit):
@@ -121,7 +121,7 @@ def test_a_choice_model_registered_only_in_the_passed_registry_drives_the_plan()
         LEARNER, {"strategy": "match_lowest"}, consumers={**consumers, "choice": {"model": "sharp_logit"}}
     )
     with pytest.raises(UnknownStrategyError, match="sharp_logit"):
-        make_plan(scenario)  # the default registry does not know it
+        make_plan(scenario, default_registry())  # the default registry does not know it
     simulate(scenario.model_copy(update={"steps": 3}), registry)  # the per-step model finds it in the registry passed
     plan = make_plan(scenario, registry)
     demand = expected_demand(scenario, registry)
@@ -132,9 +132,9 @@ def test_a_choice_model_registered_only_in_the_passed_registry_drives_the_plan()
 
 def test_stochastic_rivals_cannot_be_tabulated() -> None:
     with pytest.raises(ExperimentError, match="cannot be tabulated"):
-        make_plan(market(LEARNER, {"strategy": "random_price"}))
+        make_plan(market(LEARNER, {"strategy": "random_price"}), default_registry())
     with pytest.raises(ExperimentError, match="no tabular learner"):
-        make_plan(market({"strategy": "fixed_price"}, {"strategy": "undercut"}))
+        make_plan(market({"strategy": "fixed_price"}, {"strategy": "undercut"}), default_registry())
 
 
 def test_experiment_command_writes_summary_and_plots(tmp_path: Path, capsys) -> None:

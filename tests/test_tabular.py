@@ -13,6 +13,7 @@ from marketsim.learning import tabular
 from marketsim.learning.experiment import make_plan, run_block
 from marketsim.market import oracle
 from marketsim.market.model import MarketModel
+from marketsim.registry import default_registry
 
 # --- the maths --------------------------------------------------------------------------------------
 
@@ -89,7 +90,7 @@ def _mesa_prices(scenario: Scenario) -> np.ndarray:
 
 
 def _batched_prices(scenario: Scenario, seeds: list[int]) -> list[np.ndarray]:
-    plan = make_plan(scenario)
+    plan = make_plan(scenario, default_registry())
     block = run_block(plan, seeds, scenario.steps, trace=True)
     out = []
     for k in range(len(seeds)):
@@ -111,7 +112,9 @@ def test_batched_engine_posts_the_same_prices_as_the_per_step_model(algorithm: s
 
 
 def test_batched_engine_matches_per_step_model_against_a_rule_on_the_grid() -> None:
-    grid = make_plan(duopoly({"strategy": "q_learning"}, {"strategy": "fixed_price"})).market.grids[1]
+    grid = make_plan(duopoly({"strategy": "q_learning"}, {"strategy": "fixed_price"}), default_registry()).market.grids[
+        1
+    ]
     learner = {"strategy": "q_learning", "params": {"beta": 1e-3}, "initial_price": float(grid[4])}
     rival = {"strategy": "fixed_price", "params": {"price": float(grid[3])}, "initial_price": float(grid[3])}
     scenario = duopoly(learner, rival, steps=1500)
@@ -125,7 +128,7 @@ def test_results_do_not_depend_on_worker_count() -> None:
         {"strategy": "q_learning", "params": {"beta": 5e-4, "convergence_steps": 500}},
         {"strategy": "sarsa", "params": {"beta": 5e-4, "convergence_steps": 500}},
     )
-    plan = make_plan(scenario)
+    plan = make_plan(scenario, default_registry())
     one = run_sessions(plan, [1, 2, 3], 20_000, workers=1)
     two = run_sessions(plan, [1, 2, 3], 20_000, workers=2)
     np.testing.assert_array_equal(one.q, two.q)
@@ -188,7 +191,7 @@ SEEDS = list(range(100, 110))
 def _scores(algorithm: str, rival: dict) -> tuple[list[float], float]:
     params, steps = BUDGET[algorithm]
     scenario = duopoly({"strategy": algorithm, "params": params}, rival)
-    plan = make_plan(scenario)
+    plan = make_plan(scenario, default_registry())
     block = run_block(plan, SEEDS, steps)
     q = block.tables()
     results = [

@@ -203,14 +203,14 @@ def test_fixed_price_profits_use_the_task_demand_and_rival_rules() -> None:
     alone = next(t for t in tasks if t.params["rivals.count"] == 0)
     matched = next(t for t in tasks if t.params.get("rivals[0].strategy") == "match_lowest")
     demand = expected_demand(alone.scenario, default_registry())
-    profits = fixed_price_profits(alone, [1.5, 2.0])
+    profits = fixed_price_profits(alone, [1.5, 2.0], default_registry())
     assert profits.shape == (2, fam.horizon)
     assert profits[1] == pytest.approx(np.full(fam.horizon, demand.profits(np.array([2.0]))[0]))
     # a matching rival copies the learner's price from step 1 on (not below its own cost)
     demand = expected_demand(matched.scenario, default_registry())
     cost = matched.scenario.sellers[1].cost
     start = matched.scenario.sellers[0].start_price
-    path = fixed_price_profits(matched, [2.0])[0]
+    path = fixed_price_profits(matched, [2.0], default_registry())[0]
     assert path[0] == pytest.approx(demand.profits(np.array([2.0, max(start, cost)]))[0])
     assert path[1:] == pytest.approx(np.full(fam.horizon - 1, demand.profits(np.array([2.0, max(2.0, cost)]))[0]))
     price, value = best_fixed_price(fam, 20, candidates=[1.2, 2.0, 2.5, 3.0])

@@ -23,7 +23,7 @@ from marketsim.learning import collusion, tabular
 from marketsim.learning.collusion import BestResponse, Cycle, ImpulseResponse
 from marketsim.learning.plan import ExperimentError, Plan, check_supported, make_plan
 from marketsim.outputs import output_folder
-from marketsim.registry import Registry
+from marketsim.registry import Registry, default_registry
 
 __all__ = ["ExperimentError", "ExperimentResult", "Plan", "check_supported", "make_plan", "run_experiment"]
 
@@ -320,8 +320,10 @@ def run_experiment(
     registry: Registry | None = None,
     progress: Progress | None = None,
 ) -> ExperimentResult:
-    """Run ``sessions`` independent sessions (seeds scenario.seed + s) and diagnose the outcomes."""
-    plan = make_plan(scenario, registry)
+    """Run ``sessions`` independent sessions (seeds scenario.seed + s) and diagnose the outcomes.
+
+    A public entry point: without ``registry`` the installed plugins' (``default_registry()``)."""
+    plan = make_plan(scenario, registry if registry is not None else default_registry())
     seeds = list(seeding.seeds_of(scenario.seed, sessions))
     block = run_sessions(plan, seeds, max_steps or scenario.steps, workers, progress)
     q = block.tables()

@@ -17,7 +17,7 @@ from marketsim.learning import tabular
 from marketsim.market.economics import Benchmarks, compute_benchmarks
 from marketsim.market.model import expected_demand, market_info
 from marketsim.market.oracle import DiscreteMarket
-from marketsim.registry import Registry, default_registry
+from marketsim.registry import Registry
 from marketsim.seeds import rule_generator
 from marketsim.strategy import ObservationBatch, Strategy, TabularQLearner
 
@@ -54,10 +54,9 @@ class Plan:
         return self.market.grids.shape[1]
 
 
-def make_plan(scenario: Scenario, registry: Registry | None = None) -> Plan:
+def make_plan(scenario: Scenario, registry: Registry) -> Plan:
     """Check the scenario suits the batched engine and precompute grids, profits, Q₀ and rival reactions."""
     check_supported(scenario)
-    registry = registry if registry is not None else default_registry()
     specs = scenario.expanded_sellers()
     demand = expected_demand(scenario, registry)
     lows, highs = np.array([s.price_min for s in specs]), np.array([s.price_max for s in specs])

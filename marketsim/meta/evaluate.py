@@ -90,15 +90,15 @@ def task_params(strategy: str, params: Mapping[str, Any], task: Task, registry: 
     return out
 
 
-def task_model(task: Task, registry: Registry | None = None) -> MarketModel:
+def task_model(task: Task, registry: Registry) -> MarketModel:
     """The task's market, built once (placeholder in the learner seat); ``run_agent`` copies it per agent."""
-    return MarketModel(task.scenario, registry if registry is not None else default_registry())
+    return MarketModel(task.scenario, registry)
 
 
 def run_agent(
     task: Task,
     agent: AgentSpec | Strategy,
-    registry: Registry | None = None,
+    registry: Registry,
     template: MarketModel | None = None,
     learning: bool = True,
 ) -> AgentRun:
@@ -111,7 +111,6 @@ def run_agent(
     The result equals running ``MarketModel(with_strategy(task, name, params))`` step by step.
     ``learning=False`` runs the market with learning off (strategies told through ``set_training``).
     """
-    registry = registry if registry is not None else default_registry()
     template = template if template is not None else task_model(task, registry)
     model = copy.deepcopy(template)
     i = task.learner
@@ -384,7 +383,7 @@ def _evaluate_parallel(family, split, indices, agents, registry, workers, progre
     return [r for n in range(len(chunks)) for r in out[n]]
 
 
-def baseline_agents(family: Family, registry: Registry | None = None, n_train: int = 200) -> dict[str, AgentSpec]:
+def baseline_agents(family: Family, registry: Registry, n_train: int = 200) -> dict[str, AgentSpec]:
     """Thompson sampling, UCB and the best fixed price (computed from ``n_train`` training tasks)."""
     price, _ = best_fixed_price(family, n_train, "train", registry=registry)
     return {

@@ -229,7 +229,7 @@ def rival_specs(scenario: Scenario, learner: int) -> list[RivalSpec]:
 # --- the best fixed price under the prior ----------------------------------------------------------------
 
 
-def fixed_price_profits(task: Task, prices: Sequence[float], registry: Registry | None = None) -> np.ndarray:
+def fixed_price_profits(task: Task, prices: Sequence[float], registry: Registry) -> np.ndarray:
     """(len(prices), H) expected one-step profit of the learner posting each price every step of ``task``.
 
     Rivals follow their rules on the expected dynamics (their prices depend on the learner's only through
@@ -257,13 +257,12 @@ def fixed_price_profits(task: Task, prices: Sequence[float], registry: Registry 
     return out
 
 
-def task_market(task: Task, registry: Registry | None = None) -> tuple[MarketInfo, Any]:
+def task_market(task: Task, registry: Registry) -> tuple[MarketInfo, Any]:
     """The learner seat's MarketInfo and the task's ExpectedDemand, without the Nash/monopoly benchmarks
     (NaN here: computing them is what makes building a MarketModel cost ~0.2 s). Strategies given an
     explicit grid never read them."""
     from marketsim.market.model import expected_demand
 
-    registry = registry if registry is not None else default_registry()
     demand = expected_demand(task.scenario, registry)
     sellers = task.scenario.expanded_sellers()
     n = len(sellers)
@@ -301,7 +300,7 @@ def rule_market(task: Task, registry: Registry) -> MarketInfo:
 
 
 def expected_rollout(
-    task: Task, strategy: Strategy, registry: Registry | None = None, seed: int = 0
+    task: Task, strategy: Strategy, registry: Registry, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``strategy`` in the learner seat of ``task`` on the noise-free dynamics for H steps.
 
@@ -358,6 +357,7 @@ def best_fixed_price(
     so the answer is not limited to grid points. This is the ``price`` parameter of ``best_fixed_price``
     the meta-evaluation hands that baseline (computed from training tasks, never from test tasks).
     """
+    registry = registry if registry is not None else default_registry()  # a public entry point
     grid = family.grid
     candidates = np.asarray(candidates if candidates is not None else np.linspace(grid[0], grid[-1], 121), float)
     total = np.zeros(len(candidates))
