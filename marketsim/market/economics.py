@@ -130,19 +130,26 @@ def _point(demand: ExpectedDemand, prices: np.ndarray, converged: bool) -> Bench
     )
 
 
+def maximise(f: Callable[[float], float], low: float, high: float, grid: int, xatol: float) -> float:
+    """The argmax of ``f`` on [low, high]: the best of ``grid`` points, refined by bounded Brent search in its
+    neighbourhood (kept only when it is no worse). The one best-response search of the project."""
+    points = np.linspace(low, high, grid)
+    values = [f(p) for p in points]
+    k = int(np.argmax(values))
+    lo, hi = points[max(k - 1, 0)], points[min(k + 1, grid - 1)]
+    res = optimize.minimize_scalar(lambda p: -f(p), bounds=(lo, hi), method="bounded", options={"xatol": xatol})
+    return float(res.x) if res.success and -res.fun >= values[k] else float(points[k])
+
+
 def best_response(demand: ExpectedDemand, prices: np.ndarray, j: int, low: float, high: float, grid: int = 64) -> float:
     """Seller j's profit-maximising price in [low, high] with rivals at ``prices`` (grid, then Brent)."""
     trial = np.array(prices, dtype=float)
 
-    def loss(p: float) -> float:
+    def profit(p: float) -> float:
         trial[j] = p
-        return -float(demand.profits(trial)[j])
+        return float(demand.profits(trial)[j])
 
-    points = np.linspace(low, high, grid)
-    k = int(np.argmin([loss(p) for p in points]))
-    lo, hi = points[max(k - 1, 0)], points[min(k + 1, grid - 1)]
-    res = optimize.minimize_scalar(loss, bounds=(lo, hi), method="bounded", options={"xatol": 1e-12})
-    return float(res.x) if res.fun <= loss(points[k]) else float(points[k])
+    return maximise(profit, low, high, grid, xatol=1e-12)
 
 
 def nash_equilibrium(

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from marketsim import seeds
+from marketsim.market.economics import maximise
 from marketsim.market.step import observation, rivals_of
 from marketsim.registry import Registry, default_registry
 from marketsim.strategy import MarketInfo, Strategy
@@ -130,15 +130,4 @@ def best_response(
     if high <= low:
         return float(low)
 
-    def profit(p: float) -> float:
-        return market.own_profit(float(p), rivals)
-
-    points = np.linspace(low, high, grid)
-    values = [profit(p) for p in points]
-    k = int(np.argmax(values))
-    best_p, best_v = float(points[k]), values[k]
-    lo, hi = points[max(k - 1, 0)], points[min(k + 1, grid - 1)]
-    res = minimize_scalar(lambda p: -profit(p), bounds=(lo, hi), method="bounded", options={"xatol": 1e-9})
-    if res.success and -res.fun >= best_v:
-        best_p = float(res.x)
-    return best_p
+    return maximise(lambda p: market.own_profit(float(p), rivals), low, high, grid, xatol=1e-9)
