@@ -355,7 +355,13 @@ NAMES = REGISTRY.names()
 STEPS = 50
 
 
-@pytest.mark.parametrize("name", NAMES)
+def _kit_case(name: str) -> object:
+    """Torch learners take seconds each through the kit (a3c ~19 s): they run with the slow suite."""
+    slow = REGISTRY.get(name).cls.classifier["needs_torch"]
+    return pytest.param(name, marks=pytest.mark.slow) if slow else name
+
+
+@pytest.mark.parametrize("name", [_kit_case(n) for n in NAMES])
 def test_every_registered_strategy_passes_the_conformance_kit(name: str) -> None:
     cls = REGISTRY.get(name).cls
     if cls.classifier["needs_torch"] and importlib.util.find_spec("torch") is None:

@@ -6,7 +6,9 @@ price below cost (a monopolist with no rivals holds its own last price).
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from operator import attrgetter
 from typing import Any, ClassVar
@@ -164,13 +166,14 @@ class FollowAverage(Strategy):
     def price(self, obs: Observation) -> float:
         if not obs.competitor_prices:
             return _cost_floor(obs.own_price, obs)
-        average = sum(obs.competitor_prices) / len(obs.competitor_prices)
+        # added left to right (Python >= 3.12's sum() compensates, which would change the figures by version)
+        average = functools.reduce(operator.add, obs.competitor_prices) / len(obs.competitor_prices)
         return _cost_floor((1 - self.weight) * obs.own_price + self.weight * average, obs)
 
     @classmethod
     def price_batch(cls, rules: Sequence[Strategy], obs: ObservationBatch) -> np.ndarray:
         total, count = np.zeros(len(obs)), np.zeros(len(obs))
-        for column in obs.competitor_prices.T:  # left to right, as the scalar sum() adds
+        for column in obs.competitor_prices.T:  # left to right, as the scalar price adds
             seated = ~np.isnan(column)
             total, count = np.where(seated, total + column, total), count + seated
         weight = _param(rules, "weight")
