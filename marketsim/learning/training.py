@@ -84,6 +84,14 @@ class TrainResult:
     score: oracle.Score | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, scenario: Scenario, index: int, learner: Strategy, **rest: Any) -> TrainResult:
+        """The result for seat ``index``'s ``learner``: seller, strategy and parameters read from them."""
+        spec = scenario.expanded_sellers()[index]
+        return cls(
+            scenario=scenario, seller=spec.name, index=index, strategy=learner.name, params=dict(learner.params), **rest
+        )
+
     def checkpoint_meta(self) -> dict[str, Any]:
         """The checkpoint's JSON sidecar (versions are added by ``save_checkpoint``)."""
         return {
@@ -210,13 +218,10 @@ def _train_in_market(
             progress(k)
     seconds = time.perf_counter() - start
     final = judge.score(learner, [s.price for s in model.sellers]) if judge is not None else None
-    spec = scenario.expanded_sellers()[index]
-    return TrainResult(
-        scenario=scenario,
-        seller=spec.name,
-        index=index,
-        strategy=learner.name,
-        params=dict(learner.params),
+    return TrainResult.of(
+        scenario,
+        index,
+        learner,
         state=learner.state_dict(),
         curve=_curve(pd.DataFrame(rows), steps),
         steps=steps,
@@ -244,13 +249,10 @@ def _train_parallel(
     frame["S"] = math.nan
     if final is not None and len(frame):
         frame.loc[frame.index[-1], "S"] = final.score
-    spec = scenario.expanded_sellers()[index]
-    return TrainResult(
-        scenario=scenario,
-        seller=spec.name,
-        index=index,
-        strategy=learner.name,
-        params=dict(learner.params),
+    return TrainResult.of(
+        scenario,
+        index,
+        learner,
         state=state,
         curve=_curve(frame.reset_index(drop=True), steps),
         steps=steps,
