@@ -58,13 +58,16 @@ def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return False
 
 
-def imports_of(path: Path, module: str) -> Iterator[str]:
-    """Every module ``path`` imports at run time (module level or inside functions), resolved to names."""
+def imports_of(path: Path, module: str, annotations: bool = False) -> Iterator[str]:
+    """Every module ``path`` imports at run time (module level or inside functions), resolved to names; with
+    ``annotations`` also those under ``if TYPE_CHECKING:``."""
     tree = ast.parse(path.read_text(), filename=str(path))
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Import | ast.ImportFrom) or _type_checking_only(node, parents):
+        if not isinstance(node, ast.Import | ast.ImportFrom) or (
+            not annotations and _type_checking_only(node, parents)
+        ):
             continue
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
@@ -89,11 +92,11 @@ def private_imports(path: Path) -> Iterator[str]:
                 yield node.module
 
 
-def package_graph() -> nx.DiGraph:
+def package_graph(annotations: bool = False) -> nx.DiGraph:
     graph = nx.DiGraph()
     for module, path in PACKAGE_MODULES.items():
         graph.add_node(module)
-        for target in imports_of(path, module):
+        for target in imports_of(path, module, annotations):
             if target in PACKAGE_MODULES and target != module:
                 graph.add_edge(module, target)
     return graph
@@ -111,7 +114,8 @@ def test_the_walker_sees_the_package() -> None:
 
 
 def test_no_import_cycles() -> None:
-    cycles = [sorted(c) for c in nx.strongly_connected_components(package_graph()) if len(c) > 1]
+    """Not even through annotation-only (``TYPE_CHECKING``) imports: each edge of the graph points one way."""
+    cycles = [sorted(c) for c in nx.strongly_connected_components(package_graph(annotations=True)) if len(c) > 1]
     assert not cycles, f"import cycles: {cycles}"
 
 

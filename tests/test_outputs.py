@@ -152,7 +152,7 @@ def test_refusal_comes_before_the_work(tmp_path: Path, monkeypatch: pytest.Monke
 _KILLED_WRITER = """
 import sys, time
 from pathlib import Path
-import marketsim.market.plots
+import marketsim.market.run
 from marketsim.cli.app import main
 
 def plot_then_hang(result, folder):
@@ -160,7 +160,7 @@ def plot_then_hang(result, folder):
     Path(sys.argv[2]).write_text(str(folder))
     time.sleep(600)
 
-marketsim.market.plots.plot_run = plot_then_hang
+marketsim.market.run.plot_run = plot_then_hang
 main(["run", sys.argv[1], "--steps", "3", "--quiet", "--out", sys.argv[3], *sys.argv[4:]])
 """
 

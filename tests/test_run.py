@@ -55,7 +55,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path: Path, monkeypatch) -> None
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("marketsim.market.plots.plot_run", boom)
+    monkeypatch.setattr("marketsim.market.run.plot_run", boom)
     with pytest.raises(RuntimeError):
         write_run(result, tmp_path / "run")
     assert list(tmp_path.iterdir()) == []

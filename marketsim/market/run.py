@@ -122,8 +122,6 @@ def summarise(model: MarketModel, steps: pd.DataFrame) -> RunResult:
 
 def write_run(result: RunResult, out_dir: str | Path, force: bool = False) -> Path:
     """Write the run folder atomically (see ``marketsim.outputs``): scenario, its hash, summary, steps, plots."""
-    from marketsim.market.plots import plot_run  # matplotlib is only needed when writing
-
     with output_folder(out_dir, "run", force) as tmp:
         scenario = result.scenario.model_dump(mode="json", by_alias=True, exclude_defaults=False)
         (tmp / "scenario.yaml").write_text(yaml.safe_dump(scenario, sort_keys=False))
@@ -132,3 +130,37 @@ def write_run(result: RunResult, out_dir: str | Path, force: bool = False) -> Pa
         result.steps.to_csv(tmp / "steps.csv", index=False)
         plot_run(result, tmp)
     return Path(out_dir)
+
+
+def plot_run(result: RunResult, out: Path) -> list[Path]:
+    """Write prices.png, shares.png and profits.png into ``out``; returns their paths."""
+    from marketsim.market.plots import plt, smooth  # matplotlib is only needed when writing
+
+    steps = result.steps
+    names = [s.name for s in result.sellers]
+    window = max(1, len(steps) // 50)
+    written = []
+    for metric, title, ylabel in (
+        ("price", "Posted prices", "price"),
+        ("share", f"Market shares (rolling mean over {window} steps)", "share of shoppers"),
+        ("profit", f"Profit per step (rolling mean over {window} steps)", "profit"),
+    ):
+        fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+        for i, name in enumerate(names):
+            series = steps[f"{name}.{metric}"]
+            ax.plot(steps["step"], series if metric == "price" else smooth(series, window), label=name, lw=1.3)
+            if metric == "price":
+                color = ax.lines[-1].get_color()
+                ax.axhline(result.benchmarks.nash.prices[i], color=color, ls=":", lw=0.9)
+                ax.axhline(result.benchmarks.monopoly.prices[i], color=color, ls="--", lw=0.9)
+        if metric == "price":
+            ax.plot([], [], color="grey", ls=":", label="Nash (dotted)")
+            ax.plot([], [], color="grey", ls="--", label="monopoly (dashed)")
+        ax.set(title=f"{result.scenario.name}: {title}", xlabel="step", ylabel=ylabel)
+        ax.legend(loc="best", fontsize="small", ncol=2)
+        ax.grid(alpha=0.3)
+        path = out / f"{metric}s.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
