@@ -39,3 +39,7 @@ class PortableError:
         """Rebuild through ``_restore`` with the args and every attribute made portable."""
         state = {key: _portable(value) for key, value in vars(self).items()}
         return (_restore, (type(self), getattr(self, "args", ()), state))
+
+
+class MissingExtraError(ImportError):
+    """An optional part was asked for whose extra is not installed; the message names the extra to install."""

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "marketsim"
 PLUGINS = sorted(p for p in (ROOT / "plugins").glob("marketsim_*") if (p / "__init__.py").is_file())
 
-WINGS = ("config", "market", "learning", "tournament", "meta", "cli")
+WINGS = ("config", "market", "learning", "tournament", "meta", "envs", "cli")
 #: What a plugin may import from marketsim: the public API and the documented extension modules (docs/plugins.md).
 PLUGIN_API = {
     "marketsim",
@@ -32,6 +32,7 @@ PLUGIN_API = {
     "marketsim.learning.tabular",
     "marketsim.learning.torchkit",
     "marketsim.learning.checkpoint",
+    "marketsim.envs.layout",
 }
 
 
@@ -154,6 +155,17 @@ def test_plugins_use_only_the_public_api(plugin: Path) -> None:
             elif top.startswith("marketsim_") and top != own and target in private:
                 bad.append((module, target))  # another plugin's private names
     assert not bad, f"{own} imports host internals or another plugin: {bad}"
+
+
+def test_the_envs_stand_on_the_market_and_nothing_stands_on_them() -> None:
+    """The RL environments (optional extra ``rl``) wrap the market; no other wing imports them, so nothing else
+    needs Gymnasium or PettingZoo, and they know nothing of tournaments, meta-training or the command line."""
+    graph = package_graph()
+    below = [(a, b) for a, b in graph.edges if wing(a) == "envs" and wing(b) in ("tournament", "meta", "cli")]
+    above = [(a, b) for a, b in graph.edges if wing(b) == "envs" and wing(a) != "envs"]
+    assert not below and not above, (below, above)
+    layout_imports = {b for a, b in graph.edges if a == "marketsim.envs.layout"}
+    assert layout_imports <= {"marketsim.strategy", "marketsim.learning.tabular"}  # plugins import it bare
 
 
 def test_the_walker_catches_a_forbidden_import(tmp_path: Path) -> None:
