@@ -243,7 +243,8 @@ def test_an_agent_whose_stock_runs_out_for_good_is_terminated() -> None:
 
 def test_infos_carry_every_sellers_books_and_the_profit_gain() -> None:
     env = parallel_env(SCENARIOS / "deep_duopoly.yaml", reward="profit_gain")
-    env.reset(seed=0)
+    _, opening = env.reset(seed=0)
+    assert all(np.isnan(g) for g in opening["learner"]["profit_gain"].values())  # nothing sold yet: no Δ
     _, rewards, _, _, infos = env.step({"learner": 14, "rival": 0})
     info = infos["learner"]
     assert set(info) >= {"prices", "units", "profits", "profit_gain", "consumer_surplus", "step"}

@@ -427,3 +427,24 @@ def test_schema_describes_every_field() -> None:
     assert undocumented == []
     assert all(sub.get("description") for sub in models.values())  # every model has a docstring
     assert "arrival_factor" in schema["$defs"]["StepShock"]["properties"]  # aliases, not Python names
+
+
+def test_a_file_parameter_resolves_against_the_scenario_file_and_must_exist(tmp_path: Path) -> None:
+    """A strategy parameter named ``path`` (sb3_policy's policy file) is a file relative to the scenario, like
+    ``checkpoint``: resolved to an absolute path, and a missing file is a located error before anything runs."""
+    folder = tmp_path / "market"
+    folder.mkdir()
+    text = (
+        "name: p\nsteps: 3\nsellers:\n"
+        "  - {name: a, strategy: fixed_price, params: {price: 1.5}}\n"
+        "  - {name: b, strategy: sb3_policy, params: {path: policies/dqn.zip}}\n"
+    )
+    (folder / "m.yaml").write_text(text)
+    with pytest.raises(SourceError) as info:
+        load_scenario(folder / "m.yaml")
+    message = str(info.value)
+    assert "m.yaml:5:" in message and "sellers[1].params.path" in message and "not found" in message
+    (folder / "policies").mkdir()
+    (folder / "policies" / "dqn.zip").write_bytes(b"")
+    scenario = load_scenario(folder / "m.yaml")
+    assert scenario.sellers[1].params["path"] == str((folder / "policies" / "dqn.zip").resolve())

@@ -351,7 +351,9 @@ def test_invalid_price_message_without_step_and_short_for_huge_values() -> None:
 # --- the contract: the shipped conformance kit over every registered strategy ------------------------------
 
 REGISTRY = default_registry()
-NAMES = REGISTRY.names()
+#: sb3_policy plays a saved policy file whose input size is fixed by the market it was trained on, so no one file
+#: fits the kit's duopoly, triopoly and monopoly: tests/test_sb3.py runs the kit with a policy file per market size.
+NAMES = [n for n in REGISTRY.names() if n != "sb3_policy"]
 STEPS = 50
 
 

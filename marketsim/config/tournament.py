@@ -26,6 +26,7 @@ from marketsim.config.spec import Spec
 from marketsim.config.validate import (
     check_strategies,
     checkpoint_problems,
+    file_problems,
     load_scenario,
     memory_excess,
     resolve_checkpoints,
@@ -280,13 +281,14 @@ def _resolve_checkpoints(spec: Tournament, base_dir: Path) -> Tournament:
 
 
 def _checkpoint_problems(spec: Tournament, located: Located) -> list[Problem]:
-    """Entrants and rivals whose checkpoint (field or parameter) names no file: refused before any match."""
+    """Entrants and rivals whose checkpoint (field or parameter) or ``path`` names no file: refused before any match."""
     problems = []
     for section in ("entrants", "field"):
         items = getattr(spec, section)
         problems += checkpoint_problems([e.checkpoint for e in items], section, located, ("checkpoint",))
         params = [e.params.get("checkpoint") for e in items]
         problems += checkpoint_problems(params, section, located, ("params", "checkpoint"))
+        problems += file_problems([e.params.get("path") for e in items], section, located, ("params", "path"))
     return problems
 
 

@@ -25,6 +25,7 @@ from marketsim.strategy import SizedState, parameters
 __all__ = [
     "check_strategies",
     "checkpoint_problems",
+    "file_problems",
     "load_scenario",
     "memory_excess",
     "parse_scenario",
@@ -166,17 +167,22 @@ BYTES_PER_CONSUMER, BYTES_PER_CONSUMER_SELLER = 64, 24
 BYTES_PER_GRAPH_NODE, BYTES_PER_GRAPH_EDGE = 250, 250
 
 
-def resolve_checkpoints(items: Sequence[Any], base_dir: Path) -> list[Any]:
-    """Items (sellers, entrants) whose ``checkpoint`` parameter, a relative path, is made absolute.
+#: Strategy parameters that name a file: relative to the folder of the file they are written in.
+FILE_PARAMS = ("checkpoint", "path")
 
-    A checkpoint named in a file is relative to that file's folder, as an edge-list path or a
-    tournament's market is, so a file means the same wherever it is run from.
+
+def resolve_checkpoints(items: Sequence[Any], base_dir: Path) -> list[Any]:
+    """Items (sellers, entrants) whose file parameters (``checkpoint``, ``path``), relative paths, are made absolute.
+
+    A file named in a file is relative to that file's folder, as an edge-list path or a tournament's market is,
+    so a file means the same wherever it is run from.
     """
     out = []
     for item in items:
-        path = item.params.get("checkpoint")
-        if isinstance(path, str) and path:
-            item = item.model_copy(update={"params": {**item.params, "checkpoint": str((base_dir / path).resolve())}})
+        files = {k: item.params.get(k) for k in FILE_PARAMS}
+        update = {k: str((base_dir / v).resolve()) for k, v in files.items() if isinstance(v, str) and v}
+        if update:
+            item = item.model_copy(update={"params": {**item.params, **update}})
         out.append(item)
     return out
 
@@ -197,6 +203,15 @@ def checkpoint_problems(paths: Sequence[Any], section: str, located: Located, ke
         if isinstance(path, str) and path and not state_file(path).is_file():
             problems.append(located.problem((section, i, *key), f"checkpoint file {state_file(path)} not found"))
     return problems
+
+
+def file_problems(paths: Sequence[Any], section: str, located: Located, key: Sequence[str]) -> list[Problem]:
+    """A problem for each file path (already absolute; None where an item has none) that names no file."""
+    return [
+        located.problem((section, i, *key), f"file {path} not found")
+        for i, path in enumerate(paths)
+        if isinstance(path, str) and path and not Path(path).is_file()
+    ]
 
 
 def _edge_list_problems(scenario: Scenario, located: Located) -> tuple[list[Problem], int]:
@@ -322,6 +337,8 @@ def scenario_from_located(located: Located, registry: Registry, base_dir: Path |
     problems, params = _strategy_problems(scenario, located, registry)
     checkpoints = [s.params.get("checkpoint") for s in scenario.sellers]
     problems = problems or checkpoint_problems(checkpoints, "sellers", located, ("params", "checkpoint"))
+    paths = [s.params.get("path") for s in scenario.sellers]
+    problems = problems or file_problems(paths, "sellers", located, ("params", "path"))
     edges = 0
     if scenario.network is not None and isinstance(scenario.network.graph, EdgeList):
         found, edges = _edge_list_problems(scenario, located)

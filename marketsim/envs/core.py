@@ -162,9 +162,15 @@ class SeatedMarket:
         return float(self.market.benchmarks.profit_gain(result.profits)[i])
 
     def info(self, result: StepResult | None) -> dict:
-        """What every agent's info carries: each seller's price, units, profit and Δ, and consumer surplus."""
+        """What every agent's info carries: each seller's price, units, profit and Δ, and consumer surplus.
+
+        At a reset (``result`` None) nothing has been sold yet: Δ is NaN rather than the −π_N/(π_M − π_N) of a
+        zero profit, so averages over infos are not pulled down by the opening.
+        """
         state = result if result is not None else self.market.state
         gain = self.market.benchmarks.profit_gain(state.profits)
+        if result is None:
+            gain = np.full_like(gain, np.nan)
         names = self.names
         return {
             "step": self.market.t,

@@ -77,8 +77,11 @@ class MarketParallelEnv(ParallelEnv):
             print(self.render())
         return observations, rewards, terminations, truncations, infos
 
-    def render(self) -> str | None:
-        """One line per step: the step and every seller's price and units ('ansi' returns it, 'human' prints)."""
+    def render(self, mode: str | None = None) -> str | None:
+        """One line per step: the step and every seller's price and units ('ansi' returns it, 'human' prints).
+
+        ``mode`` is ignored (the env's ``render_mode`` decides); RLlib's PettingZoo wrapper passes one.
+        """
         if self.render_mode is None:
             return None
         return render_line(self.core)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from marketsim.strategy import Observation, Outcome
+import numpy as np
+
+from marketsim.strategy import MarketInfo, Observation, Outcome
 
 
 def rivals_of(prices: Sequence[float], index: int) -> tuple[float, ...]:
@@ -70,3 +72,32 @@ def outcome(  # noqa: PLR0913 - keyword-only builder, one argument per Outcome i
         competitor_prices=competitor_prices,
         next_observation=next_observation,
     )
+
+
+def state_observations(info: MarketInfo, grids: np.ndarray) -> list[Observation]:
+    """The observation of seller ``info.index`` in every memory-1 grid state, for tabulating a greedy policy.
+
+    ``grids`` (n, m) are all sellers' price grids; state k is last period's joint action with seller 0 the most
+    significant digit (as ``marketsim.market.oracle`` indexes policies). Own units and profit are the expected
+    ones at those prices, so each observation is exactly what the market would show after that period.
+    """
+    n, m = grids.shape
+    i = info.index
+    observations = []
+    for actions in np.indices((m,) * n).reshape(n, -1).T:
+        prices = grids[np.arange(n), actions]
+        profit = float(info.expected_profit(prices)[i])
+        margin = prices[i] - info.costs[i]
+        observations.append(
+            observation(
+                step=1,
+                own_price=float(prices[i]),
+                cost=info.costs[i],
+                last_units=profit / margin if margin > 0 else 0.0,
+                last_profit=profit,
+                competitor_prices=rivals_of(prices, i),
+                price_min=info.price_min,
+                price_max=info.price_max,
+            )
+        )
+    return observations

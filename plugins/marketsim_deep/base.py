@@ -20,7 +20,7 @@ import numpy as np
 
 from marketsim.learning.tabular import seller_grid
 from marketsim.learning.torchkit import load_owned_checkpoint, pick_device, seeded
-from marketsim.market.step import observation, rivals_of
+from marketsim.market.step import state_observations
 from marketsim.strategy import MarketInfo, Observation, Strategy
 
 Mode = Literal["train", "eval"]
@@ -165,24 +165,7 @@ class DeepLearner(Strategy):
         period's joint action with seller 0 the most significant digit; own units and profit are the
         expected ones at those prices, so the observation is exactly what the market would show.
         """
-        n, m = grids.shape
-        i, market = self.market.index, self.market
-        rows = []
-        for actions in np.indices((m,) * n).reshape(n, -1).T:
-            prices = grids[np.arange(n), actions]
-            profit = float(market.expected_profit(prices)[i])
-            margin = prices[i] - market.costs[i]
-            obs = observation(
-                step=1,
-                own_price=float(prices[i]),
-                cost=market.costs[i],
-                last_units=profit / margin if margin > 0 else 0.0,
-                last_profit=profit,
-                competitor_prices=rivals_of(prices, i),
-                price_min=market.price_min,
-                price_max=market.price_max,
-            )
-            rows.append(self.encoder.steady(obs))
+        rows = [self.encoder.steady(obs) for obs in state_observations(self.market, grids)]
         return np.asarray(self.greedy_actions(np.stack(rows)), dtype=np.int64)
 
     def action_price(self, action: int) -> float:
