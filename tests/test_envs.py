@@ -32,14 +32,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
 
 #: (scenario, options): discrete and continuous, expected and sampled demand, capacities, stock, seasons, a network
+#: (the last two, a 5,000-consumer network and a 50,000-consumer oligopoly, in the slow suite)
 CASES = [
     ("deep_duopoly.yaml", {}),
     ("calvano2020.yaml", {"action": "continuous", "reward": "profit_gain"}),
     ("quickstart.yaml", {}),
-    ("social_network.yaml", {"action": "continuous"}),
-    ("oligopoly.yaml", {"max_steps": 120}),
+    pytest.param("social_network.yaml", {"action": "continuous"}, marks=pytest.mark.slow),
+    pytest.param("oligopoly.yaml", {"max_steps": 120}, marks=pytest.mark.slow),
 ]
-IDS = [f"{name.removesuffix('.yaml')}-{opts.get('action', 'discrete')}" for name, opts in CASES]
+IDS = [
+    "deep_duopoly-discrete",
+    "calvano2020-continuous",
+    "quickstart-discrete",
+    "social_network-continuous",
+    "oligopoly",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +78,7 @@ def test_gymnasium_env_checker_passes_on_the_single_seller_env(name: str, option
     check_env(gym_env(SCENARIOS / name, render_mode="ansi", **options), skip_render_check=False)
 
 
-@pytest.mark.parametrize(("name", "options"), CASES[:3], ids=IDS[:3])
+@pytest.mark.parametrize(("name", "options"), CASES, ids=IDS)
 def test_stable_baselines3_env_checker_passes(name: str, options: dict) -> None:
     sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker", reason="the 'sb3' extra")
     sb3_checker.check_env(gym_env(SCENARIOS / name, **options), warn=True)
@@ -341,7 +348,7 @@ def test_render_shows_every_sellers_price() -> None:
 
 
 def test_spaces_hold_every_observation_of_a_long_random_run() -> None:
-    env = parallel_env(SCENARIOS / "oligopoly.yaml", max_steps=300)
+    env = parallel_env(SCENARIOS / "oligopoly.yaml", max_steps=150)
     obs, _ = env.reset(seed=5)
     seen = SimpleNamespace(n=0)
     while env.agents:
@@ -349,4 +356,4 @@ def test_spaces_hold_every_observation_of_a_long_random_run() -> None:
         for a, o in obs.items():
             assert env.observation_space(a).contains(o), (a, o)
             seen.n += 1
-    assert seen.n == 300 * 6
+    assert seen.n == 150 * 6

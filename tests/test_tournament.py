@@ -142,6 +142,7 @@ def _play(tmp: Path, backend: str, text: str = SMALL, workers: int = 2):
     return results, board, pd.read_csv(tmp / "matches.csv")
 
 
+@pytest.mark.slow  # 16 s: a whole tournament twice; the fast suite checks pooled == serial per match (test_executors)
 def test_backends_give_identical_results(tmp_path: Path) -> None:
     serial = _play(tmp_path / "serial", "serial")
     process = _play(tmp_path / "process", "process")
