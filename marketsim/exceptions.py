@@ -43,3 +43,11 @@ class PortableError:
 
 class MissingExtraError(ImportError):
     """An optional part was asked for whose extra is not installed; the message names the extra to install."""
+
+
+class StopRun(Exception):  # noqa: N818 - a request, not an error: the strategy asks the run to end here
+    """Raised by a strategy to end a run early and cleanly, e.g. when its spending budget is spent.
+
+    ``marketsim run`` keeps the steps completed before it, records the reason in ``summary.json`` and writes
+    the run folder as usual; in a tournament it is that seat's fault, like any exception from its code.
+    """

@@ -366,6 +366,32 @@ class SizedState(Protocol):
         ...
 
 
+@runtime_checkable
+class Reporting(Protocol):
+    """Capability: a strategy with run metrics of its own (a remote model's token usage, latency, invalid answers).
+
+    ``marketsim run`` puts ``report()`` (plain JSON data) in ``summary.json`` beside the seller's results.
+    """
+
+    def report(self) -> Mapping[str, Any]:
+        """This seller's own metrics of the run so far, as JSON-serialisable plain data."""
+        ...
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """Capability: a strategy whose price needs a slow outside call (a remote language model) starts it early.
+
+    Each step the host calls ``prefetch(obs)`` on every such seller before it asks any seller for its price, so
+    the sellers' calls are in flight together; ``price(obs)`` then collects the answer for that same observation.
+    A strategy must give the same price whether or not ``prefetch`` was called first.
+    """
+
+    def prefetch(self, obs: Observation) -> None:
+        """Start working out the price for ``obs`` without waiting for it."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Parameter:
     """One keyword parameter of a strategy, read from its ``__init__`` signature."""

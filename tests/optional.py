@@ -22,6 +22,13 @@ def unexpected(problems: list[Any]) -> list[Any]:
 
 
 TORCH_STRATEGIES = re.compile(r"strategy:\s*(dqn|a3c|rl2|reptile_dqn)\b")
+#: Files naming a language-model seller need an endpoint: tests/test_llm_runs.py runs them against a loopback stub.
+LLM_STRATEGIES = re.compile(r"strategy:\s*llm_pricer\b")
+
+
+def needs_endpoint(path: Path) -> bool:
+    """Whether a bundled file names an LLM seller (run against the stub server, not as is)."""
+    return bool(LLM_STRATEGIES.search(path.read_text()))
 
 
 def bundled(paths: list[Path]) -> list[Any]:
@@ -32,4 +39,9 @@ def bundled(paths: list[Path]) -> list[Any]:
         return bool(TORCH_STRATEGIES.search(path.read_text()))
 
     skip = pytest.mark.skip(reason="names a torch strategy and torch (the deep extra) is not installed")
-    return [pytest.param(p, id=p.stem, marks=[skip] if needs_torch(p) and not HAS_TORCH else []) for p in paths]
+    llm = pytest.mark.skip(reason="names llm_pricer: tests/test_llm_runs.py runs it against the loopback stub")
+
+    def marks(path: Path) -> list[Any]:
+        return [llm] if needs_endpoint(path) else [skip] if needs_torch(path) and not HAS_TORCH else []
+
+    return [pytest.param(p, id=p.stem, marks=marks(p)) for p in paths]

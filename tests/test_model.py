@@ -334,3 +334,46 @@ def test_learners_are_found_by_the_converging_protocol() -> None:
     while model.running and model.steps < 10:
         model.step()
     assert model.steps == 3  # stopped once every learner converged
+
+
+LOG: list[tuple[str, str, int]] = []
+
+
+class SlowCaller(Strategy):
+    """Test strategy with a slow outside call: ``prefetch`` starts it, ``price`` collects it (logs the order)."""
+
+    name = "slow_caller"
+
+    def __init__(self, price_: float = 1.5) -> None:
+        self.price_ = price_
+        self.started: dict[int, float] = {}
+
+    def prefetch(self, obs) -> None:
+        LOG.append((self.name_in_market, "prefetch", obs.step))
+        self.started[obs.step] = self.price_ + 0.01 * obs.step
+
+    def price(self, obs):
+        LOG.append((self.name_in_market, "price", obs.step))
+        return self.started.pop(obs.step, self.price_ + 0.01 * obs.step)  # same answer without a prefetch
+
+    def setup(self, market, rng) -> None:
+        super().setup(market, rng)
+        self.name_in_market = f"seat{market.index}"
+
+
+def test_prefetching_sellers_all_start_their_calls_before_any_price_is_collected() -> None:
+    from marketsim.strategy import Prefetching
+
+    assert isinstance(SlowCaller(), Prefetching) and not isinstance(Recorder(), Prefetching)
+    reg = registry_with(SlowCaller)
+    sellers = [
+        {"name": "x", "strategy": "slow_caller"},
+        {"name": "f", "strategy": "fixed_price", "params": {"price": 1.7}},
+        {"name": "y", "strategy": "slow_caller", "params": {"price_": 1.6}},
+    ]
+    LOG.clear()
+    model, steps = run(scenario(sellers=sellers).with_overrides(steps=3), reg)
+    for t in range(3):
+        step = [(who, what) for who, what, s in LOG if s == t]
+        assert step == [("seat0", "prefetch"), ("seat2", "prefetch"), ("seat0", "price"), ("seat2", "price")]
+    assert list(steps["y.price"]) == pytest.approx([1.6, 1.61, 1.62])  # the prefetched answers were posted

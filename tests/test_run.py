@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+import marketsim_rules
+from marketsim.config.scenario import Scenario
 from marketsim.config.validate import load_scenario
+from marketsim.exceptions import StopRun
 from marketsim.market.run import simulate, write_run
 from marketsim.meta.tasks import is_family_file
+from marketsim.registry import load_registry
+from marketsim.strategy import Strategy
 from optional import bundled
 
 SCENARIOS = sorted(
@@ -68,3 +74,43 @@ def test_same_seed_gives_identical_steps_csv(tmp_path: Path) -> None:
     c = write_run(simulate(scenario.with_overrides(seed=8)), tmp_path / "c")
     assert (a / "steps.csv").read_bytes() == (b / "steps.csv").read_bytes()
     assert (a / "steps.csv").read_bytes() != (c / "steps.csv").read_bytes()
+
+
+class _Budgeted(Strategy):
+    """Test strategy: a fixed price that reports its 'spending' and stops the run once it passes a budget."""
+
+    name = "budgeted"
+
+    def __init__(self, budget: int = 5) -> None:
+        self.budget, self.spent = budget, 0
+
+    def price(self, obs):
+        if self.spent >= self.budget:
+            raise StopRun(f"budget of {self.budget} requests spent")
+        self.spent += 1
+        return 1.6
+
+    def report(self):
+        return {"requests": self.spent, "budget": self.budget}
+
+
+def test_a_strategy_can_stop_the_run_cleanly_and_report_its_metrics(tmp_path) -> None:
+    registry = load_registry(plugins=[("rules", marketsim_rules)], entry_points=False)
+    registry.register(_Budgeted, "tests")
+    scenario = Scenario.model_validate(
+        {
+            "name": "budget",
+            "steps": 20,
+            "consumers": {"size": 200},
+            "sellers": [{"name": "llm", "strategy": "budgeted"}, {"name": "f", "strategy": "fixed_price"}],
+        }
+    )
+    result = simulate(scenario, registry)
+    assert (
+        len(result.steps) == 5 and result.stopped == "seller 'llm' ended the run at step 5: budget of 5 requests spent"
+    )
+    folder = write_run(result, tmp_path / "run")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["stopped"] == result.stopped and summary["steps_run"] == 5
+    assert summary["sellers"][0]["report"] == {"requests": 5, "budget": 5} and "report" not in summary["sellers"][1]
+    assert len(pd.read_csv(folder / "steps.csv")) == 5  # only the completed steps

@@ -448,3 +448,19 @@ def test_a_file_parameter_resolves_against_the_scenario_file_and_must_exist(tmp_
     (folder / "policies" / "dqn.zip").write_bytes(b"")
     scenario = load_scenario(folder / "m.yaml")
     assert scenario.sellers[1].params["path"] == str((folder / "policies" / "dqn.zip").resolve())
+
+
+def test_an_llm_sellers_cache_and_prompt_file_resolve_against_the_scenario_file(tmp_path: Path) -> None:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("Cost ${cost}. History:\n${history}\nNotes: ${notes}\n")
+    text = (
+        "name: p\nsteps: 3\nsellers:\n"
+        "  - {name: a, strategy: llm_pricer, params: {cache: out/llm.sqlite, prompt: mine.txt}}\n"
+        "  - {name: b, strategy: llm_pricer, params: {prompt: fish_p2}}\n"
+    )
+    (folder / "m.yaml").write_text(text)
+    scenario = load_scenario(folder / "m.yaml")
+    assert scenario.sellers[0].params["cache"] == str((folder / "out" / "llm.sqlite").resolve())
+    assert scenario.sellers[0].params["prompt"] == str((folder / "mine.txt").resolve())
+    assert scenario.sellers[1].params["prompt"] == "fish_p2"  # a bundled template's name stays a name

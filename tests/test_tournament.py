@@ -21,7 +21,7 @@ from marketsim.tournament.executors import make_executor
 from marketsim.tournament.play import ResumeError, run_match, run_tournament, schedule
 from marketsim.tournament.report import write_outputs
 from marketsim.tournament.results import leaderboard, match_rows
-from optional import HAS_TORCH
+from optional import HAS_TORCH, bundled
 
 ROOT = Path(__file__).parents[1]
 TESTS = Path(__file__).parent  # holds broken_strategies.py, the plugin module of the faulty tournaments
@@ -126,7 +126,7 @@ def test_market_from_a_scenario_file(tmp_path: Path) -> None:
         parse_tournament(SMALL.replace(MARKET, "\nmarket: nowhere.yaml\n"), "t.yaml", base_dir=tmp_path)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("tournament*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", bundled(sorted((ROOT / "scenarios").glob("tournament*.yaml"))))
 def test_bundled_tournaments_load_and_play(path: Path) -> None:
     tasks = schedule(load_tournament(path))
     first = tasks[0]

@@ -44,6 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     folder = write_run(result, folder, args.force)
     if not args.quiet:
         _print_summary(result, scenario)
+    if result.stopped is not None:  # a strategy ended the run early (its budget): say so next to the folder
+        out.print(f"[yellow]stopped early after {len(result.steps)} of {scenario.steps} steps:[/] {result.stopped}")
     out.print(f"run folder: [bold]{folder}[/]")
     return 0
 

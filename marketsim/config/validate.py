@@ -167,12 +167,17 @@ BYTES_PER_CONSUMER, BYTES_PER_CONSUMER_SELLER = 64, 24
 BYTES_PER_GRAPH_NODE, BYTES_PER_GRAPH_EDGE = 250, 250
 
 
-#: Strategy parameters that name a file: relative to the folder of the file they are written in.
-FILE_PARAMS = ("checkpoint", "path")
+#: Strategy parameters that name a file: relative to the folder of the file they are written in. ``cache`` may not
+#: exist yet (it is created); ``prompt`` names a file only when it ends in ``.txt`` (else a bundled template).
+FILE_PARAMS = ("checkpoint", "path", "cache", "prompt")
+
+
+def _names_a_file(key: str, value: object) -> bool:
+    return isinstance(value, str) and bool(value) and (key != "prompt" or value.endswith(".txt"))
 
 
 def resolve_checkpoints(items: Sequence[Any], base_dir: Path) -> list[Any]:
-    """Items (sellers, entrants) whose file parameters (``checkpoint``, ``path``), relative paths, are made absolute.
+    """Items (sellers, entrants) whose file parameters (``FILE_PARAMS``), relative paths, are made absolute.
 
     A file named in a file is relative to that file's folder, as an edge-list path or a tournament's market is,
     so a file means the same wherever it is run from.
@@ -180,7 +185,7 @@ def resolve_checkpoints(items: Sequence[Any], base_dir: Path) -> list[Any]:
     out = []
     for item in items:
         files = {k: item.params.get(k) for k in FILE_PARAMS}
-        update = {k: str((base_dir / v).resolve()) for k, v in files.items() if isinstance(v, str) and v}
+        update = {k: str((base_dir / v).resolve()) for k, v in files.items() if _names_a_file(k, v)}
         if update:
             item = item.model_copy(update={"params": {**item.params, **update}})
         out.append(item)

@@ -23,7 +23,7 @@ from marketsim.market.model import StrategyError
 from marketsim.market.population import population
 from marketsim.registry import Registry, default_registry
 from marketsim.seeds import derive, strategy_generators
-from marketsim.strategy import Observation, Strategy, checked_price
+from marketsim.strategy import Observation, Prefetching, Strategy, checked_price
 
 __all__ = ["EnvError", "EnvOptions", "Episodes", "SeatedMarket", "load"]
 
@@ -125,6 +125,9 @@ class SeatedMarket:
         prices = [float(p) for p in last]  # a seat without a price (a finished agent) holds its last one
         for agent, price in agent_prices.items():
             prices[self.seats[agent]] = price
+        for i, strategy in self.rivals.items():  # slow outside calls (Prefetching) all start before any is awaited
+            if isinstance(strategy, Prefetching):
+                self._blamed(i, lambda s=strategy, o=self.observations[i]: s.prefetch(o))
         for i, strategy in self.rivals.items():
             obs = self.observations[i]
             prices[i] = self._blamed(i, lambda s=strategy, o=obs: checked_price(s.name, s.price(o), o.step))

@@ -24,7 +24,7 @@ from marketsim.market.engine import Market, StepResult, market_info
 from marketsim.market.population import Draws, Sales, draw_shopping, population, wtp_nodes, wtp_population
 from marketsim.observers import Observer, ObserverError, RunInfo, StepRecord
 from marketsim.registry import Registry, default_registry
-from marketsim.strategy import Converging, MarketInfo, Strategy, checked_price
+from marketsim.strategy import Converging, MarketInfo, Prefetching, Strategy, checked_price
 
 __all__ = [
     "ConsumerPopulation",
@@ -261,7 +261,14 @@ class MarketModel(mesa.Model):
             self.running = False  # every learner's greedy policy has stopped changing
 
     def post_prices(self) -> list[float]:
-        """Every seller's checked price from its current observation (the market clips it to the range)."""
+        """Every seller's checked price from its current observation (the market clips it to the range).
+
+        Sellers with slow outside calls (``Prefetching``) are all asked to start first, so the calls overlap.
+        """
+        for seller, obs in zip(self.sellers, self.observations):
+            if isinstance(seller.strategy, Prefetching):
+                with self._blame(seller, obs.step):
+                    seller.strategy.prefetch(obs)
         prices = []
         for seller, obs in zip(self.sellers, self.observations):
             with self._blame(seller, obs.step):

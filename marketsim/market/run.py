@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +16,12 @@ import pandas as pd
 import yaml
 
 from marketsim.config.scenario import Scenario
+from marketsim.exceptions import StopRun
 from marketsim.market.economics import Benchmarks, hhi
-from marketsim.market.model import MarketModel
+from marketsim.market.model import MarketModel, StrategyError
 from marketsim.outputs import output_folder
 from marketsim.registry import Registry
+from marketsim.strategy import Reporting
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class SellerSummary:
     profit: float
     mean_profit: float
     profit_gain: float
+    report: dict = field(default_factory=dict)  # the strategy's own metrics (``Reporting``), if it has any
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class RunResult:
     hhi: float  # of total units over the run
     converged: bool | None = None  # None when no seller reports convergence (no learners)
     observers: dict[str, dict] = field(default_factory=dict)  # each observer's closing metrics
+    stopped: str | None = None  # why a strategy ended the run early (``StopRun``); None when it ran its course
 
     def summary(self) -> dict:
         """The content of summary.json."""
@@ -60,12 +64,21 @@ class RunResult:
             "converged": self.converged,
             "demand_mode": self.scenario.demand.mode,
             "benchmarks": {"nash": self.benchmarks.nash.as_dict(), "monopoly": self.benchmarks.monopoly.as_dict()},
-            "sellers": [_jsonable(asdict(s)) for s in self.sellers],
+            "sellers": [_seller_dict(s) for s in self.sellers],
             "consumer_surplus": self.consumer_surplus,
             "hhi": self.hhi,
             "buyers_per_step": float(self.steps["buyers"].mean()),
             "observers": self.observers,
+            **({"stopped": self.stopped} if self.stopped is not None else {}),
         }
+
+
+def _seller_dict(seller: SellerSummary) -> dict:
+    """A seller's summary as JSON data; the ``report`` key only for strategies that report metrics."""
+    d = _jsonable(asdict(seller))
+    if not d["report"]:
+        del d["report"]
+    return d
 
 
 def _jsonable(d: dict) -> dict:
@@ -79,12 +92,18 @@ def simulate(
 ) -> RunResult:
     """Build the model, step it ``scenario.steps`` times and summarise; ``progress(k)`` after each step."""
     model = MarketModel(scenario, registry)
-    while model.running and model.steps < scenario.steps:
-        model.step()
-        if progress is not None:
-            progress(model.steps)
+    stopped = None
+    try:
+        while model.running and model.steps < scenario.steps:
+            model.step()
+            if progress is not None:
+                progress(model.steps)
+    except StrategyError as exc:  # a strategy may end the run cleanly (StopRun); anything else is a failure
+        if not isinstance(exc.error, StopRun):
+            raise
+        stopped = f"seller {exc.seller!r} ended the run at step {exc.step}: {exc.error}"
     steps = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
-    return summarise(model, steps)
+    return replace(summarise(model, steps), stopped=stopped)
 
 
 def summarise(model: MarketModel, steps: pd.DataFrame) -> RunResult:
@@ -103,6 +122,7 @@ def summarise(model: MarketModel, steps: pd.DataFrame) -> RunResult:
             profit=float(steps[f"{n}.profit"].sum()),
             mean_profit=float(mean_profit[i]),
             profit_gain=float(gains[i]),
+            report=dict(s.strategy.report()) if isinstance(s.strategy, Reporting) else {},
         )
         for i, (n, s) in enumerate(zip(names, model.sellers))
     ]
