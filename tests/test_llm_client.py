@@ -309,6 +309,7 @@ print(json.dumps(got))
 """
 
 
+@pytest.mark.slow  # 5 s: two fresh interpreters
 def test_processes_share_one_cache_and_agree_on_every_reply(tmp_path: Path) -> None:
     """Two processes write the same 200 keys at once: no error, and both get back the row that won."""
     path = tmp_path / "shared.sqlite"

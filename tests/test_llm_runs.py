@@ -93,6 +93,7 @@ def test_a_well_behaved_model_prices_as_its_rule_says() -> None:
 # --- B. replay -----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 9 s: 300 periods, three times
 def test_a_recorded_run_replays_byte_identically_with_the_server_stopped(tmp_path: Path) -> None:
     cache = tmp_path / "llm.sqlite"
     with StubServer("rule") as server:
@@ -197,6 +198,7 @@ phases: {{train_steps: 20, eval_steps: 10}}
 """
 
 
+@pytest.mark.slow  # 13 s: worker processes start and import the plugin
 def test_llm_entrants_play_a_tournament_on_the_process_backend(tmp_path: Path) -> None:
     with StubServer("rule") as server:
         text = TOURNAMENT.format(market=json.dumps(str(ROOT / "scenarios" / "deep_duopoly.yaml")), url=server.url)
