@@ -21,6 +21,7 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test  # n
 
 from marketsim.config.scenario import Scenario  # noqa: E402
 from marketsim.config.validate import load_scenario  # noqa: E402
+from marketsim.config.yamlsource import SourceError  # noqa: E402
 from marketsim.envs import EnvError, aec_env, gym_env, parallel_env, vector_env  # noqa: E402
 from marketsim.envs.registration import BUNDLED  # noqa: E402
 from marketsim.hookspecs import hookimpl  # noqa: E402
@@ -357,3 +358,20 @@ def test_spaces_hold_every_observation_of_a_long_random_run() -> None:
             assert env.observation_space(a).contains(o), (a, o)
             seen.n += 1
     assert seen.n == 150 * 6
+
+
+def test_an_agents_seat_may_name_a_strategy_that_is_not_installed(tmp_path: Path) -> None:
+    """The agent prices its own seat, so the seat's strategy is never built: deep_duopoly's `dqn` learner seat
+    needs no torch, while the rival's strategy (and everything else) is still validated with located errors."""
+    text = (SCENARIOS / "deep_duopoly.yaml").read_text().replace("strategy: dqn", "strategy: not_installed_here")
+    path = tmp_path / "duopoly.yaml"
+    path.write_text(text)
+    env = gym_env(path, seller="learner")
+    env.reset(seed=0)
+    assert env.step(3)[1] > 0 and type(env.core.rivals[1]).name == "match_lowest"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("strategy: match_lowest", "strategy: match_lowst"))
+    with pytest.raises(
+        SourceError, match=r"bad.yaml:21:.*unknown strategy 'match_lowst' \(did you mean 'match_lowest'\?\)"
+    ):
+        gym_env(bad, seller="learner")

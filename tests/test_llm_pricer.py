@@ -6,6 +6,7 @@ request, the contract kit against the loopback stub server, and an API key that 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 import pickle
@@ -25,6 +26,9 @@ from marketsim_llm import LLMPricer, NoValidPriceError, PromptTemplateError
 from marketsim_llm.client import ChatReply, LLMServerError, Usage
 from marketsim_llm.parse import InvalidAnswer, parse_answer, valid_price
 from marketsim_llm.prompts import MAX_TEMPLATE_BYTES, load_template
+
+#: The tests that talk to the stub server need the real client (the 'llm' extra); the rest run without it.
+needs_openai = pytest.mark.skipif(importlib.util.find_spec("openai") is None, reason="the 'llm' extra is not installed")
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-K3Y-9f8e7d6c5b4a-never-print-me"
@@ -387,6 +391,7 @@ def stub_params(stub: StubServer, **params) -> dict:
     return {"base_url": stub.url, "model": "stub", "timeout": 10.0, "max_retries": 0, **params}
 
 
+@needs_openai
 def test_conforms_against_the_stub_server():
     with StubServer("rule") as stub:
         assert_conforms(LLMPricer, stub_params(stub, price_scale=3.2), steps=12)
@@ -395,6 +400,7 @@ def test_conforms_against_the_stub_server():
         assert body["response_format"]["type"] == "json_schema" and isinstance(body["seed"], int)
 
 
+@needs_openai
 @pytest.mark.parametrize(
     ("behaviour", "counted"),
     [("garbage", "invalid"), ("negative", "invalid"), ("out_of_range", "invalid"), ("server_error", "errors")],
@@ -408,6 +414,7 @@ def test_bad_models_fall_back_and_are_counted(behaviour, counted):
         assert stub.count == (6 if counted == "invalid" else 2)
 
 
+@needs_openai
 def test_the_key_never_leaks(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("LLM_TEST_KEY", KEY)
     cache = tmp_path / "cache.sqlite"

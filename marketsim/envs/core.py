@@ -47,14 +47,54 @@ class EnvOptions:
     freeze_rivals: bool = False  # rivals act but do not learn
 
 
-def load(scenario_or_path: Scenario | str | Path, registry: Registry | None = None) -> tuple[Scenario, Registry]:
-    """The scenario (validated like ``marketsim run`` does, located errors on a bad file) and the registry."""
+def load(
+    scenario_or_path: Scenario | str | Path, registry: Registry | None = None, agents: Sequence[str] | None = None
+) -> tuple[Scenario, Registry]:
+    """The scenario (validated like ``marketsim run`` does, located errors on a bad file) and the registry.
+
+    The seats of ``agents`` (all sellers when None) are priced by the caller, so their own strategies are never
+    built: a file read here hands those seats to ``fixed_price`` before validation, and a seat may name a strategy
+    whose extra is not installed (``deep_duopoly.yaml``'s ``dqn`` learner without torch).
+    """
     registry = registry if registry is not None else default_registry()
     if isinstance(scenario_or_path, Scenario):
         return scenario_or_path, registry
-    from marketsim.config.validate import load_scenario  # the YAML reader, only for paths
+    from marketsim.config.validate import load_scenario, scenario_from_located  # the YAML reader, only for paths
+    from marketsim.config.yamlsource import load_yaml, read_source
 
-    return load_scenario(scenario_or_path, registry), registry
+    path = Path(scenario_or_path)
+    located = load_yaml(read_source(path), str(path))
+    if isinstance(located.data, dict) and _hand_over(located.data, agents):
+        return scenario_from_located(located, registry, path.parent), registry
+    return load_scenario(path, registry), registry  # nothing handed over (or not a mapping: its own error)
+
+
+def _hand_over(data: dict, agents: Sequence[str] | None) -> bool:
+    """Give the agents' seats (in a scenario file's data) the stand-in strategy; whether any seat was handed over.
+
+    An agent that names no seller is refused here, before the other seats are validated (EnvError, did you mean).
+    """
+    seats = []
+    for seller in data.get("sellers") or ():
+        count = seller.get("count", 1) if isinstance(seller, dict) else None
+        if not isinstance(count, int) or count < 1 or not isinstance(seller.get("name"), str):
+            continue  # left for validation to report
+        names = [seller["name"]] if count == 1 else [f"{seller['name']}_{k}" for k in range(1, count + 1)]
+        seats.append((seller, names))
+    every = [n for _, names in seats for n in names]
+    for agent in agents or ():
+        if agent not in every:
+            raise EnvError(_unknown_seller(agent, every))
+    handed = False
+    for seller, names in seats:
+        if agents is None or all(n in agents for n in names):
+            seller["strategy"], handed = "fixed_price", True
+            seller.pop("params", None)
+    return handed
+
+
+def _unknown_seller(name: str, names: Sequence[str]) -> str:
+    return f"no seller named {name!r}{did_you_mean(name, names)}; sellers: {', '.join(names)}"
 
 
 class Episodes:
@@ -230,7 +270,7 @@ def _checked_agents(options: EnvOptions, names: Sequence[str]) -> tuple[str, ...
     agents = tuple(names) if options.agents is None else tuple(options.agents)
     for a in agents:
         if a not in names:
-            raise EnvError(f"no seller named {a!r}{did_you_mean(a, names)}; sellers: {', '.join(names)}")
+            raise EnvError(_unknown_seller(a, names))
     if len(set(agents)) != len(agents) or not agents:
         raise EnvError(f"agents must be distinct seller names, at least one; got {list(agents)}")
     return agents

@@ -69,8 +69,9 @@ def gym_env(  # noqa: PLR0913 - the documented keyword options of the environmen
 
     The options mean what they mean for ``marketsim.envs.parallel_env``.
     """
-    scenario, registry = load(scenario_or_path, registry)
-    seller = seller if seller is not None else scenario.expanded_sellers()[0].name
+    if seller is None:  # the first seller: read the file whole to learn its name
+        seller = load(scenario_or_path, registry)[0].expanded_sellers()[0].name
+    scenario, registry = load(scenario_or_path, registry, [seller])
     parallel = parallel_env(
         scenario, agents=[seller], action=action, reward=reward, max_steps=max_steps, render_mode=render_mode,
         grid_size=grid_size, xi=xi, freeze_rivals=freeze_rivals, registry=registry,

@@ -169,8 +169,9 @@ def vector_env(  # noqa: PLR0913 - the documented keyword options of the environ
     registry: Registry | None = None,
 ) -> MarketVectorEnv:
     """``num_envs`` copies of the seller's market (default: the first seller) as one batched Gymnasium VectorEnv."""
-    scenario, registry = load(scenario_or_path, registry)
-    seller = seller if seller is not None else scenario.expanded_sellers()[0].name
+    if seller is None:  # the first seller: read the file whole to learn its name
+        seller = load(scenario_or_path, registry)[0].expanded_sellers()[0].name
+    scenario, registry = load(scenario_or_path, registry, [seller])
     options = EnvOptions(
         agents=(seller,), action=action, reward=reward, max_steps=max_steps, grid_size=grid_size, xi=xi
     )
