@@ -497,8 +497,10 @@ def test_quick_tournament_is_identical_on_an_idle_and_a_saturated_machine(tmp_pa
     for name in ("matches.csv", "leaderboard.csv", "faults.csv"):
         assert (tmp_path / "idle" / name).read_bytes() == (tmp_path / "loaded" / name).read_bytes(), name
     assert len(pd.read_csv(tmp_path / "loaded" / "faults.csv")) == 0  # nobody forfeits on the busy machine
-    # ... although a wall-clock budget of the same size would have forfeited some: the load was real
-    assert max(_wall_seconds(tmp_path / "loaded" / "results.sqlite")) > TIGHT_CPU_BUDGET
+    # ... although the load was real: the same matches took clearly longer on the wall clock (measured side by side,
+    # as a ratio of totals, so the check does not hang on how fast this machine is)
+    idle_wall, loaded_wall = (sum(_wall_seconds(tmp_path / run / "results.sqlite")) for run in ("idle", "loaded"))
+    assert loaded_wall > 1.3 * idle_wall, (idle_wall, loaded_wall)
 
 
 @pytest.mark.skipif(HAS_TORCH, reason="checks the install without torch (the Python 3.12 core run)")

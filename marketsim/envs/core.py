@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -48,13 +49,16 @@ class EnvOptions:
 
 
 def load(
-    scenario_or_path: Scenario | str | Path, registry: Registry | None = None, agents: Sequence[str] | None = None
+    scenario_or_path: Scenario | str | Path,
+    registry: Registry | None = None,
+    agents: Sequence[str] | Literal["all"] | None = None,
 ) -> tuple[Scenario, Registry]:
     """The scenario (validated like ``marketsim run`` does, located errors on a bad file) and the registry.
 
-    The seats of ``agents`` (all sellers when None) are priced by the caller, so their own strategies are never
-    built: a file read here hands those seats to ``fixed_price`` before validation, and a seat may name a strategy
-    whose extra is not installed (``deep_duopoly.yaml``'s ``dqn`` learner without torch).
+    The seats of ``agents`` (a list of seller names, or ``"all"``) are priced by the caller, so their own
+    strategies are never built: a file read here hands those seats to ``fixed_price`` before validation, and a
+    seat may name a strategy whose extra is not installed (``deep_duopoly.yaml``'s ``dqn`` learner without torch).
+    With ``agents`` None the file is read as it is.
     """
     registry = registry if registry is not None else default_registry()
     if isinstance(scenario_or_path, Scenario):
@@ -64,12 +68,12 @@ def load(
 
     path = Path(scenario_or_path)
     located = load_yaml(read_source(path), str(path))
-    if isinstance(located.data, dict) and _hand_over(located.data, agents):
+    if agents is not None and isinstance(located.data, dict) and _hand_over(located.data, agents):
         return scenario_from_located(located, registry, path.parent), registry
     return load_scenario(path, registry), registry  # nothing handed over (or not a mapping: its own error)
 
 
-def _hand_over(data: dict, agents: Sequence[str] | None) -> bool:
+def _hand_over(data: dict, agents: Sequence[str] | Literal["all"]) -> bool:
     """Give the agents' seats (in a scenario file's data) the stand-in strategy; whether any seat was handed over.
 
     An agent that names no seller is refused here, before the other seats are validated (EnvError, did you mean).
@@ -82,12 +86,12 @@ def _hand_over(data: dict, agents: Sequence[str] | None) -> bool:
         names = [seller["name"]] if count == 1 else [f"{seller['name']}_{k}" for k in range(1, count + 1)]
         seats.append((seller, names))
     every = [n for _, names in seats for n in names]
-    for agent in agents or ():
+    for agent in () if agents == "all" else agents:
         if agent not in every:
             raise EnvError(_unknown_seller(agent, every))
     handed = False
     for seller, names in seats:
-        if agents is None or all(n in agents for n in names):
+        if agents == "all" or all(n in agents for n in names):
             seller["strategy"], handed = "fixed_price", True
             seller.pop("params", None)
     return handed

@@ -124,7 +124,7 @@ def parallel_env(  # noqa: PLR0913 - the documented keyword options of the envir
     ``reward``: ``profit`` or ``profit_gain`` (Δ = (π − π_Nash)/(π_monopoly − π_Nash) for the step).
     ``freeze_rivals``: the scenario's learners act without learning.
     """
-    scenario, registry = load(scenario_or_path, registry, agents)
+    scenario, registry = load(scenario_or_path, registry, agents if agents is not None else "all")
     options = EnvOptions(
         agents=None if agents is None else tuple(agents), action=action, reward=reward, max_steps=max_steps,
         grid_size=grid_size, xi=xi, freeze_rivals=freeze_rivals,
