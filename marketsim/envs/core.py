@@ -73,6 +73,21 @@ def load(
     return load_scenario(path, registry), registry  # nothing handed over (or not a mapping: its own error)
 
 
+def first_seller(scenario_or_path: Scenario | str | Path, registry: Registry | None = None) -> str:
+    """The name of the scenario's first seller (its first seat), read without building or checking strategies."""
+    if isinstance(scenario_or_path, Scenario):
+        return scenario_or_path.expanded_sellers()[0].name
+    from marketsim.config.yamlsource import load_yaml, read_source
+
+    data = load_yaml(read_source(Path(scenario_or_path)), str(scenario_or_path)).data
+    sellers = data.get("sellers") if isinstance(data, dict) else None
+    first = sellers[0] if isinstance(sellers, list) and sellers and isinstance(sellers[0], dict) else {}
+    name, count = first.get("name"), first.get("count", 1)
+    if isinstance(name, str) and isinstance(count, int) and count >= 1:
+        return name if count == 1 else f"{name}_1"
+    return load(scenario_or_path, registry)[0].expanded_sellers()[0].name  # malformed: its own located error
+
+
 def _hand_over(data: dict, agents: Sequence[str] | Literal["all"]) -> bool:
     """Give the agents' seats (in a scenario file's data) the stand-in strategy; whether any seat was handed over.
 

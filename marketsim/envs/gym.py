@@ -12,7 +12,7 @@ import gymnasium
 import numpy as np
 
 from marketsim.config.scenario import Scenario
-from marketsim.envs.core import load
+from marketsim.envs.core import first_seller, load
 from marketsim.envs.parallel import parallel_env
 from marketsim.registry import Registry
 
@@ -69,8 +69,7 @@ def gym_env(  # noqa: PLR0913 - the documented keyword options of the environmen
 
     The options mean what they mean for ``marketsim.envs.parallel_env``.
     """
-    if seller is None:  # the first seller: read the file whole to learn its name
-        seller = load(scenario_or_path, registry)[0].expanded_sellers()[0].name
+    seller = seller if seller is not None else first_seller(scenario_or_path, registry)
     scenario, registry = load(scenario_or_path, registry, [seller])
     parallel = parallel_env(
         scenario, agents=[seller], action=action, reward=reward, max_steps=max_steps, render_mode=render_mode,

@@ -20,7 +20,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from marketsim.config.scenario import Scenario
-from marketsim.envs.core import EnvError, EnvOptions, Episodes, SeatedMarket, load
+from marketsim.envs.core import EnvError, EnvOptions, Episodes, SeatedMarket, first_seller, load
 from marketsim.market.batched import BatchedLogitMarket
 from marketsim.registry import Registry
 from marketsim.seeds import rule_generator
@@ -169,8 +169,7 @@ def vector_env(  # noqa: PLR0913 - the documented keyword options of the environ
     registry: Registry | None = None,
 ) -> MarketVectorEnv:
     """``num_envs`` copies of the seller's market (default: the first seller) as one batched Gymnasium VectorEnv."""
-    if seller is None:  # the first seller: read the file whole to learn its name
-        seller = load(scenario_or_path, registry)[0].expanded_sellers()[0].name
+    seller = seller if seller is not None else first_seller(scenario_or_path, registry)
     scenario, registry = load(scenario_or_path, registry, [seller])
     options = EnvOptions(
         agents=(seller,), action=action, reward=reward, max_steps=max_steps, grid_size=grid_size, xi=xi
