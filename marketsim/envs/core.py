@@ -80,11 +80,9 @@ def first_seller(scenario_or_path: Scenario | str | Path, registry: Registry | N
     from marketsim.config.yamlsource import load_yaml, read_source
 
     data = load_yaml(read_source(Path(scenario_or_path)), str(scenario_or_path)).data
-    sellers = data.get("sellers") if isinstance(data, dict) else None
-    first = sellers[0] if isinstance(sellers, list) and sellers and isinstance(sellers[0], dict) else {}
-    name, count = first.get("name"), first.get("count", 1)
-    if isinstance(name, str) and isinstance(count, int) and count >= 1:
-        return name if count == 1 else f"{name}_1"
+    seats = _seats(data) if isinstance(data, dict) else []
+    if seats:
+        return seats[0][1][0]
     return load(scenario_or_path, registry)[0].expanded_sellers()[0].name  # malformed: its own located error
 
 
@@ -93,13 +91,7 @@ def _hand_over(data: dict, agents: Sequence[str] | Literal["all"]) -> bool:
 
     An agent that names no seller is refused here, before the other seats are validated (EnvError, did you mean).
     """
-    seats = []
-    for seller in data.get("sellers") or ():
-        count = seller.get("count", 1) if isinstance(seller, dict) else None
-        if not isinstance(count, int) or count < 1 or not isinstance(seller.get("name"), str):
-            continue  # left for validation to report
-        names = [seller["name"]] if count == 1 else [f"{seller['name']}_{k}" for k in range(1, count + 1)]
-        seats.append((seller, names))
+    seats = _seats(data)
     every = [n for _, names in seats for n in names]
     for agent in () if agents == "all" else agents:
         if agent not in every:
@@ -110,6 +102,19 @@ def _hand_over(data: dict, agents: Sequence[str] | Literal["all"]) -> bool:
             seller["strategy"], handed = "fixed_price", True
             seller.pop("params", None)
     return handed
+
+
+def _seats(data: dict) -> list[tuple[dict, list[str]]]:
+    """Each well-formed seller entry of a scenario file's data with the seat names it expands to (as
+    ``Scenario.expanded_sellers`` names them); malformed entries are skipped, left for validation to report."""
+    seats = []
+    for seller in data.get("sellers") or ():
+        count = seller.get("count", 1) if isinstance(seller, dict) else None
+        if not isinstance(count, int) or count < 1 or not isinstance(seller.get("name"), str):
+            continue
+        names = [seller["name"]] if count == 1 else [f"{seller['name']}_{k}" for k in range(1, count + 1)]
+        seats.append((seller, names))
+    return seats
 
 
 def _unknown_seller(name: str, names: Sequence[str]) -> str:

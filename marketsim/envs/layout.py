@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -140,6 +141,17 @@ class ActionMap:
         if kind not in ("discrete", "continuous"):
             raise ValueError(f"action must be 'discrete' or 'continuous', got {kind!r}")
         return cls(kind, seller_grid(info, grid_size, xi), info.price_min, info.price_max)
+
+    def space(self) -> Any:
+        """The Gymnasium action space: ``Discrete`` over the grid, or a ``Box`` on ``[price_min, price_max]``.
+
+        Gymnasium is imported here, so this module (which the ``sb3_policy`` seller imports) needs no extra.
+        """
+        from gymnasium import spaces
+
+        if self.kind == "discrete":
+            return spaces.Discrete(len(self.grid))
+        return spaces.Box(np.float32(self.price_min), np.float32(self.price_max), shape=(1,), dtype=np.float32)
 
     def price(self, action: object) -> float:
         """The price an action posts (the market clips it to the seller's range)."""

@@ -36,7 +36,7 @@ class MarketParallelEnv(ParallelEnv):
         self.possible_agents = list(self.core.agents)
         self.agents: list[str] = []
         self.observation_spaces = {a: spaces.Box(*self.core.bounds(a), dtype=np.float32) for a in self.possible_agents}
-        self.action_spaces = {a: _action_space(self.core, a) for a in self.possible_agents}
+        self.action_spaces = {a: self.core.actions[a].space() for a in self.possible_agents}
         self._episodes = Episodes(scenario.seed)
 
     def observation_space(self, agent: str) -> spaces.Space:
@@ -94,13 +94,6 @@ class MarketParallelEnv(ParallelEnv):
 
     def close(self) -> None:
         """Nothing to release."""
-
-
-def _action_space(core: SeatedMarket, agent: str) -> spaces.Space:
-    amap = core.actions[agent]
-    if amap.kind == "discrete":
-        return spaces.Discrete(len(amap.grid))
-    return spaces.Box(np.float32(amap.price_min), np.float32(amap.price_max), shape=(1,), dtype=np.float32)
 
 
 def parallel_env(  # noqa: PLR0913 - the documented keyword options of the environment

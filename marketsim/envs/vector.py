@@ -47,7 +47,7 @@ class MarketVectorEnv(VectorEnv):
         self.rivals = _rival_rules(self.core, self.order, num_envs)
         self.layout, self.amap = self.core.layouts[self.agent], self.core.actions[self.agent]
         self.single_observation_space = spaces.Box(*self.core.bounds(self.agent), dtype=np.float32)
-        self.single_action_space = _single_action_space(self.amap)
+        self.single_action_space = self.amap.space()
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.sampled = scenario.demand.mode != "expected"
@@ -112,12 +112,6 @@ class MarketVectorEnv(VectorEnv):
 
     def _encode(self, prices: np.ndarray, units: np.ndarray, profit: np.ndarray) -> np.ndarray:
         return self.layout.encode_arrays(prices[:, 0], prices[:, 1:], units, profit, None, self.t)
-
-
-def _single_action_space(amap: Any) -> spaces.Space:
-    if amap.kind == "discrete":
-        return spaces.Discrete(len(amap.grid))
-    return spaces.Box(np.float32(amap.price_min), np.float32(amap.price_max), shape=(1,), dtype=np.float32)
 
 
 def _check_batchable(scenario: Scenario) -> None:

@@ -176,10 +176,7 @@ def build_policy(algo: str, obs_size: int, amap: ActionMap, net_arch: Sequence[i
     from stable_baselines3.dqn.policies import DQNPolicy
 
     observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float32)
-    if amap.kind == "discrete":
-        action_space: spaces.Space = spaces.Discrete(len(amap.grid))
-    else:
-        action_space = spaces.Box(np.float32(amap.price_min), np.float32(amap.price_max), shape=(1,), dtype=np.float32)
+    action_space = amap.space()  # the env's own action space for this seller
     policy_class = DQNPolicy if algo == "dqn" else ActorCriticPolicy
     fn = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[activation]
     with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten; the global generator is left alone
