@@ -6,6 +6,7 @@ The runners are fakes from ``executor_helpers`` whose behaviour the task key cho
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -20,14 +21,18 @@ from pathlib import Path
 import pytest
 from executor_helpers import RUN_LOG, fake_runner, make_tasks, ok_result, raised_result, read_run_log
 
+from marketsim.config.tournament import parse_tournament
 from marketsim.tournament.executors import (
     ExecutorUnavailable,
     ProcessExecutor,
     RayExecutor,
     SerialExecutor,
     make_executor,
+    worker_imports,
 )
-from marketsim.tournament.matches import MatchResult, MatchTask
+from marketsim.tournament.matches import MatchResult, MatchTask, fault_result
+from marketsim.tournament.play import schedule
+from optional import HAS_TORCH
 
 TESTS_DIR = str(Path(__file__).parent)
 
@@ -276,6 +281,60 @@ def test_ray_backend_without_ray_names_the_extra(monkeypatch):
         make_executor("ray")
 
 
+# --- workers start without heavy optional dependencies unless an entrant needs one (issue 15, item 5) -------
+
+HEAVY = ("torch", "gymnasium", "pettingzoo", "stable_baselines3", "openai", "ray")
+DUOPOLY = """
+name: imports
+market:
+  name: duopoly
+  steps: 1
+  consumers: {size: 1, wtp: {distribution: constant, value: 0.0}, mu: 0.25}
+  demand: {mode: expected}
+  sellers:
+    - {name: seat, strategy: fixed_price, price_min: 1.0, price_max: 2.5}
+entrants:
+  - {name: fixed, strategy: fixed_price}
+  - {name: other, strategy: SECOND}
+self_play: false
+repetitions: 1
+"""
+
+
+def heavy_modules_runner(task: MatchTask, tracker=None) -> MatchResult:
+    """A fake runner that reports, as its fault message, the heavy modules its process had when the match began."""
+    return fault_result(task, "exception", None, None, json.dumps([name for name in HEAVY if name in sys.modules]))
+
+
+def duopoly_tasks(second: str) -> list[MatchTask]:
+    """The two matches of ``fixed_price`` against ``second``."""
+    return schedule(parse_tournament(DUOPOLY.replace("SECOND", second), "t.yaml"))
+
+
+def heavy_at_start(executor, tasks: list[MatchTask]) -> list[list[str]]:
+    """For each task, the heavy modules its worker had imported when the match began."""
+    return [json.loads(result.fault.message) for result in run_all(executor, tasks, heavy_modules_runner)]
+
+
+def test_workers_import_torch_only_when_an_entrant_needs_it():
+    assert worker_imports(duopoly_tasks("cost_plus")) == ()
+    assert worker_imports(make_tasks("ok-0")) == ()  # tasks without a market need nothing
+    if HAS_TORCH:
+        assert worker_imports(duopoly_tasks("dqn")) == ("torch",)
+
+
+def test_pool_workers_start_without_heavy_dependencies():
+    assert heavy_at_start(ProcessExecutor(workers=1), duopoly_tasks("cost_plus")) == [[], []]
+
+
+@pytest.mark.slow  # a worker that imports torch (seconds)
+@pytest.mark.skipif(not HAS_TORCH, reason="torch (the deep extra) is missing")
+def test_pool_workers_import_torch_before_the_first_match_that_needs_it():
+    """The first match of a worker does not pay for importing torch out of its CPU budget."""
+    found = heavy_at_start(ProcessExecutor(workers=1), duopoly_tasks("dqn"))
+    assert all("torch" in modules and "gymnasium" not in modules for modules in found), found
+
+
 # --- Ray (a local 2-CPU cluster for the module) -----------------------------------------------------
 
 
@@ -365,3 +424,9 @@ def test_ray_starts_and_stops_only_its_own_session(ray_run_log, monkeypatch):
     assert [name for name, _ in calls] == ["init", "shutdown", "init", "shutdown"]
     assert calls[0][1]["num_cpus"] == 3 and calls[0][1]["include_dashboard"] is False
     assert calls[2][1]["address"] == "ray://head:10001"
+
+
+@pytest.mark.slow  # 3 s on a busy machine: the pool's test above keeps the fast suite's check
+def test_ray_workers_start_without_heavy_dependencies(ray_run_log):
+    found = heavy_at_start(RayExecutor(), duopoly_tasks("cost_plus"))
+    assert found == [["ray"], ["ray"]]  # a Ray worker runs on Ray, and on nothing else that is heavy

@@ -1,6 +1,7 @@
-"""Discovery imports no torch: the deep and meta plugins register their strategies without loading it.
+"""Discovery imports no heavy optional dependency: the deep, meta, sb3 and llm plugins register their strategies
+without loading torch, Gymnasium, PettingZoo, Stable-Baselines3, openai or Ray (issue 15, item 5).
 
-Each check runs in a fresh interpreter (this test process may have imported torch already).
+Each check runs in a fresh interpreter (this test process may have imported them already).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 from marketsim.registry import ALLOW_ENV, DISABLE_AUTOLOAD_ENV
 
 TORCH_STRATEGIES = ("dqn", "a3c", "rl2", "reptile_dqn")
+#: optional dependencies that only a seller (or executor) that uses them may import
+HEAVY = ("torch", "gymnasium", "pettingzoo", "stable_baselines3", "openai", "ray")
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch (the deep extra) is missing")
 
@@ -43,8 +46,10 @@ for name in TORCH_STRATEGIES:
         found[name] = describe(cls)
 print(json.dumps({
     "torch": "torch" in sys.modules,
+    "heavy": [name for name in HEAVY if name in sys.modules],
     "names": registry.names(),
     "problems": {p.plugin: p.reason for p in registry.problems},
+    "unavailable": {p.plugin: p.reason for p in registry.unavailable},
     "strategies": found,
 }))
 """
@@ -59,15 +64,37 @@ importlib.util.find_spec = lambda name, package=None: None if name == "torch" el
 
 def discover(before: str = "") -> dict[str, Any]:
     """What a fresh interpreter's registry holds (after running ``before``), and whether torch got imported."""
-    code = "\n".join([before, f"TORCH_STRATEGIES = {TORCH_STRATEGIES!r}", DISCOVER])
+    code = "\n".join([before, f"TORCH_STRATEGIES = {TORCH_STRATEGIES!r}", f"HEAVY = {HEAVY!r}", DISCOVER])
+    return json.loads(_fresh(code).splitlines()[-1])
+
+
+def _fresh(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter that loads every installed plugin."""
     env = {k: v for k, v in os.environ.items() if k not in (DISABLE_AUTOLOAD_ENV, ALLOW_ENV)}  # every plugin
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return done.stdout
 
 
-def test_discovery_imports_no_torch() -> None:
-    assert discover()["torch"] is False
+def test_discovery_imports_no_heavy_optional_dependency() -> None:
+    found = discover()
+    assert found["heavy"] == [] and found["torch"] is False
+    assert "sb3_policy" not in found["problems"]
+
+
+CLI = """
+import json, sys
+from marketsim.cli.app import main
+codes = [main(["plugins"]), main(["validate", "scenarios/tournament_quick.yaml"])]
+print(json.dumps({"codes": codes, "heavy": [name for name in HEAVY if name in sys.modules]}))
+"""
+
+
+def test_listing_plugins_and_validating_a_tournament_import_no_heavy_dependency() -> None:
+    """Every CLI call discovers plugins: the ones that play no seller need none of the heavy extras."""
+    found = json.loads(_fresh(f"HEAVY = {HEAVY!r}\n{CLI}").splitlines()[-1])
+    assert found["heavy"] == [], found
+    assert found["codes"][1] == 0
 
 
 @needs_torch
@@ -89,5 +116,6 @@ def test_without_torch_the_plugins_report_why() -> None:
     missing = discover(HIDE_TORCH)
     assert not set(TORCH_STRATEGIES) & set(missing["names"])
     assert "q_learning" in missing["names"]
+    assert not {"deep", "meta"} & set(missing["problems"])  # a missing extra is not a fault of the plugin
     for plugin in ("deep", "meta"):
-        assert "need torch: pip install 'marketsim[deep]'" in missing["problems"][plugin]
+        assert "need torch: pip install 'marketsim[deep]'" in missing["unavailable"][plugin]

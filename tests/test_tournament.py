@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,10 +19,11 @@ import pytest
 from marketsim.cli.app import main
 from marketsim.config.tournament import load_tournament, parse_tournament
 from marketsim.config.yamlsource import SourceError
-from marketsim.tournament.executors import make_executor
+from marketsim.tournament.executors import SerialExecutor, make_executor
+from marketsim.tournament.matches import MatchResult, MatchTask, SeatResult, fault_result
 from marketsim.tournament.play import ResumeError, run_match, run_tournament, schedule
 from marketsim.tournament.report import write_outputs
-from marketsim.tournament.results import leaderboard, match_rows
+from marketsim.tournament.results import ResultStore, leaderboard, match_rows
 from optional import HAS_TORCH, bundled
 
 ROOT = Path(__file__).parents[1]
@@ -514,3 +517,130 @@ def test_without_torch_tournaments_run_and_exploit_is_one_clean_refusal(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "exploit.strategy: best-responder 'dqn' is not available" in err[0] and "torch" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+# --- issue 15: self-play faults, observers and provenance in the tournament's outputs -------------------------
+
+
+def _fake_task(index: int, seats: tuple[str, ...]) -> MatchTask:
+    """A task for hand-built results (never played)."""
+    return MatchTask(f"k|round_robin|{','.join(seats)}|r0", index, 7, None, seats, 0, 1)
+
+
+def _won(index: int, seats: tuple[str, str], profits: tuple[float, float]) -> MatchResult:
+    """A finished duopoly with the given mean profits."""
+    results = tuple(SeatResult(i, name, name, profits[i], 1.5, 1.0, 0.0) for i, name in enumerate(seats))
+    return MatchResult(_fake_task(index, seats).key, index, 7, seats, "ok", results, consumer_surplus=1.0)
+
+
+def test_an_entrant_that_faults_in_self_play_wins_nothing_from_it() -> None:
+    """Bug of issue 15: the twin seat of a faulting entrant was credited with the forfeit win."""
+    lineups = [("crash", "crash"), ("crash", "good"), ("good", "crash")]
+    crash = [fault_result(_fake_task(i, s), "exception", s.index("crash"), 3, "boom") for i, s in enumerate(lineups)]
+    results = [*crash, _won(3, ("good", "good"), (1.0, 1.0))]
+    rows = match_rows(results)
+    self_play = rows[rows["key"] == crash[0].key]
+    assert list(self_play["win"]) == [0.0, 0.0] and list(self_play["faulted"]) == [True, False]
+    assert self_play["mean_profit"].iloc[0] == 0.0 and pd.isna(self_play["mean_profit"].iloc[1])
+    board = leaderboard(rows, n_resamples=50).set_index("entrant")
+    assert board.loc["crash", "win_rate"] == 0.0 and board.loc["crash", "faults"] == 3
+    assert board.loc["good", "win_rate"] == pytest.approx((1 + 1 + 0.5) / 3)  # its own self-play is a tie
+    # a fault blamed on the entrant but no seat (e.g. a worker lost between steps) gives no win to its twin either
+    unseated = fault_result(_fake_task(0, ("crash", "crash")), "crash", None, None, "lost")
+    unseated = replace(unseated, fault=replace(unseated.fault, entrant="crash"))
+    assert list(match_rows([unseated])["win"]) == [0.0, 0.0]
+
+
+OBSERVED = f"""
+name: observed
+seed: 4
+plugins: [odd_observer]
+{MARKET}
+  observers: [{{observer: price_dispersion, params: {{tail: 5}}}}]
+entrants:
+  - {{name: fixed, strategy: fixed_price, params: {{price: 1.8}}}}
+  - {{name: cost_plus, strategy: cost_plus, params: {{markup: 0.5}}}}
+self_play: false
+repetitions: 1
+phases: {{train_steps: 5, eval_steps: 10}}
+"""
+ODD_OBSERVER = '''
+from marketsim.hookspecs import hookimpl
+from marketsim.observers import Observer
+
+
+class Odd(Observer):
+    """Returns an object that is not JSON data."""
+
+    name = "odd"
+
+    def finish(self):
+        return {"what": object()}
+
+
+@hookimpl
+def register_observers(register):
+    register(Odd)
+'''
+
+
+@pytest.fixture(scope="module")
+def odd_plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder with the odd observer's plugin module (this process imports it once, from there)."""
+    folder = tmp_path_factory.mktemp("odd_plugin")
+    (folder / "odd_observer.py").write_text(ODD_OBSERVER)
+    return folder
+
+
+def _observed(tmp_path: Path, plugins: Path, text: str = OBSERVED):
+    """The OBSERVED tournament played in this process, its folder written; (results, summary)."""
+    loaded = parse_tournament(text, "t.yaml", base_dir=ROOT, plugin_dirs=[plugins])
+    results = run_tournament(loaded, tmp_path / "results.sqlite", SerialExecutor(in_process=True))
+    return results, write_outputs(results, loaded, tmp_path)[0]
+
+
+def test_observers_of_a_tournaments_market_reach_its_outputs(tmp_path: Path, odd_plugin_dir: Path) -> None:
+    """Bug of issue 15: observers attached to a tournament's market were validated, then their results lost."""
+    results, summary = _observed(tmp_path, odd_plugin_dir)
+    assert [r.status for r in results] == ["ok", "ok"]
+    with ResultStore(tmp_path / "results.sqlite") as store:  # per match, in the store
+        assert [r.observers for r in store.results()] == [r.observers for r in results]
+    per_match = json.loads((tmp_path / "observers.json").read_text())
+    assert [m["seats"] for m in per_match] == [["fixed", "cost_plus"], ["cost_plus", "fixed"]]
+    rows = pd.read_csv(tmp_path / "matches.csv")
+    spread = abs(rows["mean_price"].iloc[0] - rows["mean_price"].iloc[1])  # both post one price all match long
+    for match in per_match:
+        metrics = match["observers"]["price_dispersion"]
+        assert metrics["mean_spread"] == pytest.approx(spread) and "last5_spread" in metrics
+    found = summary["observers"]["price_dispersion"]
+    assert found["matches"] == 2 and found["mean"]["mean_spread"] == pytest.approx(spread)
+    assert found["by_pairing"]["cost_plus+fixed"]["last5_cv"] == pytest.approx(found["mean"]["last5_cv"])
+    assert json.loads((tmp_path / "summary.json").read_text())["observers"]["price_dispersion"] == found
+    assert "Observer price_dispersion" in (tmp_path / "report.html").read_text()
+
+
+def test_an_observer_that_returns_no_json_is_a_fault_of_nobody(tmp_path: Path, odd_plugin_dir: Path) -> None:
+    text = OBSERVED.replace("observers: [{", "observers: [{observer: odd}, {")
+    results, summary = _observed(tmp_path, odd_plugin_dir, text)  # every match faults: the outputs are still written
+    faults = [r.fault for r in results]
+    assert all(f is not None and f.entrant is None and f.kind == "exception" for f in faults)
+    assert "observer 'odd' failed" in faults[0].message and "not JSON data" in faults[0].message
+    assert summary["faults"] == 2 and summary["observers"] == {}
+
+
+def test_tournament_outputs_record_who_provided_each_strategy_choice_model_and_observer(
+    tmp_path: Path, odd_plugin_dir: Path
+) -> None:
+    _, summary = _observed(tmp_path, odd_plugin_dir)
+    version = importlib.metadata.version("marketsim")
+    provenance = summary["provenance"]
+    assert provenance["entrants"]["fixed"] == {
+        "strategy": "fixed_price", "name": "fixed_price", "distribution": "marketsim", "version": version,
+        "plugin": "rules",
+    }  # fmt: skip
+    assert provenance["entrants"]["cost_plus"]["strategy"] == "cost_plus"
+    assert provenance["choice_model"]["name"] == "logit"
+    assert set(provenance["observers"]) == {"price_dispersion"}
+    sidecar = json.loads((tmp_path / "matches.csv-metadata.json").read_text())
+    assert sidecar["url"] == "matches.csv" and sidecar["provenance"] == provenance
+    assert sidecar["columns"] == list(pd.read_csv(tmp_path / "matches.csv").columns)

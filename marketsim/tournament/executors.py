@@ -18,6 +18,7 @@ the run and kills the workers. No task is ever run twice: a match that faulted i
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import math
 import mmap
@@ -281,8 +282,53 @@ def _no_core_dumps() -> None:
 
 _READY = "ready"  # the first message of a worker: its runner and the plugins are loaded, it waits for tasks
 
+#: classifier key → the heavy optional module a strategy with that fact set imports when a seller uses it
+HEAVY_IMPORTS = {"needs_torch": "torch"}
 
-def _worker_main(conn: Connection, progress: Any, runner: Runner, parent: int) -> None:
+
+def worker_imports(tasks: Sequence[MatchTask]) -> tuple[str, ...]:
+    """The heavy modules some seat of ``tasks`` needs (torch for a ``needs_torch`` strategy), sorted.
+
+    A worker imports them when it starts, before any match's clock runs, so that the first match of a worker
+    does not pay for them out of its CPU budget; a tournament whose entrants need none starts workers without.
+    """
+    needed: set[str] = set()
+    seen: set[tuple[tuple[str, ...], tuple[str, ...], str]] = set()
+    for task in tasks:
+        sellers = task.scenario.expanded_sellers() if task.scenario is not None else ()
+        for key in {(task.plugins, task.plugin_dirs, seller.strategy) for seller in sellers} - seen:
+            seen.add(key)
+            needed |= _heavy_imports_of(*key)
+    return tuple(sorted(needed))
+
+
+def _heavy_imports_of(plugins: tuple[str, ...], plugin_dirs: tuple[str, ...], strategy: str) -> set[str]:
+    """The heavy modules ``strategy`` imports when used; none when it cannot be found here (its match says why)."""
+    from marketsim.config.plugins import plugin_registry
+
+    try:
+        registry = plugin_registry(plugins, plugin_dirs)
+    except ImportError:  # a plugin module outside the allowed directories: every match of it faults, in the worker
+        return set()
+    if strategy not in registry:
+        return set()
+    facts = registry.get(strategy).cls.classifier
+    return {module for fact, module in HEAVY_IMPORTS.items() if facts.get(fact)}
+
+
+def _prepare_worker(imports: Sequence[str]) -> None:
+    """Discover the plugins and import the heavy modules the matches need, before any match's clock starts.
+
+    A module that is not installed is skipped: the seller that needs it then fails its setup with the error
+    that names the missing extra, as a fault of its seat.
+    """
+    default_registry()
+    for module in imports:
+        with suppress(ImportError):
+            importlib.import_module(module)
+
+
+def _worker_main(conn: Connection, progress: Any, runner: Runner, parent: int, imports: tuple[str, ...] = ()) -> None:
     """A pool worker: receive a task, play it under its guard, send the result back; stop on ``None`` or EOF."""
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
@@ -293,7 +339,7 @@ def _worker_main(conn: Connection, progress: Any, runner: Runner, parent: int) -
             self.seat, self.step = seat, step
             progress[0], progress[1] = seat, step  # read by the coordinator after a kill or a crash
 
-    default_registry()  # discover plugins (imports torch for the deep learners) before any match's clock starts
+    _prepare_worker(imports)
     conn.send(_READY)
     while True:
         try:
@@ -394,9 +440,10 @@ class ProcessExecutor:
         remaining = len(pending)
         pool: list[_Worker | None] = []
         finished = False
+        imports = worker_imports(tasks)
         try:
             with _user_interrupts():
-                pool = [self._start_worker(runner) for _ in range(min(self.workers, remaining))]
+                pool = [self._start_worker(runner, imports) for _ in range(min(self.workers, remaining))]
                 while remaining:
                     pool = [worker for worker in pool if worker is not None]
                     for worker in pool:
@@ -412,17 +459,17 @@ class ProcessExecutor:
                             self._close(worker)
                             pool[index] = None
                             if pending:  # replaced only while tasks wait for a worker
-                                pool[index] = self._start_worker(runner)
+                                pool[index] = self._start_worker(runner, imports)
                 finished = True
         finally:
             self._shutdown(pool, graceful=finished)
 
-    def _start_worker(self, runner: Runner) -> _Worker:
+    def _start_worker(self, runner: Runner, imports: tuple[str, ...] = ()) -> _Worker:
+        """A fresh worker process that loads ``runner``, the plugins and ``imports``, then waits for tasks."""
         ours, theirs = self._context.Pipe()
         progress = self._context.Array("q", [-1, -1], lock=False)
-        process = self._context.Process(
-            target=_worker_main, args=(theirs, progress, runner, os.getpid()), name="marketsim-worker", daemon=True
-        )
+        args = (theirs, progress, runner, os.getpid(), imports)
+        process = self._context.Process(target=_worker_main, args=args, name="marketsim-worker", daemon=True)
         process.start()
         theirs.close()  # so that the worker's death shows as EOF on our end
         return _Worker(process, ours, progress)
@@ -585,14 +632,16 @@ class _FileProgress(_Progress):
         self._map.close()
 
 
-def _ray_match(runner: Runner, task: MatchTask, name: str) -> Iterator[object]:
+def _ray_match(runner: Runner, task: MatchTask, name: str, imports: tuple[str, ...] = ()) -> Iterator[object]:
     """The body of a Ray task: a generator, so that the coordinator learns when and where the match starts.
 
-    Ray runs tasks on the worker's main thread, so the guard's timers work here as in a pool worker.
+    Ray runs tasks on the worker's main thread, so the guard's timers work here as in a pool worker. A fresh
+    Ray worker discovers the plugins and imports ``imports`` before the match's clock starts (a reused one
+    already has them).
     """
     import ray
 
-    default_registry()  # discover plugins (imports torch) in a fresh worker before the match's budget starts
+    _prepare_worker(imports)
     path = _progress_path(name)
     progress = _FileProgress(path)
     yield _STARTED, ray.get_runtime_context().get_node_id()
@@ -659,11 +708,12 @@ class RayExecutor:
             with _user_interrupts():
                 remote = ray.remote(max_retries=0, retry_exceptions=False)(_ray_match)
                 window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))  # keep workers busy, not flooded
-                pending = deque(tasks)
+                pending, imports = deque(tasks), worker_imports(tasks)
                 while pending or in_flight:
                     while pending and len(in_flight) < window:
                         task, name = pending.popleft(), uuid.uuid4().hex
-                        in_flight[remote.remote(runner, task, name)] = _RayMatch(task, name, time.monotonic())
+                        match = remote.remote(runner, task, name, imports)
+                        in_flight[match] = _RayMatch(task, name, time.monotonic())
                     self._step(in_flight, on_result)
         finally:
             for generator in in_flight:  # after an error or Ctrl-C: nothing is left running

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from marketsim.config.scenario import Scenario
 from marketsim.config.tournament import DEFAULT_MEMORY_LIMIT_MB
@@ -141,6 +141,8 @@ class MatchResult:
     fault: Fault | None = None
     prices: tuple[tuple[float, ...], ...] = field(default=(), repr=False)  # eval price path per seat
     elapsed: float = 0.0
+    # each observer's finish() metrics (JSON data) over the whole match, training included, by observer name
+    observers: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, hash=False)
 
 
 def fault_result(

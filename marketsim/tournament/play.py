@@ -7,11 +7,12 @@ and is the only writer of the result store, so an interrupted run resumes exactl
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ import pandas as pd
 from marketsim.config.plugins import plugin_registry
 from marketsim.config.tournament import LoadedTournament, match_scenario, seatings
 from marketsim.market.model import MarketModel, StrategyError
+from marketsim.observers import ObserverError
 from marketsim.seeds import match_seed
 from marketsim.tournament.executors import Executor, Runner
 from marketsim.tournament.matches import (
@@ -66,15 +68,42 @@ def schedule(tournament: LoadedTournament) -> list[MatchTask]:
 
 
 def run_match(task: MatchTask, tracker: Callable[[int, int], None] | None = None) -> MatchResult:
-    """Play one match: train, then evaluate; a misbehaving strategy gives a fault result, not an exception."""
+    """Play one match: train, then evaluate; a misbehaving strategy gives a fault result, not an exception.
+
+    An observer that fails (or returns metrics that are not JSON data) is nobody's seat: the match is a fault
+    that names no entrant, so it scores nothing, and faults.csv says which observer failed.
+    """
     start = time.perf_counter()
     try:
         model = _played(task, tracker)
+        observers = _observer_results(model)
     except StrategyError as exc:
         return fault_result(task, fault_kind(exc.error), exc.seat, exc.step, short_traceback(exc.error))
     except Exception as exc:  # outside any strategy's code (e.g. the market itself runs out of memory)
         return fault_result(task, fault_kind(exc), None, None, short_traceback(exc))
-    return _scored(task, model, start)
+    return replace(_scored(task, model, start), observers=observers)
+
+
+def _observer_results(model: MarketModel) -> dict[str, dict[str, Any]]:
+    """Each observer's finish() metrics as plain JSON data (numpy scalars and arrays made plain), by name.
+
+    Checked here, in the process that played the match, so that a result always reaches the store; metrics
+    that are not JSON data raise ``ObserverError`` naming the observer.
+    """
+    out = {}
+    for name, metrics in model.finish_observers().items():
+        try:
+            out[name] = json.loads(json.dumps(metrics, allow_nan=True, default=_plain))
+        except (TypeError, ValueError) as exc:
+            raise ObserverError(name, model.steps, exc) from exc
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays as Python numbers and lists; anything else is not JSON data."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON data: finish() must return numbers, text, lists or dicts")
 
 
 def _played(task: MatchTask, tracker: Callable[[int, int], None] | None) -> MarketModel:

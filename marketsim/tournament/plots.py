@@ -14,8 +14,21 @@ if TYPE_CHECKING:
 
 
 def plot_tournament(rows, matrix, results, out: Path, match_key: str | None = None) -> list[Path]:
-    """Payoff heatmap, per-entrant profit box plots and the price paths of one match."""
+    """Payoff heatmap, per-entrant profit box plots and the price paths of one match (each when there is data)."""
     written = []
+    if matrix.size:
+        written.append(_payoff_heatmap(matrix, out))
+    scored = rows[np.isfinite(rows["mean_profit"].astype(float))]  # float also when no match scored (no rows)
+    if len(scored):
+        written.append(_profit_boxplot(scored, out))
+    chosen = next((r for r in results if r.key == match_key), None) or next((r for r in results if r.prices), None)
+    if chosen is not None:
+        written.append(_price_paths(chosen, out))
+    return written
+
+
+def _payoff_heatmap(matrix, out: Path) -> Path:
+    """payoff_heatmap.png: mean profit of each row entrant against each column entrant."""
     fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(matrix), 1.0 + 0.6 * len(matrix)), layout="constrained")
     image = ax.imshow(matrix.to_numpy(dtype=float), cmap="viridis")
     ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=45, ha="right")
@@ -25,33 +38,36 @@ def plot_tournament(rows, matrix, results, out: Path, match_key: str | None = No
             ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7, color="w")
     ax.set(title="Mean profit of the row entrant against the column entrant", xlabel="opponent", ylabel="entrant")
     fig.colorbar(image, ax=ax, shrink=0.8)
-    written.append(out / "payoff_heatmap.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    return _saved(fig, out / "payoff_heatmap.png")
 
-    scored = rows[np.isfinite(rows["mean_profit"])]
+
+def _profit_boxplot(scored, out: Path) -> Path:
+    """profit_boxplot.png: each entrant's evaluation profit per finished match, best mean first."""
     order = scored.groupby("entrant")["mean_profit"].mean().sort_values(ascending=False).index.tolist()
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(order)), 4.2), layout="constrained")
     ax.boxplot([scored.loc[scored["entrant"] == e, "mean_profit"] for e in order], tick_labels=order)
     ax.set(title="Evaluation profit per match", ylabel="mean profit per step")
     ax.tick_params(axis="x", rotation=45)
     ax.grid(alpha=0.3)
-    written.append(out / "profit_boxplot.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    return _saved(fig, out / "profit_boxplot.png")
 
-    chosen = next((r for r in results if r.key == match_key), None) or next((r for r in results if r.prices), None)
-    if chosen is not None:
-        fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
-        for seat, path in zip(chosen.seats, chosen.prices):
-            ax.plot(path, label=seat, lw=1.2)
-        ax.set(title=f"Evaluation prices of match {chosen.key}", xlabel="evaluation step (sampled)", ylabel="price")
-        ax.legend(fontsize="small")
-        ax.grid(alpha=0.3)
-        written.append(out / "price_paths.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
-    return written
+
+def _price_paths(chosen, out: Path) -> Path:
+    """price_paths.png: the evaluation prices of one match, per seat."""
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
+    for seat, path in zip(chosen.seats, chosen.prices):
+        ax.plot(path, label=seat, lw=1.2)
+    ax.set(title=f"Evaluation prices of match {chosen.key}", xlabel="evaluation step (sampled)", ylabel="price")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return _saved(fig, out / "price_paths.png")
+
+
+def _saved(fig, path: Path) -> Path:
+    """Write the figure to ``path`` and close it."""
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def tournament_html(title: str, sections: list[tuple[str, str]], images: list[Path]) -> str:

@@ -18,7 +18,7 @@ from marketsim.tournament.exploit import exploitability, with_exploitability
 from marketsim.tournament.matches import Fault, MatchResult
 from marketsim.tournament.metagame import MetaGameReport, analyse_meta_game
 
-__all__ = ["write_outputs"]
+__all__ = ["tournament_provenance", "write_outputs"]
 
 
 def write_outputs(
@@ -29,6 +29,10 @@ def write_outputs(
     exploit: list[MatchResult] | None = None,
 ):
     """matches.csv, faults.csv, leaderboard.csv, payoff/pairing tables, summary.json, plots and report.html.
+
+    summary.json["provenance"] and matches.csv-metadata.json record the distribution and version that provided
+    each entrant's strategy, the choice model and the observers. When the market has observers, their results
+    are in observers.json (per finished match) and summarised in summary.json["observers"][NAME].
 
     With ``exploit`` (the results of ``marketsim.tournament.exploit.run_exploits``) also exploitability.csv, its columns
     in the leaderboard and ``summary.json["exploitability"]``.
@@ -54,6 +58,8 @@ def write_outputs(
         board = with_exploitability(board, exploitable)
         exploitable.to_csv(out / "exploitability.csv", index=False)
     rows.to_csv(out / "matches.csv", index=False)
+    provenance = tournament_provenance(tournament, exploit is not None)
+    _write_json(out / "matches.csv-metadata.json", _matches_metadata(tournament, list(rows.columns), provenance))
     faults.to_csv(out / "faults.csv", index=False)
     board.to_csv(out / "leaderboard.csv", index=False)
     matrix.to_csv(out / "payoff_matrix.csv")
@@ -64,8 +70,13 @@ def write_outputs(
         "matches": len(results),
         "faults": len(faults),
         "leaderboard": board.to_dict(orient="records"),
+        "provenance": provenance,
     }
     sections = [("Leaderboard", board.to_html(index=False, float_format="%.4f"))]
+    if tournament.market.observers:
+        summary["observers"] = analysis.observer_summary(results)
+        _write_json(out / "observers.json", _observer_matches(results))
+        sections += _observer_sections(summary["observers"])
     if game is not None:
         summary["meta_game"] = game.summary()
         sections += _meta_game_sections(game)
@@ -87,9 +98,65 @@ def write_outputs(
     images = plot_tournament(rows, matrix, results, out, match_key)
     if game is not None:
         images += plot_meta_game(game, out)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
+    _write_json(out / "summary.json", summary)
     (out / "report.html").write_text(tournament_html(f"Tournament {tournament.spec.name}", sections, images))
     return summary, board
+
+
+def tournament_provenance(tournament: LoadedTournament, best_responder: bool = False) -> dict[str, Any]:
+    """Who provided each entrant's strategy, the market's choice model and its observers (distribution, version).
+
+    ``entrants`` (the field's rivals included) maps each display name to its strategy as the file names it
+    and that strategy's registry provenance; ``best_responder`` is there when exploit runs were reported.
+    """
+    from marketsim.config.plugins import plugin_registry
+
+    registry = plugin_registry(tuple(tournament.spec.plugins), tournament.plugin_dirs)
+    spec, market = tournament.spec, tournament.market
+    entrants = {e.name: {"strategy": e.strategy, **registry.get(e.strategy).provenance} for e in spec.entrants}
+    entrants |= {f.name: {"strategy": f.strategy, **registry.get(f.strategy).provenance} for f in spec.field}
+    found: dict[str, Any] = {
+        "entrants": entrants,
+        "choice_model": registry.extension("choice model", market.consumers.choice.model).provenance,
+        "observers": {o.observer: registry.extension("observer", o.observer).provenance for o in market.observers},
+    }
+    if best_responder:
+        found["best_responder"] = {"strategy": spec.exploit.strategy, **registry.get(spec.exploit.strategy).provenance}
+    return found
+
+
+def _matches_metadata(tournament: LoadedTournament, columns: list[str], provenance: dict[str, Any]) -> dict:
+    """The metadata that travels with matches.csv (named after the CSV-on-the-Web ``<file>-metadata.json`` rule)."""
+    return {
+        "url": "matches.csv",
+        "tournament": tournament.spec.name,
+        "digest": tournament.digest(),
+        "columns": columns,
+        "provenance": provenance,
+    }
+
+
+def _observer_matches(results: list[MatchResult]) -> list[dict[str, Any]]:
+    """observers.json: every finished match's observer results, with what identifies the match."""
+    keep = ("key", "index", "seed", "seats", "observers")
+    return [{name: getattr(r, name) for name in keep} for r in results if r.status == "ok"]
+
+
+def _observer_sections(summary: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """Report sections: per observer, its numeric metrics averaged over all finished matches and per pairing."""
+    import pandas as pd
+
+    sections = []
+    for name, found in summary.items():
+        table = pd.DataFrame.from_dict({"(all)": found["mean"], **found["by_pairing"]}, orient="index")
+        html = table.rename_axis("pairing").to_html(float_format="%.4g")
+        sections.append((f"Observer {name} (mean over {found['matches']} finished matches)", html))
+    return sections
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Indented JSON with a final newline; numpy scalars become plain numbers."""
+    path.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
 
 
 def _meta_game(rows: Any, matrix: Any, tournament: LoadedTournament) -> MetaGameReport | None:

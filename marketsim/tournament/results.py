@@ -43,6 +43,8 @@ __all__ = [
     "ABTest",
     "ab_test",
     "payoff_samples",
+    "observer_rows",
+    "observer_summary",
     "ROW_COLUMNS",
     "LEADERBOARD_COLUMNS",
 ]
@@ -261,15 +263,30 @@ def _faulty_seats(result: MatchResult) -> list[int] | None:
     return seats or None
 
 
+def _forfeit_wins(seats: tuple[str, ...], faulty: list[int]) -> np.ndarray:
+    """Win shares of a forfeited match: split among the seats of *other* entrants than the blamed ones.
+
+    A seat held by the blamed entrant itself (its twin in self-play) wins nothing: an entrant must never win
+    from its own fault. A self-play match that faults therefore gives no win to anyone.
+    """
+    blamed = {seats[i] for i in faulty}
+    winners = [i for i, name in enumerate(seats) if name not in blamed]
+    wins = np.zeros(len(seats))
+    if winners:
+        wins[winners] = 1.0 / len(winners)
+    return wins
+
+
 def match_rows(results: list[MatchResult], rule: Literal["forfeit", "void"] = "forfeit") -> pd.DataFrame:
     """One row per (match, seat): who sat there, against whom, how it did, and its share of the win.
 
     A win goes to the seat with the highest mean evaluation profit of a finished match; ties split it (1/k).
-    A faulty match under ``rule="forfeit"`` gives the faulty seat profit 0.0 and no win, and every other seat
-    a win share of 1/(n−1) with profit NaN (the match did not finish, so it says nothing about their profit and
-    is left out of means). Under ``rule="void"`` every seat gets profit and win NaN (left out of every mean),
-    so the match scores nothing but the blamed entrant's fault still counts. A fault that names no entrant
-    gives no rows. The boolean column ``faulted`` marks the seat blamed for a fault.
+    A faulty match under ``rule="forfeit"`` gives the faulty seat profit 0.0 and no win, and every seat of another
+    entrant an equal win share with profit NaN (the match did not finish, so it says nothing about their profit and
+    is left out of means); the faulty entrant's self-play twin gets profit NaN and no win. Under ``rule="void"``
+    every seat gets profit and win NaN (left out of every mean), so the match scores nothing but the blamed
+    entrant's fault still counts. A fault that names no entrant gives no rows. The boolean column ``faulted``
+    marks the seat blamed for a fault.
     """
     if rule not in ("forfeit", "void"):
         raise ValueError(f"unknown fault rule {rule!r}: use 'forfeit' or 'void'")
@@ -296,8 +313,7 @@ def match_rows(results: list[MatchResult], rule: Literal["forfeit", "void"] = "f
                 profits, wins = np.full(n, _NAN), np.full(n, _NAN)
             else:
                 profits = np.array([0.0 if i in faulty else _NAN for i in range(n)])
-                others = n - len(faulty)
-                wins = np.array([0.0 if i in faulty else 1.0 / others for i in range(n)])
+                wins = _forfeit_wins(res.seats, faulty)
             surplus = _NAN
         for i, name in enumerate(res.seats):
             seat = by_seat.get(i)
@@ -498,6 +514,50 @@ def pairings(rows: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(records, columns=columns)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Observers attached to the tournament's market
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    """A metric that can be averaged: a real number, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def observer_rows(results: list[MatchResult]) -> pd.DataFrame:
+    """One row per (finished match, observer): its key, pairing, observer and each numeric metric it returned.
+
+    Metrics that are not numbers (text, lists, nested dicts) stay in the per-match JSON and are not tabled.
+    """
+    out = []
+    for res in results:
+        pairing = "+".join(sorted(res.seats))
+        for name, metrics in res.observers.items():
+            numbers = {metric: float(value) for metric, value in metrics.items() if _is_number(value)}
+            out.append({"key": res.key, "pairing": pairing, "observer": name, **numbers})
+    return pd.DataFrame(out)
+
+
+def observer_summary(results: list[MatchResult]) -> dict[str, dict[str, Any]]:
+    """Per observer: the matches it finished and the mean of each numeric metric, overall and per pairing."""
+    rows = observer_rows(results)
+    if rows.empty:
+        return {}
+    summary: dict[str, dict[str, Any]] = {}
+    for name, grp in rows.groupby("observer", sort=True):
+        metrics = grp.drop(columns=["key", "pairing", "observer"]).dropna(axis=1, how="all")
+        by_pairing = metrics.groupby(grp["pairing"], sort=True).mean()
+        summary[str(name)] = {
+            "matches": len(grp),
+            "mean": {metric: float(value) for metric, value in metrics.mean().items()},
+            "by_pairing": {
+                str(pairing): {metric: float(value) for metric, value in means.items() if math.isfinite(value)}
+                for pairing, means in by_pairing.iterrows()
+            },
+        }
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------------------------

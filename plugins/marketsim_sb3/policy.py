@@ -7,7 +7,7 @@ refused), into a policy rebuilt with SB3's own class for the declared ``algo`` (
 pickled ``data`` entry and SB3's ``load`` are never used. The observation vector and the action's price are
 ``marketsim.envs.layout``'s, so the seller sees exactly the numbers the policy was trained on.
 
-torch and SB3 are imported when a seller is set up, never when the plugin is discovered.
+torch, SB3, Gymnasium and PettingZoo are imported when a seller is set up, never when the plugin is discovered.
 """
 
 from __future__ import annotations
@@ -19,15 +19,17 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from marketsim.envs.layout import ActionMap, ObservationLayout
 from marketsim.exceptions import MissingExtraError
 from marketsim.learning.checkpoint import CheckpointError
 from marketsim.market.step import state_observations
 from marketsim.strategy import MarketInfo, Observation, Strategy
+
+if TYPE_CHECKING:  # marketsim.envs imports gymnasium and pettingzoo: loaded when a seller is set up, not at discovery
+    from marketsim.envs.layout import ActionMap, ObservationLayout
 
 __all__ = ["PolicyFileError", "SavedShape", "Sb3Policy", "build_policy", "read_weights", "saved_shape"]
 
@@ -261,6 +263,8 @@ class Sb3Policy(Strategy):
     def setup(self, market: MarketInfo, rng: np.random.Generator) -> None:
         """Rebuild the policy from the file's weights (any mismatch with the declared parameters is an error)."""
         import_sb3()  # first: without the extra, say so before anything else can fail
+        from marketsim.envs.layout import ActionMap
+
         super().setup(market, rng)
         self.actions = ActionMap.for_seller(market, self.action, self.grid_size, self.xi)
         self.prices = self.actions.grid
@@ -321,6 +325,8 @@ class Sb3Policy(Strategy):
 
     def _layout(self, inventory: float, capacity: float) -> ObservationLayout:
         """This seller's observation layout given its opening stock and capacity; it must fit the policy's input."""
+        from marketsim.envs.layout import ObservationLayout
+
         m = self.market
         opening = Observation(
             step=0, own_price=m.price_min, cost=m.costs[m.index], last_units=0.0, last_profit=0.0,
