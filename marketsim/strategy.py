@@ -7,15 +7,17 @@ defaults, ``price(observation) -> float`` and optionally ``learn(outcome)``. Dat
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import numbers
 import reprlib
+import textwrap
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -32,6 +34,97 @@ DEFAULT_CLASSIFIER: Mapping[str, Any] = {
     "reactive": False,  # is the price a function of last period's prices (and cost, bounds) alone?
 }
 
+#: The values a classifier's ``observes`` tuple may hold, and what each part is.
+OBSERVES_PARTS: Mapping[str, str] = {
+    "own": "its own fields of the Observation: own_price, cost, last_units, last_profit, inventory, capacity, "
+    "step and the price range",
+    "competitors": "the rivals' prices: Observation.competitor_prices (and Outcome.competitor_prices)",
+    "demand_model": "the market's demand through MarketInfo: expected_profit / own_profit, nash_prices, "
+    "monopoly_prices, the rivals' costs",
+}
+
+#: Metadata key under which a contract field carries its description (see ``described``).
+FIELD_DOC = "doc"
+
+_T = TypeVar("_T", bound=type)
+
+
+def described(doc: str, **kwargs: Any) -> Any:
+    """A dataclass field whose one-line description lives in ``metadata["doc"]``, for ``help()`` and the reference."""
+    return field(metadata={FIELD_DOC: doc}, **kwargs)
+
+
+def documented(cls: _T) -> _T:
+    """Append a ``Fields:`` section, built from the fields' descriptions, to the docstring ``help()`` shows."""
+    lines = [
+        textwrap.fill(f"{f.name} ({f.type}): {f.metadata.get(FIELD_DOC, '')}", 110, subsequent_indent="    ")
+        for f in dataclasses.fields(cls)
+    ]
+    cls.__doc__ = f"{inspect.cleandoc(cls.__doc__ or '')}\n\nFields:\n" + textwrap.indent("\n".join(lines), "    ")
+    return cls
+
+
+@documented
+@dataclass(frozen=True, slots=True)
+class ClassifierKey:
+    """One key of the classifier vocabulary: what a strategy declares about itself and what the host does with it."""
+
+    name: str = described("The key, as written in a strategy's ``classifier`` mapping.")
+    values: str = described("The values it may take.")
+    meaning: str = described("What the strategy declares by it.")
+    host: str = described("What marketsim does with it (which commands and checks read it).")
+
+    @property
+    def default(self) -> Any:
+        """The value a strategy that leaves the key out gets (from ``DEFAULT_CLASSIFIER``)."""
+        return DEFAULT_CLASSIFIER[self.name]
+
+
+#: Every classifier key with its values, meaning and use by the host, in ``DEFAULT_CLASSIFIER`` order.
+CLASSIFIER_KEYS: tuple[ClassifierKey, ...] = (
+    ClassifierKey(
+        "learns",
+        "True or False",
+        "learn(outcome) changes the prices it posts later.",
+        "The conformance kit fails a strategy whose learn() changes its prices although it says False. "
+        "`marketsim train` refuses a seller that does not learn; a tournament's `exploit.strategy` "
+        "(the best-responder) must learn; the batched engines (`marketsim experiment` rivals, task-family "
+        "rival slots, the vector env's rivals) refuse learners as rivals. `marketsim plugins` shows it.",
+    ),
+    ClassifierKey(
+        "stochastic",
+        "True or False",
+        "It draws from its generator (self.rng), so its prices depend on the seed.",
+        "The kit fails a strategy whose prices depend on the seed although it says False; the batched "
+        "engines refuse stochastic rivals (they tabulate deterministic rules). `marketsim plugins` shows it.",
+    ),
+    ClassifierKey(
+        "needs_torch",
+        "True or False",
+        "Its implementation imports torch (installed with the `deep` extra).",
+        "Tournament workers import torch as they start only when some entrant says True, so a match's CPU "
+        "budget does not pay for the import and other tournaments start without it; the kit imports torch "
+        "before it snapshots the global random state. Still import torch only when a seller uses the "
+        "strategy, never at discovery.",
+    ),
+    ClassifierKey(
+        "observes",
+        "a tuple drawn from " + ", ".join(OBSERVES_PARTS) + " (see OBSERVES_PARTS)",
+        "Which parts of what it is handed its prices depend on.",
+        "Documentation for users (`marketsim plugins show`); the kit checks the values. The host hands every "
+        "strategy the full Observation and MarketInfo whatever it declares.",
+    ),
+    ClassifierKey(
+        "reactive",
+        "True or False",
+        "Its price is a function of last period's prices (own and rivals'), its cost and price bounds alone: "
+        "no sales, stock, step count or memory.",
+        "Only deterministic (stochastic False), non-learning reactive rules may be rivals in the batched "
+        "engines (`marketsim experiment`, task families' rival slots, the vector env), which ask them for many "
+        "rows at once through `price_batch` and tabulate their reaction for the oracle.",
+    ),
+)
+
 
 class InvalidPriceError(PortableError, ValueError):
     """A strategy returned something that is not a finite, non-negative number."""
@@ -47,55 +140,103 @@ class InvalidPriceError(PortableError, ValueError):
         self.step = step
 
 
+@documented
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """What a seller knows when it posts a price. Prices are last step's posted prices."""
+    """What a seller knows when it posts a price, handed to ``price``. Prices are last step's posted prices.
 
-    step: int
-    own_price: float
-    cost: float
-    last_units: float
-    last_profit: float
-    inventory: float  # math.inf when the seller has no inventory limit
-    capacity: float  # per-step capacity, math.inf when unlimited
-    competitor_prices: tuple[float, ...]
-    price_min: float
-    price_max: float
+    Every seller gets its own observation of the same moment; all sellers post their prices for a step at
+    once, so no one sees a rival's price for the step it is pricing.
+    """
+
+    step: int = described(
+        "The step being priced: how many steps the market has cleared so far (0 for the first price)."
+    )
+    own_price: float = described(
+        "The price this seller posted last step, after clipping to its range; at step 0 the seller's "
+        "initial_price (by default the midpoint of [price_min, price_max])."
+    )
+    cost: float = described("This seller's marginal cost of one unit sold (constant during a run).")
+    last_units: float = described(
+        "Units this seller sold last step (0 at step 0); a fractional mass under expected demand."
+    )
+    last_profit: float = described(
+        "This seller's profit last step: revenue − variable cost − holding cost (0 at step 0)."
+    )
+    inventory: float = described(
+        "Units in stock now, after last step's sales and restocking; math.inf when the seller has no inventory limit."
+    )
+    capacity: float = described("Most units this seller can sell in one step; math.inf when unlimited.")
+    competitor_prices: tuple[float, ...] = described(
+        "The other sellers' prices posted last step (clipped), in seat order without this seller; at step 0 "
+        "their initial prices. Empty for a monopolist."
+    )
+    price_min: float = described("Lowest price this seller may post; a lower price is clipped up to it.")
+    price_max: float = described("Highest price this seller may post; a higher price is clipped down to it.")
 
 
+@documented
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What happened to a seller when the market cleared, handed to ``learn``."""
+    """What happened to a seller when the market cleared, handed to ``learn`` right after the step.
 
-    step: int
-    price: float
-    units: float
-    revenue: float
-    variable_cost: float
-    holding_cost: float
-    profit: float
-    inventory: float
-    competitor_prices: tuple[float, ...]
-    next_observation: Observation
+    For a learner it is one transition: the state it priced in (the observation of ``step``), its action
+    (``price``), its reward (``profit``) and the next state (``next_observation``).
+    """
+
+    step: int = described("The step just cleared: the ``step`` of the observation this price was posted on.")
+    price: float = described("The price this seller posted this step, after clipping to [price_min, price_max].")
+    units: float = described(
+        "Units this seller sold this step (at most its capacity and stock); a fractional mass under expected demand."
+    )
+    revenue: float = described("price × units.")
+    variable_cost: float = described("cost × units.")
+    holding_cost: float = described(
+        "The holding cost rate × the units left in stock after this step's sales (0 without inventory)."
+    )
+    profit: float = described("revenue − variable_cost − holding_cost: this step's reward.")
+    inventory: float = described(
+        "Units in stock after this step's sales and any restocking (math.inf when the seller has no inventory limit)."
+    )
+    competitor_prices: tuple[float, ...] = described(
+        "The other sellers' prices posted in this same step, at the same time as ``price`` (clipped), in seat "
+        "order without this seller: this step's, not last step's (equal to next_observation.competitor_prices)."
+    )
+    next_observation: Observation = described(
+        "The observation this seller gets for the next step (its ``step`` is this step + 1): the next state a "
+        "learner bootstraps from. The next ``price`` call is handed an equal observation."
+    )
 
 
+@documented
 @dataclass(frozen=True)
 class MarketInfo:
-    """Facts about the market a strategy is placed in, handed once to ``setup``.
+    """Facts about the market a strategy is placed in, handed once to ``setup`` with the strategy's generator.
 
     ``expected_profit(prices)`` is the noise-free one-step profit of every seller for a full price
     vector (own price at ``index``); it lets oracle strategies and learners compute best responses
     without touching the model. ``nash_prices``/``monopoly_prices`` are the one-shot benchmarks.
+    Seat-order tuples hold every seller, this one included, at position ``index``.
     """
 
-    index: int
-    n_sellers: int
-    costs: tuple[float, ...]
-    price_min: float
-    price_max: float
-    nash_prices: tuple[float, ...]
-    monopoly_prices: tuple[float, ...]
-    expected_profit: Callable[[np.ndarray], np.ndarray] = field(repr=False, compare=False)
+    index: int = described("This seller's seat: its position in every seat-order tuple and price vector.")
+    n_sellers: int = described("Number of sellers in the market, this one included.")
+    costs: tuple[float, ...] = described("Every seller's marginal cost, in seat order.")
+    price_min: float = described("This seller's lowest allowed price (as in every Observation).")
+    price_max: float = described("This seller's highest allowed price (as in every Observation).")
+    nash_prices: tuple[float, ...] = described(
+        "The one-shot Bertrand–Nash equilibrium prices of the expected demand, in seat order, within the "
+        "sellers' price ranges."
+    )
+    monopoly_prices: tuple[float, ...] = described(
+        "The prices that maximise the sellers' joint expected profit (joint monopoly), in seat order."
+    )
+    expected_profit: Callable[[np.ndarray], np.ndarray] = described(
+        "prices (n_sellers,) → every seller's expected one-step profit (n_sellers,) on the noise-free demand "
+        "(no sampling noise, capacity, stock or holding cost).",
+        repr=False,
+        compare=False,
+    )
 
     def own_profit(self, own_price: float, competitor_prices: tuple[float, ...]) -> float:
         """Expected one-step profit of this seller at ``own_price`` against the given rivals' prices."""
@@ -103,6 +244,7 @@ class MarketInfo:
         return float(self.expected_profit(prices)[self.index])
 
 
+@documented
 @dataclass(frozen=True)
 class ObservationBatch:
     """Many observations of one seat at once, for reactive rules asked by the batched engines.
@@ -111,11 +253,11 @@ class ObservationBatch:
     ``competitor_prices`` has one column per rival seat, NaN where a seat is empty in that row.
     """
 
-    own_price: np.ndarray  # (B,)
-    competitor_prices: np.ndarray  # (B, R)
-    cost: np.ndarray  # (B,)
-    price_min: np.ndarray  # (B,)
-    price_max: np.ndarray  # (B,)
+    own_price: np.ndarray = described("(B,) each row's own price posted last period.")
+    competitor_prices: np.ndarray = described("(B, R) rival seats' prices posted last period; NaN for an empty seat.")
+    cost: np.ndarray = described("(B,) each row's own marginal cost.")
+    price_min: np.ndarray = described("(B,) each row's lowest allowed price.")
+    price_max: np.ndarray = described("(B,) each row's highest allowed price.")
 
     def __len__(self) -> int:
         return len(self.own_price)
@@ -135,16 +277,44 @@ class Strategy:
 
     Subclasses set ``name`` (unique, snake_case), ``classifier`` (merged over DEFAULT_CLASSIFIER),
     take their parameters as keyword arguments with defaults, and implement ``price``.
-    The seller calls ``setup`` once before the first step with the market facts and the strategy's
-    own random generator; strategies never touch global random state.
+    Strategies never touch global random state: their randomness comes from ``self.rng``.
+
+    Life cycle, as every host (``marketsim run``, a tournament match, an experiment session, a task, an
+    environment reset) drives it:
+
+    1. Construction: ``cls(**params)`` with the file's ``params:``, checked against the signature first.
+       Store each parameter under the attribute of the same name: ``params`` reads them back from there.
+       Build nothing that depends on the market here.
+    2. ``setup(market, rng)`` once, before the first price: the MarketInfo of its seat and its own generator
+       (spawned from the run's seed). Every run, match (each repetition, each seating), session, task and
+       environment reset builds fresh instances, so ``setup`` starts each of them from scratch and nothing
+       learned carries over between matches unless the strategy loads it (a ``checkpoint`` parameter). Size
+       tables and load checkpoints in ``setup``, and call ``super().setup(market, rng)``. A library caller
+       may set one instance up again for another market (``marketsim.meta.evaluate.run_agent`` handed an
+       instance), so ``setup`` resets every per-market state.
+    3. Every step: ``price(obs)`` for every seller, all posted at once; the market clips each price into the
+       seller's range and clears; then ``learn(outcome)`` for every seller, while learning is on.
+       ``set_training(False)`` starts an evaluation phase (act greedily, no ``learn`` calls).
+    4. ``state_dict()`` whenever the host saves what was learned (``marketsim train`` writes it to a
+       checkpoint); ``load_state_dict(state)`` on a fresh instance after its ``setup`` must restore it so
+       that the copy prices exactly as the original would.
+
+    Attributes:
+        name (ClassVar[str]): Unique snake_case name that files and the registry use.
+        classifier (ClassVar[Mapping]): Facts about the strategy (see CLASSIFIER_KEYS); keys left out take
+            DEFAULT_CLASSIFIER's values.
+        api_version (ClassVar[str]): The strategy-API version it was written for (STRATEGY_API_VERSION).
+        market (MarketInfo): Set by ``setup``: the facts of its seat.
+        rng (numpy.random.Generator): Set by ``setup``: its only source of randomness.
+        training (bool): False during evaluation phases (set by ``set_training``).
     """
 
     name: ClassVar[str] = ""
     classifier: ClassVar[Mapping[str, Any]] = DEFAULT_CLASSIFIER
     api_version: ClassVar[str] = STRATEGY_API_VERSION
 
-    market: MarketInfo
-    rng: np.random.Generator
+    market: MarketInfo  # set by setup()
+    rng: np.random.Generator  # set by setup(): the only source of randomness a strategy may use
     training: bool = True  # False in evaluation phases: act greedily, expect no learn() calls
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -189,7 +359,11 @@ class Strategy:
 
     @property
     def params(self) -> dict[str, Any]:
-        """The keyword parameters this instance was built with (read back from same-named attributes)."""
+        """The keyword parameters this instance was built with, read back from the attributes of the same names.
+
+        A parameter stored under another attribute name reads as its default here (and in ``repr`` and a
+        checkpoint's sidecar).
+        """
         return {p.name: getattr(self, p.name, p.default) for p in parameters(type(self))}
 
     def __repr__(self) -> str:
@@ -278,25 +452,32 @@ class ParallelTrainable(Protocol):
 # --- capability: meta-trainable (anchor: meta wing) -------------------------------------------------------
 
 
+@documented
 @dataclass(frozen=True, kw_only=True)
 class MetaSetup:
     """What the host hands a meta-learner it builds: the family's price grid and horizon, the seed, the device."""
 
-    grid: tuple[float, ...]
-    horizon: int
-    seed: int
-    device: str = "auto"
+    grid: tuple[float, ...] = described("The task family's price grid (its `grid:`), ascending.")
+    horizon: int = described("H: steps per task.")
+    seed: int = described("Root seed of the meta-training run.")
+    device: str = described(
+        "Torch device to train on: 'auto' (the best available) or a device name such as 'cpu'.", default="auto"
+    )
 
 
+@documented
 @dataclass(frozen=True, kw_only=True)
 class MetaCheckpoint:
     """What a meta-learner leaves when training ends: the checkpoint's state, the parameters that rebuild the
     strategy from it, facts for the sidecar (``info``) and extra checkpoints by name (``(state, meta)``)."""
 
-    state: dict[str, Any]
-    params: dict[str, Any]
-    info: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
+    state: dict[str, Any] = described("The trained state (plain data and tensors), saved as the checkpoint.")
+    params: dict[str, Any] = described("Keyword parameters that rebuild the strategy to load ``state`` into.")
+    info: dict[str, Any] = described("Facts for the checkpoint's JSON sidecar (plain data).", default_factory=dict)
+    extra: dict[str, tuple[dict[str, Any], dict[str, Any]]] = described(
+        "Further checkpoints by name, each (state, meta): e.g. the best one seen during training.",
+        default_factory=dict,
+    )
 
 
 @runtime_checkable
@@ -392,14 +573,15 @@ class Prefetching(Protocol):
         ...
 
 
+@documented
 @dataclass(frozen=True, slots=True)
 class Parameter:
-    """One keyword parameter of a strategy, read from its ``__init__`` signature."""
+    """One keyword parameter of a strategy, read from its ``__init__`` signature (see ``parameters``)."""
 
-    name: str
-    default: Any
-    annotation: Any
-    required: bool
+    name: str = described("The keyword, which is also the attribute ``Strategy.params`` reads the value back from.")
+    default: Any = described("Its default (None when required).")
+    annotation: Any = described("Its evaluated type annotation (Any when it has none); files are checked against it.")
+    required: bool = described("True when it has no default (a strategy must give every parameter a default).")
 
 
 def parameters(cls: type[Strategy]) -> list[Parameter]:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationError, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from marketsim.config import limits
@@ -134,8 +134,27 @@ def _dist(value: Any) -> Dist:
     return Dist("constant", (value,))
 
 
+_PAIR = {"type": "array", "prefixItems": [{"type": "number"}] * 2, "minItems": 2, "maxItems": 2}
+#: A distribution as the file writes it (what ``_dist`` reads), for `marketsim schema --kind family`.
+DIST_SCHEMA = {
+    "description": "{uniform: [low, high]}, {loguniform: [low, high]} (0 < low), {choice: [v, ...]} or a constant.",
+    "anyOf": [
+        *(
+            {"type": "object", "properties": {kind: _PAIR}, "required": [kind], "additionalProperties": False}
+            for kind in ("uniform", "loguniform")
+        ),
+        {
+            "type": "object",
+            "properties": {"choice": {"type": "array", "minItems": 1}},
+            "required": ["choice"],
+            "additionalProperties": False,
+        },
+        {"type": ["number", "string", "boolean"]},
+    ],
+}
+
 #: A family distribution as written in YAML.
-Distribution = Annotated[Dist, BeforeValidator(_dist)]
+Distribution = Annotated[Dist, BeforeValidator(_dist), WithJsonSchema(DIST_SCHEMA)]
 
 
 # --- the family spec ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from scipy import stats
 
 from marketsim.config import limits
 from marketsim.config.errors import FieldError, override_problems
-from marketsim.config.spec import Float, Int, Spec
+from marketsim.config.spec import FileSchema, Float, Int, Spec
 from marketsim.config.yamlsource import SourceError
 
 ScenarioError = SourceError
@@ -380,5 +380,5 @@ class Scenario(Spec):
 
 
 def scenario_schema() -> dict[str, Any]:
-    """JSON Schema of the scenario format."""
-    return Scenario.model_json_schema(by_alias=True)
+    """JSON Schema (Draft 2020-12) of the scenario format."""
+    return Scenario.model_json_schema(by_alias=True, schema_generator=FileSchema)
