@@ -13,6 +13,7 @@ import pytest
 
 from marketsim.cli.app import main
 from marketsim.config.validate import load_scenario
+from marketsim.registry import PluginProblem, load_registry
 from optional import HAS_TORCH, TORCH_STRATEGIES, unexpected
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +157,28 @@ def test_plugins_show_one_strategy(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins", "show", "undercut"]) == 0
     shown = capsys.readouterr().out
     assert "Edgeworth" in shown and "reset_price" in shown and "reactive=True" in shown
-    assert main(["plugins", "show", "no_such_strategy"]) == 2
-    assert "available:" in capsys.readouterr().err
+    assert main(["plugins", "show", "undercutt"]) == 2
+    assert "nothing is registered as 'undercutt' (did you mean 'undercut'?)" in capsys.readouterr().err
     assert main(["plugins", "frobnicate"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "fragment"), [("logit", "choice model", "consumers.mu"), ("price_dispersion", "observer", "tail")]
+)
+def test_plugins_show_knows_choice_models_and_observers(
+    capsys: pytest.CaptureFixture[str], name: str, kind: str, fragment: str
+) -> None:
+    assert main(["plugins", "show", name]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"{name} {kind} from marketsim" in shown and f"qualified: marketsim:{name}" in shown and fragment in shown
+
+
+def test_plugins_check_passes_here_and_fails_on_a_problem(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    assert main(["plugins", "--check"]) == 0
+    assert "plugins ok" in capsys.readouterr().out
+    registry = load_registry()
+    registry.problems.append(PluginProblem("acme", "import failed: boom"))
+    monkeypatch.setattr("marketsim.cli.app.default_registry", lambda: registry)
+    assert main(["plugins", "--check"]) == 1
+    assert "problem in plugin 'acme': import failed: boom" in capsys.readouterr().err
+    assert main(["plugins"]) == 1  # the listing too, so CI notices

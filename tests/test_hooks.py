@@ -212,8 +212,45 @@ def test_refused_choice_model_parameters_are_located_errors(tmp_path: Path, regi
     )
     with pytest.raises(SourceError) as err:
         load_scenario(write(tmp_path, text), registry)
-    assert "outside_weight must be > 0" in str(err.value.problems[0])
-    assert "accepted: mu, outside_weight" in str(err.value.problems[0])
+    assert ":5:" in str(err.value.problems[0])
+    assert "choice model 'linear_shares' rejected its parameters: outside_weight must be > 0" in str(
+        err.value.problems[0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "expected"),
+    [
+        ("logit", "{mu: 0.1}", "consumers.choice.params.mu: the logit scale is set once, as consumers.mu"),
+        ("linear_shares", "{outside_wieght: 2}", "unknown parameter 'outside_wieght' (did you mean 'outside_weight'?)"),
+        ("linear_shares", "{outside_weight: yes}", "a boolean, not a number"),
+    ],
+)
+def test_choice_model_parameters_are_checked_like_a_strategys(
+    tmp_path: Path, registry, model: str, params: str, expected: str
+) -> None:
+    # {mu: 0.1} once passed validation and crashed the run: Logit() got multiple values for keyword argument 'mu'
+    text = SCENARIO.format(model=model, observer="recorder").replace(
+        f"{{model: {model}}}", f"{{model: {model}, params: {params}}}"
+    )
+    with pytest.raises(SourceError) as err:
+        load_scenario(write(tmp_path, text), registry)
+    (problem,) = err.value.problems
+    assert ":5:" in str(problem) and expected in str(problem), str(problem)
+    assert "accepted: outside_weight=" in str(problem) or model == "logit" or "boolean" in expected  # never mu
+
+
+def test_unknown_observer_parameter_gets_did_you_mean(tmp_path: Path, registry) -> None:
+    text = SCENARIO.format(model="logit", observer="price_dispersion").replace(
+        "{observer: price_dispersion}", "{observer: price_dispersion, params: {tale: 5}}"
+    )
+    with pytest.raises(SourceError) as err:
+        load_scenario(write(tmp_path, text), registry)
+    (problem,) = err.value.problems
+    assert str(problem).endswith(
+        "observers[0].params.tale: unknown parameter 'tale' (did you mean 'tail'?) for observer 'price_dispersion'; "
+        "accepted: tail=100"
+    ), str(problem)
 
 
 def test_a_failing_observer_stops_the_run_with_its_name(tmp_path: Path, capsys, monkeypatch, registry) -> None:
@@ -261,9 +298,11 @@ def test_duplicate_choice_model_names_are_refused_with_both_sources() -> None:
 
     module.register_choice_models = register_choice_models
     registry = load_registry(plugins=[("impostor", module)], entry_points=False)
-    assert registry.extension("choice model", "logit").cls is Logit
-    (reason,) = [p.reason for p in registry.problems if p.plugin == "impostor"]
-    assert "registered twice" in reason and "marketsim" in reason
+    assert "logit" not in registry.extensions["choice model"]
+    assert registry.extension("choice model", "marketsim:logit").cls is Logit
+    assert registry.extension("choice model", "impostor:logit").cls is FakeLogit
+    (reason,) = [p.reason for p in registry.problems if p.plugin == "marketsim + impostor"]
+    assert "more than one plugin" in reason and "marketsim (marketsim" in reason and "impostor" in reason
 
 
 def test_plugins_json_lists_choice_models_and_observers(capsys) -> None:

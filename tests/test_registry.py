@@ -22,9 +22,12 @@ import pytest
 import marketsim_rules
 from marketsim import hookspecs
 from marketsim.hookspecs import hookimpl
+from marketsim.market.consumers import Logit
 from marketsim.registry import (
+    ALLOW_ENV,
     DISABLE_AUTOLOAD_ENV,
     ENTRY_POINT_GROUP,
+    AmbiguousNameError,
     DuplicateStrategyError,
     PluginProblem,
     Registry,
@@ -182,23 +185,6 @@ FAILURES = {
         """,
         ["invalid plugin", "PluginValidationError", "bogus_argument"],
     ),
-    "duplicate_builtin": (
-        """
-        class Impostor(Strategy):
-            \"\"\"Claims a built-in name.\"\"\"
-
-            name = "fixed_price"
-
-            def price(self, obs):
-                return 0.0
-
-
-        @hookimpl
-        def register_strategies(register):
-            register(Impostor)
-        """,
-        ["fixed_price", "registered twice", "rules", "broken", "marketsim", "broken-dist", "Impostor", "FixedPrice"],
-    ),
     "wrong_type": (
         """
         @hookimpl
@@ -233,6 +219,22 @@ FAILURES = {
 }
 
 
+IMPOSTOR = """
+        class Impostor(Strategy):
+            \"\"\"Claims a built-in name.\"\"\"
+
+            name = "fixed_price"
+
+            def price(self, obs):
+                return 0.0
+
+
+        @hookimpl
+        def register_strategies(register):
+            register(Impostor)
+        """
+
+
 @pytest.mark.parametrize("kind", sorted(FAILURES))
 def test_broken_plugin_is_reported_and_skipped(kind: str, fake_dist: Callable[..., str]) -> None:
     source, expected = FAILURES[kind]
@@ -252,27 +254,81 @@ def test_broken_plugin_is_reported_and_skipped(kind: str, fake_dist: Callable[..
     assert_builtins_intact(registry)
 
 
-def test_duplicate_of_builtin_never_shadows_it_whatever_the_path_order(fake_dist: Callable[..., str]) -> None:
+def test_a_builtin_name_claimed_by_another_distribution_is_refused_for_both(fake_dist: Callable[..., str]) -> None:
     # The fake site folder is *prepended* to sys.path, so importlib.metadata lists it before marketsim.
-    fake_dist(FAILURES["duplicate_builtin"][0], plugin="aaa_first", dist="aaa-dist")
+    fake_dist(IMPOSTOR, plugin="aaa_first", dist="aaa-dist")
     registry = load_registry()
-    assert registry.get("fixed_price").cls is FixedPrice
-    (reason,) = problems_of(registry, "aaa_first")
-    assert "rules" in reason and "aaa_first" in reason
+    assert "fixed_price" not in registry and "fixed_price" not in registry.names()
+    with pytest.raises(AmbiguousNameError) as info:
+        registry.get("fixed_price")
+    message = str(info.value)
+    for fragment in ("rules (marketsim 0.1.0)", "aaa_first (aaa-dist 1.0)", "FixedPrice", "Impostor"):
+        assert fragment in message, (fragment, message)
+    assert "'marketsim:fixed_price'" in message and "'aaa-dist:fixed_price'" in message
+    assert "MARKETSIM_LOAD_PLUGINS=aaa-dist" in message
+    assert registry.get("marketsim:fixed_price").cls is FixedPrice  # the qualified names pick one each
+    assert registry.get("aaa-dist:fixed_price").plugin == "aaa_first"
+    assert registry.get("AAA_Dist:fixed_price").plugin == "aaa_first"  # distribution names compare in PEP 503 form
+    (reason,) = problems_of(registry, "rules + aaa_first")
+    assert reason == message
+    assert set(registry.clashes()) == {"fixed_price"}
+    assert registry.get("undercut").cls.name == "undercut"  # the other built-ins are untouched
 
 
-def test_duplicate_between_third_parties_is_resolved_by_name_not_path(fake_dist: Callable[..., str]) -> None:
+@pytest.mark.parametrize("order", [("alpha", "zeta"), ("zeta", "alpha")])
+def test_a_clash_between_third_parties_refuses_both_whatever_the_path_order(
+    fake_dist: Callable[..., str], order: tuple[str, str]
+) -> None:
     clash = """
     @hookimpl
     def register_strategies(register):
         register(Constant)
     """
-    zeta = fake_dist(clash, plugin="zeta", dist="zeta-dist", strategy="clash")
-    fake_dist(clash, plugin="alpha", dist="alpha-dist", strategy="clash")  # prepended last: first on sys.path
+    for name in order:
+        fake_dist(clash, plugin=name, dist=f"{name}-dist", strategy="clash")
     registry = load_registry()
-    assert registry.get("clash").plugin == "alpha"
-    (reason,) = problems_of(registry, "zeta")
-    assert "alpha (alpha-dist 1.0)" in reason and "zeta (zeta-dist 1.0)" in reason and zeta in reason
+    with pytest.raises(AmbiguousNameError) as info:
+        registry.get("clash")
+    assert "alpha (alpha-dist 1.0)" in str(info.value) and "zeta (zeta-dist 1.0)" in str(info.value)
+    assert str(info.value).index("alpha") < str(info.value).index("zeta")  # same text whatever sys.path says
+    assert "MARKETSIM_LOAD_PLUGINS=alpha-dist,zeta-dist" in str(info.value)
+    assert {registry.get(f"{n}-dist:clash").plugin for n in order} == {"alpha", "zeta"}
+    qualified = [e.qualified_name for e in registry.all_entries() if e.name == "clash"]
+    assert qualified == ["alpha-dist:clash", "zeta-dist:clash"]
+
+
+def test_the_allow_list_resolves_a_clash(fake_dist: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_dist(IMPOSTOR, plugin="aaa_first", dist="aaa-dist")
+    fake_dist(plugin="healthy", dist="healthy-dist", strategy="healthy_constant")
+    monkeypatch.setenv(ALLOW_ENV, "healthy-dist")
+    registry = load_registry()
+    assert registry.get("fixed_price").cls is FixedPrice
+    assert registry.problems == []
+
+
+def test_a_clash_of_choice_models_is_refused_for_both() -> None:
+    class Plugin:
+        @hookimpl
+        def register_choice_models(self, register: Callable[[type], None]) -> None:
+            register(Logit)
+
+    registry = load_registry(plugins=[("copycat", Plugin())], entry_points=False)
+    with pytest.raises(AmbiguousNameError, match="copycat"):
+        registry.extension("choice model", "logit")
+    assert registry.extension("choice_model", "marketsim:logit").cls is Logit
+    assert registry.extension("choice-model", "copycat:logit").plugin == "copycat"
+    assert set(registry.clashes()) == {"choice model:logit"}
+
+
+@pytest.mark.parametrize("kind", ["choice model", "choice_model", "Choice-Model", "observer", "observers", "strategy"])
+def test_extension_accepts_every_spelling_of_a_kind(kind: str) -> None:
+    name = {"c": "logit", "o": "price_dispersion", "s": "undercut"}[kind[0].lower()]
+    assert default_registry().extension(kind, name).name == name
+
+
+def test_extension_refuses_an_unknown_kind_with_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="unknown kind 'choice'.*'strategy', 'choice model', 'observer'"):
+        default_registry().extension("choice", "logit")
 
 
 def test_plugin_keeps_its_good_classes_when_one_is_refused(fake_dist: Callable[..., str]) -> None:
@@ -394,8 +450,10 @@ def test_explicit_object_plugin_and_ordering_against_entry_points() -> None:
             register(FixedPrice)  # already registered by the rules entry point
 
     registry = load_registry(plugins=[("late", Plugin())])
-    assert registry.get("fixed_price").plugin == "rules"
-    (reason,) = problems_of(registry, "late")
+    assert "fixed_price" not in registry  # even the very same class: two sources claim the name
+    assert registry.get("marketsim:fixed_price").plugin == "rules"
+    assert registry.get("late:fixed_price").plugin == "late"  # a plugin without a distribution: its own name
+    (reason,) = problems_of(registry, "rules + late")
     assert "rules" in reason and "late" in reason
 
 
@@ -459,9 +517,15 @@ def test_register_refuses_duplicates_naming_both_sources() -> None:
     assert "rules (marketsim 0.1.0)" in message and "acme (acme-pricing 2.0)" in message
     assert "FixedPrice" in message and "Other" in message
     assert isinstance(info.value, ValueError)
-    assert registry.get("fixed_price").cls is FixedPrice
+    with pytest.raises(AmbiguousNameError) as ambiguous:
+        registry.get("fixed_price")
+    assert str(ambiguous.value) == message
+    assert registry.get("marketsim:fixed_price").cls is FixedPrice
+    assert registry.get("acme-pricing:fixed_price").cls is Other
     with pytest.raises(DuplicateStrategyError):
-        registry.register(FixedPrice, "rules")  # the very same class twice is a duplicate too
+        registry.register(FixedPrice, "rules", "marketsim")  # the very same class again: its qualified name too
+    with pytest.raises(AmbiguousNameError):
+        registry.get("marketsim:fixed_price")
 
 
 class _Nameless(Strategy):

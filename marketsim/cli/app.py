@@ -16,13 +16,22 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from marketsim.cli.console import counting_progress, err, fmt, out, warn_plugin_problems
-from marketsim.config.scenario import Scenario, scenario_schema
+from marketsim.config.errors import did_you_mean
+from marketsim.config.scenario import Scenario
+from marketsim.config.schema import SCHEMA_KINDS, file_schema
 from marketsim.config.validate import load_scenario
 from marketsim.config.yamlsource import SourceError
 from marketsim.market.model import StrategyError
 from marketsim.observers import ObserverError
 from marketsim.outputs import OutputError, check_output_folder, default_folder, open_resumable_folder
-from marketsim.registry import Registry, default_registry
+from marketsim.registry import (
+    KINDS,
+    AmbiguousNameError,
+    Registry,
+    StrategyEntry,
+    UnknownStrategyError,
+    default_registry,
+)
 from marketsim.strategy import InvalidPriceError, parameters
 from marketsim.tournament.matches import FAULT_KINDS
 
@@ -327,8 +336,8 @@ def _is_tournament(path: str) -> bool:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    """Print the JSON Schema of the scenario format."""
-    text = json.dumps(scenario_schema(), indent=2)
+    """Print the JSON Schema (Draft 2020-12) of one file kind: scenario, tournament or family."""
+    text = json.dumps(file_schema(args.kind), indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n")
     else:
@@ -336,94 +345,117 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plugin_rows(registry: Registry) -> list[dict]:
-    return [
-        {
-            "name": e.name,
-            "plugin": e.plugin,
-            "distribution": e.distribution,
-            "version": e.version,
-            "classifier": {k: list(v) if isinstance(v, tuple) else v for k, v in e.cls.classifier.items()},
-            "parameters": {p.name: (None if p.required else p.default) for p in parameters(e.cls)},
-            "summary": (e.cls.__doc__ or "").strip().splitlines()[0] if e.cls.__doc__ else "",
-        }
-        for e in registry
-    ]
+def _describe(entry: StrategyEntry, clashing: bool) -> dict:
+    """One registered class as plain data: where it comes from, its parameters and summary line."""
+    return {
+        "name": entry.qualified_name if clashing else entry.name,
+        "qualified_name": entry.qualified_name,
+        "plugin": entry.plugin,
+        "distribution": entry.distribution,
+        "version": entry.version,
+        "refused_bare_name": clashing,
+        "parameters": {p.name: (None if p.required else p.default) for p in parameters(entry.cls)},
+        "summary": (entry.cls.__doc__ or "").strip().splitlines()[0] if entry.cls.__doc__ else "",
+    }
+
+
+def _rows(registry: Registry, kind: str) -> list[dict]:
+    """Every class of ``kind``; one whose bare name clashes is listed by its qualified name."""
+    table = registry.table(kind)
+    rows = [_describe(e, e.name in table.clashes) for e in table.entries()]
+    if kind == "strategy":
+        for row, entry in zip(rows, table.entries()):
+            row["classifier"] = {k: list(v) if isinstance(v, tuple) else v for k, v in entry.cls.classifier.items()}
+    return rows
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    """List registered strategies with their source, classifier and parameters (or show one)."""
+    """List registered strategies, choice models and observers (or show one); exit 1 when a plugin has problems."""
     registry = default_registry()
     if args.what:
         if len(args.what) != 2 or args.what[0] != "show":
-            print("usage: marketsim plugins [--json] | marketsim plugins show NAME", file=sys.stderr)
+            print("usage: marketsim plugins [--json] [--check] | marketsim plugins show NAME", file=sys.stderr)
             return 2
         return _show_plugin(registry, args.what[1])
-    rows = _plugin_rows(registry)
+    problems = [{"plugin": p.plugin, "reason": p.reason} for p in registry.problems]
     if args.json:
-        problems = [{"plugin": p.plugin, "reason": p.reason} for p in registry.problems]
-        listing = {"strategies": rows, **_extension_rows(registry), "problems": problems}
-        print(json.dumps(listing, indent=2, default=repr))
-        return 0
+        notes = [{"plugin": p.plugin, "reason": p.reason} for p in registry.unavailable]
+        kinds = {"strategies": "strategy", "choice_models": "choice model", "observers": "observer"}
+        listing = {key: _rows(registry, kind) for key, kind in kinds.items()}
+        print(json.dumps({**listing, "problems": problems, "unavailable": notes}, indent=2, default=repr))
+    elif not args.check:
+        _print_listing(registry)
+    for p in registry.unavailable:
+        err.print(f"[dim]not installed: plugin {escape(repr(p.plugin))}: {escape(p.reason)}[/]", highlight=False)
+    warn_plugin_problems(registry)
+    if args.check and not problems:
+        out.print(f"plugins ok: {len(registry)} strategies, no problems")
+    return 1 if problems else 0
+
+
+def _print_listing(registry: Registry) -> None:
+    """The strategies as a table, then the choice models and observers on a line each."""
+    rows = _rows(registry, "strategy")
     table = Table(title=f"{len(rows)} registered strategies")
     for col in ("name", "from", "learns", "stochastic", "parameters (defaults)", "what it does"):
         table.add_column(col, overflow="fold", no_wrap=col == "name")
     for r in rows:
         params = ", ".join(f"{k}={v!r}" for k, v in r["parameters"].items()) or "—"
         source = f"{r['distribution']} {r['version']}" if r["distribution"] else r["plugin"]
-        cells = (
-            r["name"],
-            source,
-            str(r["classifier"]["learns"]),
-            str(r["classifier"]["stochastic"]),
-            params,
-            r["summary"],
-        )
+        name = f"{r['name']} (clash)" if r["refused_bare_name"] else r["name"]
+        cells = (name, source, str(r["classifier"]["learns"]), str(r["classifier"]["stochastic"]), params, r["summary"])
         table.add_row(*(escape(c) for c in cells))
     out.print(table)
-    for kind, items in _extension_rows(registry).items():
+    for kind in ("choice model", "observer"):
+        items = _rows(registry, kind)
         listed = ", ".join(f"{r['name']} ({r['distribution'] or r['plugin']})" for r in items) or "none"
-        out.print(f"{kind.replace('_', ' ')}: {escape(listed)}")
-    warn_plugin_problems(registry)
-    return 0
-
-
-def _extension_rows(registry: Registry) -> dict[str, list[dict]]:
-    """Registered choice models and observers, with their source, parameters and summary line."""
-    return {
-        key: [
-            {
-                "name": e.name,
-                "plugin": e.plugin,
-                "distribution": e.distribution,
-                "version": e.version,
-                "parameters": {p.name: (None if p.required else p.default) for p in parameters(e.cls)},
-                "summary": (e.cls.__doc__ or "").strip().splitlines()[0] if e.cls.__doc__ else "",
-            }
-            for e in sorted(registry.extensions[kind].values(), key=lambda e: e.name)
-        ]
-        for key, kind in (("choice_models", "choice model"), ("observers", "observer"))
-    }
+        out.print(f"{kind}s: {escape(listed)}")
 
 
 def _show_plugin(registry: Registry, name: str) -> int:
-    """One strategy: where it comes from, its docstring, classifier and parameter schema."""
-    try:
-        entry = registry.get(name)
-    except KeyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    """One strategy, choice model or observer: where it comes from, its docstring, classifier and parameters."""
+    found = [(kind, _lookup(registry, kind, name)) for kind in KINDS]
+    hits = [(kind, entry) for kind, entry in found if isinstance(entry, StrategyEntry)]
+    if not hits:
+        ambiguous = [entry for _, entry in found if isinstance(entry, AmbiguousNameError)]
+        if ambiguous:
+            print(f"error: {ambiguous[0]}", file=sys.stderr)
+            return 2
+        known = sorted({n for kind in KINDS for n in registry.table(kind).names()})
+        hint = did_you_mean(name, known)
+        print(f"error: nothing is registered as {name!r}{hint}; see `marketsim plugins`", file=sys.stderr)
         return 2
-    out.print(f"[bold]{entry.name}[/]  from {escape(entry.source)}  ({entry.cls.__module__}.{entry.cls.__qualname__})")
+    for kind, entry in hits:
+        _print_entry(kind, entry)
+    return 0
+
+
+def _lookup(registry: Registry, kind: str, name: str) -> StrategyEntry | UnknownStrategyError:
+    """The entry of ``kind`` named ``name``, or the error saying why there is none."""
+    try:
+        return registry.extension(kind, name)
+    except UnknownStrategyError as exc:
+        return exc
+
+
+def _print_entry(kind: str, entry: StrategyEntry) -> None:
+    """A registered class's origin, docstring, classifier (strategies) and parameter table."""
+    where = f"{entry.cls.__module__}.{entry.cls.__qualname__}"
+    origin = f"{kind} from {escape(entry.source)}  ({where}; qualified: {entry.qualified_name})"
+    out.print(f"[bold]{entry.name}[/]  {origin}")
     out.print(escape(inspect.cleandoc(entry.cls.__doc__ or "(no docstring)")))
-    out.print("classifier: " + ", ".join(f"{k}={v!r}" for k, v in entry.cls.classifier.items()))
+    if kind == "strategy":
+        out.print("classifier: " + ", ".join(f"{k}={v!r}" for k, v in entry.cls.classifier.items()))
     table = Table(title="parameters")
     for col in ("name", "type", "default"):
         table.add_column(col)
     for p in parameters(entry.cls):
-        kind = getattr(p.annotation, "__name__", None) or str(p.annotation).replace("typing.", "")
-        table.add_row(p.name, escape(kind), "(required)" if p.required else escape(repr(p.default)))
+        if kind == "choice model" and p.name == "mu":
+            table.add_row("mu", "float", "consumers.mu (set by the scenario, not here)")
+            continue
+        annotation = getattr(p.annotation, "__name__", None) or str(p.annotation).replace("typing.", "")
+        table.add_row(p.name, escape(annotation), "(required)" if p.required else escape(repr(p.default)))
     out.print(table)
-    return 0
 
 
 def _usage_error(prog: str, message: str) -> NoReturn:
@@ -450,6 +482,35 @@ class _Parser(argparse.ArgumentParser):
                 f"{self.prog} {command}" if command else self.prog, f"unrecognized arguments: {' '.join(extras)}"
             )
         return parsed
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    """Write a new strategy-plugin distribution; list what was written and the next three commands."""
+    import shlex
+
+    from marketsim.scaffold import ScaffoldError, write_plugin
+
+    try:
+        folder, written = write_plugin(args.name, args.dir, args.strategy)
+    except ScaffoldError as exc:
+        print(f"marketsim new-plugin: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"marketsim new-plugin: error: could not write the plugin: {exc}", file=sys.stderr)
+        return 1
+    here = folder.as_posix() if folder.is_absolute() or folder.as_posix().startswith(".") else f"./{folder.as_posix()}"
+    lines = [f"[green]wrote[/] the marketsim plugin {escape(args.name)} in {escape(here)}/:"]
+    lines += [f"  {escape(path)}" for path in written]
+    quoted, tournament = escape(shlex.quote(here)), escape(shlex.quote(f"{here}/examples/tournament.yaml"))
+    lines += [
+        "next:",
+        f"  python -m pip install -e {quoted}",
+        f"  python -m pytest {quoted}",
+        f"  marketsim tournament {tournament} --out runs/{folder.name}-cup",
+    ]
+    for line in lines:
+        out.print(line, highlight=False, soft_wrap=True)  # whole lines: paths and commands to copy
+    return 0
 
 
 def _positive_int(text: str) -> int:
@@ -526,13 +587,26 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check scenario files without running them")
     val.add_argument("files", nargs="+")
     val.set_defaults(func=cmd_validate)
-    schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
+    schema = sub.add_parser("schema", help="print the JSON Schema (Draft 2020-12) of a file kind, for editors and CI")
+    schema.add_argument(
+        "--kind", choices=list(SCHEMA_KINDS), default="scenario", help="which file format (default: scenario)"
+    )
     schema.add_argument("--out", help="write to this file instead of stdout")
     schema.set_defaults(func=cmd_schema)
-    plugins = sub.add_parser("plugins", help="list registered strategies and broken plugins")
+    plugins = sub.add_parser(
+        "plugins", help="list registered strategies, choice models and observers; exit 1 if a plugin has problems"
+    )
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
-    plugins.add_argument("what", nargs="*", help="'show NAME': one strategy's docstring, classifier and parameters")
+    plugins.add_argument("--check", action="store_true", help="print only problems (for CI): exit 1 if there are any")
+    plugins.add_argument(
+        "what", nargs="*", help="'show NAME': one strategy's (choice model's, observer's) docstring and parameters"
+    )
     plugins.set_defaults(func=cmd_plugins)
+    new = sub.add_parser("new-plugin", help="write a new strategy-plugin distribution that passes its own tests")
+    new.add_argument("name", help="distribution name (pip install NAME); the import package is derived from it")
+    new.add_argument("--dir", type=Path, default=Path("."), help="folder to create NAME/ in (default: here)")
+    new.add_argument("--strategy", help="the strategy's registered name (default: <package>_markup)")
+    new.set_defaults(func=cmd_new_plugin)
     return parser
 
 

@@ -8,7 +8,8 @@ at run time. Every problem names file:line:col.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,11 @@ from marketsim.config.errors import Loc, did_you_mean, pydantic_problems, source
 from marketsim.config.scenario import BarabasiAlbert, EdgeList, ErdosRenyi, Scenario, WattsStrogatz
 from marketsim.config.spec import text_number_hint
 from marketsim.config.yamlsource import Located, Problem, SourceError, brief, load_yaml, read_bytes, read_source
-from marketsim.registry import Registry, default_registry
+from marketsim.registry import AmbiguousNameError, Registry, UnknownStrategyError, default_registry
 from marketsim.strategy import SizedState, parameters
 
 __all__ = [
+    "check_params",
     "check_strategies",
     "checkpoint_problems",
     "file_problems",
@@ -59,20 +61,28 @@ def _strategy_problems(
 def _extension_problems(
     kind: str, where: tuple, key: str, spec: Any, located: Located, registry: Registry, mu: float
 ) -> list[Problem]:
-    """Build one choice model or observer from its spec; report an unknown name or refused parameters."""
+    """Check one choice model's or observer's name and parameters as a seller's are checked, then build it."""
     name = getattr(spec, key)
-    table = registry.extensions[kind]
-    if name not in table:
-        available = ", ".join(sorted(table)) or "(none installed)"
-        hint = did_you_mean(name, sorted(table))
-        return [located.problem((*where, key), f"unknown {kind} {name!r}{hint}; available: {available}")]
-    params = {"mu": mu, **spec.params} if kind == "choice model" else dict(spec.params)
+    table = registry.table(kind)
     try:
-        table[name].cls(**params)
-    except Exception as exc:
-        accepted = ", ".join(p.name for p in parameters(table[name].cls)) or "none"
-        return [located.problem((*where, "params"), f"{kind} {name!r}: {exc}; accepted: {accepted}")]
-    return []
+        cls = table.find(name)
+    except UnknownStrategyError as exc:
+        return [located.problem((*where, key), _unknown_message(kind, name, table.names(), exc))]
+    if kind == "choice model" and "mu" in spec.params:
+        message = "the logit scale is set once, as consumers.mu (every choice model is built with it): move it there"
+        return [located.problem((*where, "params", "mu"), message, at_key=True)]
+    extra = {"mu": mu} if kind == "choice model" else {}
+    item = Item(kind, name, cls.cls, spec.params, where, frozenset(extra))
+    problems, _ = check_params(item, located, lambda p: cls.cls(**extra, **p))
+    return problems
+
+
+def _unknown_message(kind: str, name: str, names: list[str], exc: UnknownStrategyError) -> str:
+    """An unknown name with "did you mean" and the registered names, or the clash message of an ambiguous one."""
+    if isinstance(exc, AmbiguousNameError):
+        return str(exc)
+    available = ", ".join(names) or "(none installed)"
+    return f"unknown {kind} {name!r}{did_you_mean(name, names)}; available: {available}"
 
 
 def check_strategies(
@@ -86,78 +96,82 @@ def check_strategies(
     problems: list[Problem] = []
     resolved: list[dict[str, Any]] = []
     for i, seller in enumerate(items):
-        if seller.strategy not in registry:
-            names = registry.names()
-            available = ", ".join(names) or "(none installed)"
-            hint = did_you_mean(seller.strategy, names)
-            problems.append(
-                located.problem(
-                    (section, i, "strategy"), f"unknown strategy {seller.strategy!r}{hint}; available: {available}"
-                )
-            )
+        try:
+            cls = registry.get(seller.strategy).cls
+        except UnknownStrategyError as exc:
+            message = _unknown_message("strategy", seller.strategy, registry.names(), exc)
+            problems.append(located.problem((section, i, "strategy"), message))
             resolved.append(dict(seller.params))
             continue
-        found, params = _param_problems(seller, i, registry, located, section)
+        item = Item("strategy", seller.strategy, cls, seller.params, (section, i))
+        found, params = check_params(item, located, lambda p, name=seller.strategy: registry.create(name, p))
         problems += found
         resolved.append(params)
     return problems, resolved
 
 
-def _param_problems(
-    seller: Any, i: int, registry: Registry, located: Located, section: str = "sellers"
+@dataclass(frozen=True)
+class Item:
+    """A named class with parameters in a file: a seller's strategy, a choice model or an observer."""
+
+    kind: str  # "strategy", "choice model", "observer"
+    name: str  # as written in the file
+    cls: type
+    params: Mapping[str, Any]
+    where: tuple  # the path of the item in the file; its parameters are under where + ("params",)
+    host_set: frozenset[str] = frozenset()  # parameters the host fills in itself (a choice model's mu)
+
+
+def check_params(
+    item: Item, located: Located, build: Callable[[dict[str, Any]], object]
 ) -> tuple[list[Problem], dict[str, Any]]:
-    """Check ``seller.params`` against its strategy's signature; return problems and the typed parameters."""
-    accepted = {p.name: p for p in parameters(registry.get(seller.strategy).cls)}
+    """Check ``item.params`` against its class's signature, then ``build`` it; return problems and typed params."""
+    accepted = {p.name: p for p in parameters(item.cls) if p.name not in item.host_set}
     listing = ", ".join(f"{p.name}={p.default!r}" if not p.required else p.name for p in accepted.values()) or "none"
     problems = []
     typed: dict[str, Any] = {}
-    for key, value in seller.params.items():
-        where = (section, i, "params", key)
+    for key, value in item.params.items():
+        where = (*item.where, "params", key)
         if key not in accepted:
             hint = did_you_mean(str(key), list(accepted))
-            problems.append(
-                located.problem(
-                    where,
-                    f"unknown parameter {key!r}{hint} for strategy {seller.strategy!r}; accepted: {listing}",
-                    at_key=True,
-                )
-            )
+            message = f"unknown parameter {key!r}{hint} for {item.kind} {item.name!r}; accepted: {listing}"
+            problems.append(located.problem(where, message, at_key=True))
             continue
-        annotation = accepted[key].annotation
-        what = f"bad value {brief(value)} for {seller.strategy} parameter {key!r} ({_type_name(annotation)})"
         try:
-            typed[key] = TypeAdapter(annotation).validate_python(value)
-        except ValidationError as exc:
-            reason = exc.errors()[0]["msg"].removeprefix("Value error, ").removeprefix("Input ")
-            problems.append(located.problem(where, f"{what}: {reason}"))
-            continue
-        if (
-            isinstance(value, bool | str)
-            and type(typed[key]) in (bool, int, float)
-            and type(value) is not type(typed[key])
-        ):  # lax validation would turn `yes` into 1.0 and "2" into 2: in YAML these are mistakes
-            reason = (
-                "a boolean, not a number (YAML reads yes/no/on/off as one)"
-                if isinstance(value, bool)
-                else f"text, not a number ({text_number_hint(value)})"
-            )
-            problems.append(located.problem(where, f"{what}: {reason}"))
+            typed[key] = _typed_value(item, key, value, accepted[key].annotation)
+        except ValueError as exc:
+            problems.append(located.problem(where, str(exc)))
     for p in accepted.values():
-        if p.required and p.name not in seller.params:
-            problems.append(
-                located.problem((section, i, "params"), f"strategy {seller.strategy!r} needs parameter {p.name!r}")
-            )
+        if p.required and p.name not in item.params:
+            message = f"{item.kind} {item.name!r} needs parameter {p.name!r}"
+            problems.append(located.problem((*item.where, "params"), message))
     if not problems:
-        try:  # the strategy's own checks (ranges, consistency) also surface at validation time
-            registry.create(seller.strategy, typed)
+        try:  # the class's own checks (ranges, consistency) also surface at validation time
+            build(typed)
         except Exception as exc:  # a plugin's constructor may raise anything; report it, don't crash
             kind = "" if isinstance(exc, ValueError | TypeError) else f"{type(exc).__name__}: "
-            problems.append(
-                located.problem(
-                    (section, i, "params"), f"strategy {seller.strategy!r} rejected its parameters: {kind}{exc}"
-                )
-            )
+            message = f"{item.kind} {item.name!r} rejected its parameters: {kind}{exc}"
+            problems.append(located.problem((*item.where, "params"), message))
     return problems, typed
+
+
+def _typed_value(item: Item, key: str, value: Any, annotation: Any) -> Any:
+    """``value`` converted to the parameter's declared type; ValueError saying why it cannot be."""
+    what = f"bad value {brief(value)} for {item.name} parameter {key!r} ({_type_name(annotation)})"
+    try:
+        typed = TypeAdapter(annotation).validate_python(value)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"].removeprefix("Value error, ").removeprefix("Input ")
+        raise ValueError(f"{what}: {reason}") from None
+    if isinstance(value, bool | str) and type(typed) in (bool, int, float) and type(value) is not type(typed):
+        # lax validation would turn `yes` into 1.0 and "2" into 2: in YAML these are mistakes
+        reason = (
+            "a boolean, not a number (YAML reads yes/no/on/off as one)"
+            if isinstance(value, bool)
+            else f"text, not a number ({text_number_hint(value)})"
+        )
+        raise ValueError(f"{what}: {reason}")
+    return typed
 
 
 #: Rough bytes per consumer row (WTP, uniforms, choice, surplus, index arrays) and per row and seller

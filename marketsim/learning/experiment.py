@@ -278,6 +278,7 @@ class ExperimentResult:
                 "monopoly": self.plan.benchmarks.monopoly.as_dict(),
             },
             "grid": self.plan.market.grids.tolist(),
+            "provenance": self.plan.provenance,
         }
         if self.best is not None:
             out["mutual_best_response_share"] = float(self.best.on_path.all(axis=1).mean())

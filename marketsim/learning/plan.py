@@ -7,7 +7,7 @@ through ``Strategy.price_batch`` (their own code, batched) and snapped to their 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +42,7 @@ class Plan:
     start_state: int
     memory: int
     benchmarks: Benchmarks
+    provenance: dict = field(default_factory=dict)  # kind → name → the distribution that provided it
 
     @property
     def n(self) -> int:
@@ -89,6 +90,7 @@ def make_plan(scenario: Scenario, registry: Registry) -> Plan:
         start_state=tabular.initial_state(int(tabular.joint_index(start, m)), m, len(specs), memory),
         memory=memory,
         benchmarks=bench,
+        provenance=registry.scenario_provenance(scenario),
     )
 
 

@@ -193,8 +193,11 @@ def train(
     if not parallel and workers > 1:
         raise TrainError(f"strategy {cls.name!r} trains in one process only: drop --workers or use 1")
     if parallel:
-        return _train_parallel(scenario, index, steps, workers, registry, progress)
-    return _train_in_market(scenario, index, steps, registry, progress, eval_points)
+        result = _train_parallel(scenario, index, steps, workers, registry, progress)
+    else:
+        result = _train_in_market(scenario, index, steps, registry, progress, eval_points)
+    result.meta["provenance"] = registry.scenario_provenance(scenario)
+    return result
 
 
 def _train_in_market(

@@ -150,6 +150,7 @@ class MarketModel(mesa.Model):
         self.config = scenario  # the validated Scenario; Mesa >= 3.4 reserves `Model.scenario` for its own
         self.tracker = tracker
         registry = registry if registry is not None else default_registry()
+        self.registry = registry
         self.market = Market(scenario, registry)
         self.sellers: list[Seller] = self._seat_sellers(scenario, registry)
         self.population = self.population_cls(self, scenario)
@@ -204,6 +205,7 @@ class MarketModel(mesa.Model):
             steps=scenario.steps,
             sellers=tuple(s.name for s in self.sellers),
             strategies=tuple(s.strategy.name for s in self.sellers),
+            costs=tuple(float(s.cost) for s in self.sellers),
         )
         observers = []
         for spec in scenario.observers:

@@ -52,6 +52,7 @@ class RunResult:
     converged: bool | None = None  # None when no seller reports convergence (no learners)
     observers: dict[str, dict] = field(default_factory=dict)  # each observer's closing metrics
     stopped: str | None = None  # why a strategy ended the run early (``StopRun``); None when it ran its course
+    provenance: dict[str, dict] = field(default_factory=dict)  # kind → name → the distribution that provided it
 
     def summary(self) -> dict:
         """The content of summary.json."""
@@ -69,6 +70,7 @@ class RunResult:
             "hhi": self.hhi,
             "buyers_per_step": float(self.steps["buyers"].mean()),
             "observers": self.observers,
+            "provenance": self.provenance,
             **({"stopped": self.stopped} if self.stopped is not None else {}),
         }
 
@@ -137,6 +139,7 @@ def summarise(model: MarketModel, steps: pd.DataFrame) -> RunResult:
         hhi(total_units),
         converged,
         model.finish_observers(),
+        provenance=model.registry.scenario_provenance(model.config),
     )
 
 

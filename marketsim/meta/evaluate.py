@@ -304,7 +304,7 @@ def evaluate(
         results = _evaluate_parallel(family, split, indices, agents, given, workers, progress)
     tasks = [r[0] for r in results]
     names = tuple(agents)
-    extra = {}
+    extra: dict[str, Any] = {"provenance": registry.provenance("strategy", [s for s, _ in agents.values()])}
     for strategy, params in agents.values():
         if strategy == "best_fixed_price" and "price" in params:
             extra["best_fixed_price"] = float(params["price"])

@@ -13,8 +13,10 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 
-if importlib.util.find_spec("torch") is None:  # reported by the registry as this plugin's problem
-    raise ImportError("the meta-RL strategies (rl2, reptile_dqn) need torch: pip install 'marketsim[deep]'")
+from marketsim.exceptions import MissingExtraError
+
+if importlib.util.find_spec("torch") is None:  # listed by the registry as unavailable, not as a fault
+    raise MissingExtraError("the meta-RL strategies (rl2, reptile_dqn) need torch: pip install 'marketsim[deep]'")
 
 from marketsim.hookspecs import hookimpl
 
