@@ -10,6 +10,7 @@ import numpy as np
 
 from marketsim.hookspecs import hookimpl
 from marketsim.strategy import Strategy
+from marketsim_tabular import QLearning
 
 
 class _Broken(Strategy):
@@ -161,3 +162,56 @@ def register_strategies(register):
         SetupExits,
     ):  # fmt: skip
         register(cls)
+
+
+# --- mistakes the conformance kit must catch (tests/test_testing.py); not registered --------------------------
+
+
+class ForgetfulQLearning(QLearning):
+    """Q-learning whose state_dict leaves out its Q table (a restored copy starts learning afresh)."""
+
+    name = "kit_forgetful_q"
+
+    def state_dict(self):
+        state = super().state_dict()
+        del state["q"]
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict({**state, "q": self.q})
+
+
+class ForgetfulAnchor(Strategy):
+    """Learns an anchor from its rivals' prices but saves only how many steps it has seen."""
+
+    name = "kit_forgetful_anchor"
+    classifier = {"learns": True, "observes": ("own", "competitors")}
+
+    def setup(self, market, rng):
+        super().setup(market, rng)
+        self.anchor, self.seen = market.price_max, 0
+
+    def price(self, obs):
+        return min(max(self.anchor, obs.price_min), obs.price_max)
+
+    def learn(self, outcome):
+        rival = min(outcome.competitor_prices, default=self.anchor)
+        self.anchor, self.seen = 0.8 * self.anchor + 0.2 * rival, self.seen + 1
+
+    def state_dict(self):
+        return {"seen": self.seen}
+
+    def load_state_dict(self, state):
+        self.seen = state["seen"]
+
+
+class MisnamedParameter(Strategy):
+    """Keeps its ``markup`` parameter under ``_markup``, so ``params`` reports the default whatever it was given."""
+
+    name = "kit_misnamed_parameter"
+
+    def __init__(self, markup: float = 0.2) -> None:
+        self._markup = markup
+
+    def price(self, obs):
+        return min(max(obs.cost * (1 + self._markup), obs.price_min), obs.price_max)
