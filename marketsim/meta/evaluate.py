@@ -304,7 +304,8 @@ def evaluate(
         results = _evaluate_parallel(family, split, indices, agents, given, workers, progress)
     tasks = [r[0] for r in results]
     names = tuple(agents)
-    extra: dict[str, Any] = {"provenance": registry.provenance("strategy", [s for s, _ in agents.values()])}
+    strategies = registry.provenance("strategy", [s for s, _ in agents.values()])
+    extra: dict[str, Any] = {"provenance": {"strategies": strategies}}
     for strategy, params in agents.values():
         if strategy == "best_fixed_price" and "price" in params:
             extra["best_fixed_price"] = float(params["price"])
