@@ -11,11 +11,17 @@ follows one policy:
 - names taken from files (a scenario's ``name:``) are reduced to one safe path component, so a file can
   never choose where outside ``runs/`` the program writes;
 - temporaries left behind by a killed run (marked, with a dead writer) are removed by the next run
-  that writes beside them. Nothing without the marker is ever deleted.
+  that writes beside them. Nothing without the marker is ever deleted;
+- every folder holds what it was made from: for each input (the scenario, tournament or task family,
+  a checkpoint) ``<name>.yaml`` with its resolved content and ``<name>.sha256`` with the hash that
+  identifies it (a configuration's canonical JSON, a checkpoint's bytes);
+- folders and files get the permissions a plain ``mkdir`` and ``open`` give under the user's umask
+  (0755 and 0644 under the usual umask 022), whichever command wrote them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -23,10 +29,12 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 MARKER = ".marketsim-output"
 _TEMP = ".marketsim-tmp-"  # infix of a folder being written
@@ -36,18 +44,67 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 __all__ = [
     "MARKER",
+    "InputRecord",
     "OutputError",
     "check_output_folder",
+    "checkpoint_record",
     "clean_stale",
     "default_folder",
+    "file_sha256",
     "open_resumable_folder",
     "output_folder",
     "safe_name",
+    "scenario_record",
+    "write_inputs",
 ]
 
 
 class OutputError(Exception):
     """An output folder that cannot be used as asked; the message says why and what to do instead."""
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """One input an output folder was made from: written as ``<name>.yaml`` (``data``) and ``<name>.sha256``."""
+
+    name: str  # "scenario", "tournament", "family", "checkpoint"
+    data: Mapping[str, Any]  # the resolved input, plain YAML-able data
+    digest: str  # the sha256 that identifies it
+
+
+def scenario_record(scenario: Any) -> InputRecord:
+    """The record of a resolved scenario: every field with its default filled in, and ``Scenario.digest()``."""
+    return InputRecord("scenario", scenario.model_dump(mode="json", by_alias=True), scenario.digest())
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (a checkpoint an evaluation used)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_record(path: str | Path, strategy: str) -> InputRecord:
+    """The record of a checkpoint an evaluation used: where it was, its strategy, its sidecar, its bytes' sha256."""
+    pt = Path(path)
+    sidecar = pt.with_suffix(".json")
+    try:
+        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else None
+    except (OSError, ValueError):
+        meta = None
+    data = {"path": str(pt.resolve()), "strategy": strategy, "sidecar": meta}
+    return InputRecord("checkpoint", data, file_sha256(pt))
+
+
+def write_inputs(folder: Path, inputs: Iterable[InputRecord]) -> None:
+    """Write each input's resolved YAML and its sha256 into ``folder``."""
+    import yaml
+
+    for record in inputs:
+        (folder / f"{record.name}.yaml").write_text(yaml.safe_dump(dict(record.data), sort_keys=False))
+        (folder / f"{record.name}.sha256").write_text(record.digest + "\n")
 
 
 def safe_name(name: str, fallback: str = "run") -> str:
@@ -191,11 +248,18 @@ def move_into_place(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def open_resumable_folder(folder: str | Path, kind: str, force: bool = False, resume: bool = False) -> Path:
+def open_resumable_folder(
+    folder: str | Path,
+    kind: str,
+    force: bool = False,
+    resume: bool = False,
+    inputs: Iterable[InputRecord] = (),
+) -> Path:
     """A folder written in place as work proceeds (a tournament's store), so an interrupted run can resume.
 
-    With ``resume`` the existing folder is used as it is; otherwise the folder policy above applies, and a
-    marked folder replaced with ``force`` is moved aside before the new one is created.
+    With ``resume`` the existing folder is used as it is (its inputs were recorded when it was made);
+    otherwise the folder policy above applies, a marked folder replaced with ``force`` is moved aside
+    before the new one is created, and ``inputs`` are recorded in it at once.
     """
     out = Path(folder)
     if resume:
@@ -206,6 +270,7 @@ def open_resumable_folder(folder: str | Path, kind: str, force: bool = False, re
     old = _retire(out) if out.is_dir() and any(out.iterdir()) else None
     out.mkdir(parents=True, exist_ok=True)
     write_marker(out, kind)
+    write_inputs(out, inputs)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     clean_stale(out.parent)
@@ -213,11 +278,14 @@ def open_resumable_folder(folder: str | Path, kind: str, force: bool = False, re
 
 
 @contextmanager
-def output_folder(folder: str | Path, kind: str, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder to fill; on success it becomes ``folder``, on any error it vanishes."""
+def output_folder(
+    folder: str | Path, kind: str, force: bool = False, inputs: Iterable[InputRecord] = ()
+) -> Iterator[Path]:
+    """Yield a temporary folder holding ``inputs`` to fill; on success it becomes ``folder``, on error it vanishes."""
     out = check_output_folder(folder, force)
     tmp = new_temporary(out, kind)
     try:
+        write_inputs(tmp, inputs)
         yield tmp
         move_into_place(tmp, out)
     except BaseException:

@@ -143,7 +143,7 @@ def test_run_through_python_m_prints_the_summary(tmp_path: Path) -> None:
 
 def test_run_of_a_missing_file_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "out")]) == 2
-    assert "cannot read file" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(f"no such file: {tmp_path / 'nope.yaml'}; bundled files it runs: ")
     assert not (tmp_path / "out").exists()
 
 
@@ -178,7 +178,7 @@ def test_plugins_check_passes_here_and_fails_on_a_problem(capsys: pytest.Capture
     assert "plugins ok" in capsys.readouterr().out
     registry = load_registry()
     registry.problems.append(PluginProblem("acme", "import failed: boom"))
-    monkeypatch.setattr("marketsim.cli.app.default_registry", lambda: registry)
+    monkeypatch.setattr("marketsim.cli.plugins.default_registry", lambda: registry)
     assert main(["plugins", "--check"]) == 1
     assert "problem in plugin 'acme': import failed: boom" in capsys.readouterr().err
     assert main(["plugins"]) == 1  # the listing too, so CI notices

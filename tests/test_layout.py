@@ -111,7 +111,7 @@ def wing(module: str) -> str | None:
 def test_the_walker_sees_the_package() -> None:
     graph = package_graph()
     assert {"marketsim.market.model", "marketsim.cli.app", "marketsim.strategy"} <= set(graph)
-    assert graph.has_edge("marketsim.cli.app", "marketsim.config.scenario")
+    assert graph.has_edge("marketsim.cli.run", "marketsim.config.scenario")
 
 
 def test_no_import_cycles() -> None:

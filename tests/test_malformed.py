@@ -339,8 +339,8 @@ def test_edge_list_path_is_relative_to_the_scenario_file(here: Path, capsys: pyt
 
 
 def test_file_level_problems(here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    assert "cannot read" in _one_refusal(["run", "cases/missing.yaml"], capsys, here)
-    assert "not a regular file" in _one_refusal(["run", "cases"], capsys, here)
+    assert _one_refusal(["run", "cases/missing.yaml"], capsys, here).startswith("no such file: cases/missing.yaml")
+    assert "cases is a folder, not a file" in _one_refusal(["run", "cases"], capsys, here)
     (here / "cases" / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
     _located(_one_refusal(["run", "cases/latin1.yaml"], capsys, here), "cases/latin1.yaml")
     (here / "cases" / "big.yaml").write_text(SCENARIO + "# padding\n" * 300)
@@ -621,14 +621,9 @@ def test_family_whose_worst_draw_fits_is_accepted(here: Path, capsys: pytest.Cap
 # --- command-line flags -------------------------------------------------------------------------------------
 
 FLAG_CASES = [
-    ("run-steps-zero", ["run", "cases/s.yaml", "--steps", "0"], "override: steps"),
-    ("run-seed-negative", ["run", "cases/s.yaml", "--seed", "-1"], "override: seed"),
-    ("meta-eval-workers-zero", ["meta-eval", "cases/f.yaml", "--workers", "0"], "--workers"),
-    ("meta-eval-tasks-zero", ["meta-eval", "cases/f.yaml", "--tasks", "0"], "--tasks"),
     ("meta-eval-checkpoint-missing", ["meta-eval", "cases/f.yaml", "--checkpoint", "cases/none.pt"], "does not exist"),
     ("meta-eval-unknown-strategy", ["meta-eval", "cases/f.yaml", "--strategy", "nobody"], "unknown strategy"),
     ("meta-eval-ood-undeclared", ["meta-eval", "cases/f.yaml", "--split", "ood"], "no ood slice"),
-    ("run-steps-negative", ["run", "cases/s.yaml", "--steps", "-3"], "override: steps"),
 ]
 
 
@@ -641,7 +636,13 @@ def test_bad_flags_are_refused(argv: list[str], fragment: str, here: Path, capsy
 
 
 USAGE_CASES = [
-    ("run-steps-text", ["run", "cases/s.yaml", "--steps", "abc"], "marketsim run", "invalid int value: 'abc'"),
+    ("run-steps-zero", ["run", "cases/s.yaml", "--steps", "0"], "marketsim run", "--steps: should be at least 1"),
+    ("run-steps-negative", ["run", "cases/s.yaml", "--steps", "-3"], "marketsim run", "got -3"),
+    ("run-seed-negative", ["run", "cases/s.yaml", "--seed", "-1"], "marketsim run", "argument --seed: should be 0"),
+    ("run-abbreviated-flag", ["run", "cases/s.yaml", "--step", "3"], "marketsim run", "did you mean --steps?"),
+    ("meta-eval-workers-zero", ["meta-eval", "cases/f.yaml", "--workers", "0"], "marketsim meta-eval", "--workers"),
+    ("meta-eval-tasks-zero", ["meta-eval", "cases/f.yaml", "--tasks", "0"], "marketsim meta-eval", "--tasks"),
+    ("run-steps-text", ["run", "cases/s.yaml", "--steps", "abc"], "marketsim run", "whole number, got 'abc'"),
     ("run-unknown-flag", ["run", "cases/s.yaml", "--bogus"], "marketsim run", "unrecognized arguments: --bogus"),
     ("run-extra-argument", ["run", "cases/s.yaml", "more.yaml"], "marketsim run", "unrecognized arguments"),
     ("run-missing-scenario", ["run"], "marketsim run", "required: scenario"),
@@ -659,7 +660,7 @@ USAGE_CASES = [
     ("train-steps-negative", ["train", "cases/s.yaml", "--seller", "a", "--steps", "-1"], "marketsim train", "-1"),
     ("train-workers-zero", ["train", "cases/s.yaml", "--seller", "a", "--workers", "0"], "marketsim train", "at least"),
     ("tournament-bad-backend", ["tournament", "t.yaml", "--backend", "mpi"], "marketsim tournament", "invalid choice"),
-    ("meta-eval-tasks-text", ["meta-eval", "cases/f.yaml", "--tasks", "x"], "marketsim meta-eval", "invalid int"),
+    ("meta-eval-tasks-text", ["meta-eval", "cases/f.yaml", "--tasks", "x"], "marketsim meta-eval", "whole number"),
     ("meta-train-missing-strategy", ["meta-train", "cases/f.yaml"], "marketsim meta-train", "required: --strategy"),
     ("unknown-command", ["frobnicate"], "marketsim", "invalid choice: 'frobnicate'"),
     ("no-command", [], "marketsim", "required: command"),
@@ -667,7 +668,7 @@ USAGE_CASES = [
 
 
 @pytest.mark.parametrize(("argv", "prog", "fragment"), [c[1:] for c in USAGE_CASES], ids=[c[0] for c in USAGE_CASES])
-def test_command_line_errors_are_one_line(
+def test_command_line_errors_are_the_usage_line_and_one_error_line(
     argv: list[str], prog: str, fragment: str, here: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (here / "cases" / "s.yaml").write_text(SCENARIO)
@@ -678,10 +679,10 @@ def test_command_line_errors_are_one_line(
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert info.value.code == 2
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith(f"{prog}: error: ") and lines[0].endswith(f"(see `{prog} --help`)"), lines[0]
-    assert fragment in lines[0], lines[0]
-    assert "usage:" not in captured.err + captured.out and "Traceback" not in captured.err
+    assert len(lines) == 2 and lines[0].startswith(f"usage: {prog} [-h]"), captured.err  # that command's usage
+    assert lines[1].startswith(f"{prog}: error: ") and lines[1].endswith(f"(see `{prog} --help`)"), lines[1]
+    assert fragment in lines[1], lines[1]
+    assert not captured.out and "Traceback" not in captured.err
     assert _snapshot(here) == before
 
 

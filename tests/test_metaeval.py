@@ -183,8 +183,8 @@ def test_meta_eval_command_writes_the_folder(cli_registry, tmp_path: Path, capsy
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["missing.yaml"], "cannot read file"),
-        ([str(BUNDLED), "--tasks", "0"], "--tasks must be >= 1"),
+        (["missing.yaml"], "no such file: missing.yaml"),
+        ([str(ROOT / "scenarios" / "quickstart.yaml")], "is a scenario file: run it with `marketsim run`"),
         ([str(BUNDLED), "--checkpoint", "nowhere/ckpt.pt"], "does not exist"),
         ([str(BUNDLED), "--strategy", "no_such_strategy"], "unknown strategy 'no_such_strategy'"),
     ],

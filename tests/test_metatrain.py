@@ -11,7 +11,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from marketsim.cli.meta import add_meta_train_parser, cmd_meta_train
+from marketsim.cli.meta import cmd_meta_train
+from marketsim.cli.parser import build_parser
 from marketsim.learning.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from marketsim.meta.evaluate import run_agent
 from marketsim.meta.tasks import Family, load_family, sample_tasks
@@ -108,7 +109,7 @@ def _args(**kw) -> Namespace:
         ({"strategy": "thompson_pricing"}, "cannot be meta-trained"),
         ({"strategy": "nope"}, "cannot be meta-trained"),
         ({"iterations": 0}, "--iterations must be >= 1"),
-        ({"family": "missing.yaml"}, "does not exist"),
+        ({"family": "missing.yaml"}, "no such file: missing.yaml"),
         ({"device": "tpu"}, "--device"),
     ],
 )
@@ -124,12 +125,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 
 
 def test_parser_is_wired(tmp_path: Path) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    add_meta_train_parser(parser.add_subparsers())
-    args = parser.parse_args(["meta-train", "f.yaml", "--strategy", "rl2", "--iterations", "3", "--quiet"])
-    assert args.iterations == 3 and args.strategy == "rl2" and args.func is cmd_meta_train
+    args = build_parser().parse_args(["meta-train", "f.yaml", "--strategy", "rl2", "--iterations", "3", "--quiet"])
+    assert args.iterations == 3 and args.strategy == "rl2" and args.func.resolve() is cmd_meta_train
 
 
 def test_meta_train_function_refuses_a_non_meta_learner(family: Family, registry: Registry) -> None:

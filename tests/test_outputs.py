@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -140,12 +141,12 @@ def test_refusal_comes_before_the_work(tmp_path: Path, monkeypatch: pytest.Monke
     out = tmp_path / "mine"
     out.mkdir()
     (out / "keep").write_text("x")
-    import marketsim.market.run
+    import marketsim.cli.run
 
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("the market ran although its folder was refused")
 
-    monkeypatch.setattr(marketsim.market.run, "simulate", fail)
+    monkeypatch.setattr(marketsim.cli.run, "simulate", fail)
     assert _run("--out", str(out)) == 2
 
 
@@ -225,7 +226,8 @@ def test_tournament_folder_follows_the_same_policy(tmp_path: Path, capsys: pytes
     assert main(["tournament", str(tournament), "--out", str(out), "--quiet", "--force"]) == 2
     assert _listing(out) == {"keep.txt": b"x"}
     fresh = tmp_path / "fresh"
-    assert main(["tournament", str(tournament), "--out", str(fresh), "--workers", "0", "--quiet"]) == 2
+    with pytest.raises(SystemExit):  # a usage error
+        main(["tournament", str(tournament), "--out", str(fresh), "--workers", "0", "--quiet"])
     assert not fresh.exists()  # a refused command creates nothing
     capsys.readouterr()
 
@@ -238,3 +240,179 @@ def test_output_error_is_one_line(tmp_path: Path) -> None:
         with output_folder(out, "run"):
             pass
     assert "\n" not in str(info.value) and str(out) in str(info.value)
+
+
+# --- one policy for every command (issue 16, acceptance E) ----------------------------------------------------
+
+SCENARIOS = ROOT / "scenarios"
+TINY_TOURNAMENT = """\
+name: tiny
+market:
+  name: duo
+  steps: 1
+  consumers: {size: 1, wtp: {distribution: constant, value: 0.0}, mu: 0.25}
+  demand: {mode: expected}
+  sellers: [{name: seat, strategy: fixed_price, cost: 1.0, quality: 2.0, price_min: 1.0, price_max: 2.5}]
+entrants:
+  - {name: fixed, strategy: fixed_price, params: {price: 1.8}}
+  - {name: cut, strategy: undercut}
+self_play: false
+repetitions: 1
+phases: {train_steps: 0, eval_steps: 5}
+"""
+TINY_RL2 = {"batch": 8, "pool": 64, "validation": 8, "log_every": 2, "hidden": 16}
+#: each command on a tiny budget: (argv before --out, the marker's kind, the inputs its folder records)
+JOBS = {
+    "run": (["run", str(QUICKSTART), "--steps", "5"], "run", ("scenario",)),
+    "experiment": (
+        ["experiment", str(SCENARIOS / "calvano2020.yaml"), "--sessions", "2", "--max-steps", "20"],
+        "experiment",
+        ("scenario",),
+    ),
+    "train": (
+        ["train", str(SCENARIOS / "calvano2020.yaml"), "--seller", "firm_1", "--steps", "20"],
+        "training",
+        ("scenario",),
+    ),
+    "tournament": (["tournament", "tiny.yaml", "--backend", "serial"], "tournament", ("tournament",)),
+    "meta-train": (
+        [
+            "meta-train",
+            str(SCENARIOS / "meta_pricing.yaml"),
+            "--strategy",
+            "rl2",
+            "--iterations",
+            "1",
+            "--device",
+            "cpu",
+        ],
+        "meta-train",
+        ("family",),
+    ),
+    "meta-eval": (["meta-eval", str(SCENARIOS / "meta_pricing.yaml"), "--tasks", "2"], "meta-eval", ("family",)),
+}
+NEEDS_TORCH = {"meta-train"}
+SLOW_JOBS = {"train", "tournament", "meta-train", "meta-eval"}  # a few seconds each: their real run is marked slow
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder with the tiny tournament file, and meta-training cut down to seconds."""
+    (tmp_path / "tiny.yaml").write_text(TINY_TOURNAMENT)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _job(name: str, running: bool = False) -> object:
+    """A JOBS entry as a test parameter; ``running`` (the job really runs) marks the costly ones slow."""
+    marks = [pytest.mark.skipif(not _has_torch(), reason="needs torch (the deep extra)")] if name in NEEDS_TORCH else []
+    marks += [pytest.mark.slow] if running and name in SLOW_JOBS else []
+    return pytest.param(name, id=name, marks=marks)
+
+
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def _tiny_meta_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Meta-train rl2 with a few small batches: this checks the folder, not the learning."""
+    import marketsim.cli.meta as cli_meta
+
+    original = cli_meta.meta_train
+    monkeypatch.setattr(cli_meta, "meta_train", lambda *args, **kw: original(*args, **{**kw, **TINY_RL2}))
+
+
+@pytest.mark.parametrize("name", [_job(n) for n in JOBS])
+def test_every_command_refuses_a_folder_it_did_not_write_even_with_force(
+    name: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, _, _ = JOBS[name]
+    mine = workdir / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    for extra in ([], ["--force"]):
+        assert main([*argv, "--out", str(mine), "--quiet", *extra]) == 2
+        assert "error:" in capsys.readouterr().err
+        assert _listing(mine) == {"notes.txt": b"mine"}
+    ours = workdir / "ours"  # a folder marketsim wrote is refused too, unless --force
+    ours.mkdir()
+    (ours / MARKER).write_text(json.dumps({"kind": JOBS[name][1], "pid": 1}))
+    assert main([*argv, "--out", str(ours), "--quiet"]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert sorted(p.name for p in workdir.iterdir()) == ["mine", "ours", "tiny.yaml"]
+
+
+def _expected_digest(input_name: str, argv: list[str]) -> str:
+    """The sha256 the folder must record for its input, computed from the file the command was given."""
+    from marketsim.config.tournament import load_tournament
+    from marketsim.config.validate import load_scenario
+    from marketsim.meta.tasks import load_family
+    from marketsim.meta.train import family_hash
+
+    if input_name == "scenario":
+        scenario = load_scenario(argv[1])
+        return (scenario.with_overrides(steps=5) if argv[0] == "run" else scenario).digest()
+    if input_name == "tournament":
+        return load_tournament(argv[1]).digest()
+    return family_hash(load_family(argv[1]))
+
+
+@pytest.mark.parametrize("name", [_job(n, running=True) for n in JOBS])
+def test_every_command_replaces_its_own_folder_with_force_and_records_its_input(
+    name: str, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tiny_meta_training(monkeypatch)
+    argv, kind, inputs = JOBS[name]
+    out = workdir / "out"
+    out.mkdir()
+    (out / MARKER).write_text(json.dumps({"kind": kind, "pid": 1}))
+    (out / "stale.txt").write_text("from an earlier run")
+    assert main([*argv, "--out", str(out), "--quiet", "--force"]) == 0
+    assert not (out / "stale.txt").exists()
+    assert json.loads((out / MARKER).read_text())["kind"] == kind
+    for input_name in inputs:  # the resolved input, loadable again, and the hash that identifies it
+        assert (out / f"{input_name}.sha256").read_text() == _expected_digest(input_name, argv) + "\n"
+        assert main(["validate", str(out / f"{input_name}.yaml")]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [out, *out.rglob("*")]:  # the same permissions as mkdir and open give, in every folder
+        expected = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+    assert _hidden(workdir) == []  # no temporary or replaced folder left beside it
+
+
+def test_meta_eval_records_the_checkpoint_it_used_and_names_its_folder_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketsim.cli.meta import _eval_suffix
+    from marketsim.meta.tasks import load_family
+    from marketsim.meta.train import eval_inputs
+    from marketsim.outputs import file_sha256, write_inputs
+
+    ckpt = tmp_path / "meta_pricing-rl2" / "checkpoint.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"weights")
+    ckpt.with_suffix(".json").write_text(json.dumps({"strategy": "rl2", "iterations": 3}))
+    args = argparse.Namespace(split="ood", checkpoint=ckpt, strategy=None)
+    assert _eval_suffix(args) == "-meta-eval-ood-meta_pricing-rl2"
+    assert _eval_suffix(argparse.Namespace(split="test", checkpoint=tmp_path / "best.pt", strategy=None)) == (
+        "-meta-eval-test-best"
+    )
+    assert _eval_suffix(argparse.Namespace(split="test", checkpoint=None, strategy="ucb")) == "-meta-eval-test-ucb"
+    records = eval_inputs(load_family(SCENARIOS / "meta_pricing.yaml"), {"rl2": ("rl2", {"checkpoint": str(ckpt)})})
+    assert [r.name for r in records] == ["family", "checkpoint"]
+    write_inputs(tmp_path, records)
+    import yaml
+
+    recorded = yaml.safe_load((tmp_path / "checkpoint.yaml").read_text())
+    assert recorded == {"path": str(ckpt), "strategy": "rl2", "sidecar": {"strategy": "rl2", "iterations": 3}}
+    assert (tmp_path / "checkpoint.sha256").read_text() == file_sha256(ckpt) + "\n"
+
+
+def test_default_folder_names_tell_runs_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(QUICKSTART), "--steps", "2", "--quiet"]) == 0
+    assert main(["run", str(QUICKSTART), "--steps", "2", "--seed", "3", "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["quickstart", "quickstart-seed3"]

@@ -321,7 +321,7 @@ def test_cli_bad_override_fails_cleanly(tmp_path: Path) -> None:
     (tmp_path / "ok.yaml").write_text(BASE, encoding="utf-8")
     result = _marketsim("run", "ok.yaml", "--steps", "0", "--out", "out", "--quiet", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert "steps" in result.stderr and "greater than 0" in result.stderr
+    assert "--steps: should be at least 1, got 0" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 

@@ -1,10 +1,8 @@
-"""`marketsim meta-train` and `marketsim meta-eval`: parse, check, run, write, summarise."""
+"""`marketsim meta-train` and `marketsim meta-eval`: check, run, write, summarise."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +12,7 @@ from rich.table import Table
 
 from marketsim.cli.console import counting_progress, fmt, out, warn_plugin_problems
 from marketsim.config.family import Family
+from marketsim.config.kinds import KindError, check_kind
 from marketsim.config.yamlsource import SourceError
 from marketsim.market.model import StrategyError
 from marketsim.meta.evaluate import (
@@ -22,30 +21,14 @@ from marketsim.meta.evaluate import (
     MetaEvalError,
     baseline_agents,
     evaluate,
-    sample_task,
-    task_params,
+    extra_agents,
     write_eval,
 )
 from marketsim.meta.loop import MetaTrained
 from marketsim.meta.tasks import load_family
-from marketsim.meta.train import MetaTrainError, meta_learners, meta_train, write_meta_train
+from marketsim.meta.train import MetaTrainError, eval_inputs, meta_learners, meta_train, write_meta_train
 from marketsim.outputs import OutputError, check_output_folder, default_folder
 from marketsim.registry import Registry, default_registry
-
-
-def add_meta_train_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``marketsim meta-train`` to the CLI's subparsers."""
-    p = subparsers.add_parser("meta-train", help="meta-train a meta-learner (rl2, reptile_dqn) on a task family")
-    p.add_argument("family", help="task family YAML file (family: + base:)")
-    p.add_argument("--strategy", required=True, help="meta-learner to train (rl2 or reptile_dqn)")
-    p.add_argument("--out", type=Path, help="output folder (default runs/<family>-<strategy>)")
-    p.add_argument("--iterations", type=int, help="meta-iterations (default: the strategy's)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    p.add_argument("--force", action="store_true", help="replace the output folder if marketsim wrote it")
-    p.set_defaults(func=cmd_meta_train)
-    return p
 
 
 def _check_meta_train(args: argparse.Namespace, registry: Registry) -> Family:
@@ -54,8 +37,7 @@ def _check_meta_train(args: argparse.Namespace, registry: Registry) -> Family:
         raise MetaTrainError(f"--iterations must be >= 1, got {args.iterations}")
     if args.seed < 0:
         raise MetaTrainError(f"--seed must be >= 0, got {args.seed}")
-    if not Path(args.family).is_file():
-        raise MetaTrainError(f"family file {args.family} does not exist")
+    check_kind(args.family, "meta-train")
     family = load_family(args.family, registry)
     learners = meta_learners(registry)
     if args.strategy not in learners:
@@ -76,7 +58,7 @@ def _print_meta_train(
     )
     last = result.curve[-1] if result.curve else {}
     for key, value in last.items():
-        if key != "iteration":
+        if key not in ("iteration", "seconds"):  # seconds measure the machine, not the learner
             out.print(f"  final {key}: {value:,.4g}")
     for name in result.extra:
         out.print(f"  also wrote {name}.pt")
@@ -94,10 +76,14 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
     except SourceError as exc:
         print(f"error: {exc.problems[0] if exc.problems else exc}", file=sys.stderr)
         return 2
-    except MetaTrainError as exc:
+    except (MetaTrainError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out_dir = check_output_folder(args.out or default_folder(family.name, f"-{args.strategy}"), args.force)
+    except KindError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    seed = f"-seed{args.seed}" if args.seed else ""
+    out_dir = check_output_folder(args.out or default_folder(family.name, f"-{args.strategy}{seed}"), args.force)
     with counting_progress(f"meta-train {args.strategy} on {family.name}", "iterations", args.quiet) as bar:
         task = bar.add_task("meta-train", total=None)
 
@@ -114,62 +100,9 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_meta_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``marketsim meta-eval`` to the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "meta-eval", help="evaluate the meta-learning baselines (and a checkpoint) on held-out tasks of a family"
-    )
-    p.add_argument("family", help="task family YAML file (family: + base:)")
-    p.add_argument("--checkpoint", type=Path, help="meta-learner checkpoint (.pt with its .json sidecar)")
-    p.add_argument(
-        "--strategy",
-        help="strategy of the checkpoint (default: the sidecar's 'strategy'); without --checkpoint, "
-        "a registered strategy to evaluate beside the baselines with its default parameters",
-    )
-    p.add_argument("--tasks", type=int, default=500, help="held-out tasks to evaluate (default 500)")
-    p.add_argument("--split", choices=("test", "ood"), default="test", help="meta-test tasks or the OOD slice")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes to spread tasks over")
-    p.add_argument("--out", type=Path, help="output folder (default runs/<family>-meta-eval-<split>)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
-    p.add_argument("--force", action="store_true", help="replace the output folder if marketsim wrote it")
-    p.set_defaults(func=cmd_meta_eval)
-    return p
-
-
-def _checkpoint_agent(args: argparse.Namespace, registry: Registry) -> tuple[str, AgentSpec]:
-    path = Path(args.checkpoint)
-    pt = path if path.suffix == ".pt" else path.with_suffix(".pt")
-    if not pt.is_file():
-        raise MetaEvalError(f"checkpoint {pt} does not exist")
-    sidecar = pt.with_suffix(".json")
-    meta: dict[str, Any] = {}
-    if sidecar.is_file():
-        try:
-            meta = json.loads(sidecar.read_text())
-        except (OSError, ValueError) as exc:
-            raise MetaEvalError(f"checkpoint sidecar {sidecar} is not readable JSON: {exc}") from None
-    name = args.strategy or meta.get("strategy")
-    if not name:
-        raise MetaEvalError(f"checkpoint sidecar {sidecar} names no 'strategy': pass --strategy NAME")
-    if name not in registry:
-        raise MetaEvalError(f"checkpoint strategy {name!r} is not registered; available: {', '.join(registry.names())}")
-    return str(name), (str(name), {"checkpoint": str(pt), "mode": "eval"})
-
-
 def _extra_agents(args: argparse.Namespace, family: Family, registry: Registry) -> dict[str, AgentSpec]:
     """The checkpointed (or named) strategy to evaluate beside the baselines, built once to surface errors."""
-    extra: dict[str, AgentSpec] = {}
-    if args.checkpoint is not None:
-        name, spec = _checkpoint_agent(args, registry)
-        extra[name] = spec
-    elif args.strategy:
-        if args.strategy not in registry:
-            raise MetaEvalError(f"unknown strategy {args.strategy!r}; available: {', '.join(registry.names())}")
-        extra[args.strategy] = (args.strategy, {})
-    for strategy, params in extra.values():  # surface a bad checkpoint before hours of evaluation
-        probe = sample_task(family, args.split, 0)
-        registry.create(strategy, task_params(strategy, params, probe, registry))
-    return extra
+    return extra_agents(family, args.split, registry, checkpoint=args.checkpoint, strategy=args.strategy)
 
 
 def _check_meta_eval(args: argparse.Namespace, registry: Registry) -> tuple[Family, Path, dict[str, AgentSpec]]:
@@ -178,11 +111,22 @@ def _check_meta_eval(args: argparse.Namespace, registry: Registry) -> tuple[Fami
         raise MetaEvalError(f"--tasks must be >= 1, got {args.tasks}")
     if args.workers < 1:
         raise MetaEvalError(f"--workers must be >= 1, got {args.workers}")
+    check_kind(args.family, "meta-eval")
     family = load_family(args.family, registry)
-    out_dir = check_output_folder(args.out or default_folder(family.name, f"-meta-eval-{args.split}"), args.force)
+    out_dir = check_output_folder(args.out or default_folder(family.name, _eval_suffix(args)), args.force)
     if args.split == "ood" and family.spec.ood is None:
         raise MetaEvalError(f"family {family.name!r} declares no ood slice")
     return family, out_dir, _extra_agents(args, family, registry)
+
+
+def _eval_suffix(args: argparse.Namespace) -> str:
+    """What tells one meta-eval folder from another: the split, then the checkpoint (or strategy) evaluated."""
+    suffix = f"-meta-eval-{args.split}"
+    if args.checkpoint is not None:
+        path = Path(args.checkpoint)
+        folder = path.resolve().parent.name
+        return f"{suffix}-{folder}" if path.stem == "checkpoint" and folder else f"{suffix}-{path.stem}"
+    return f"{suffix}-{args.strategy}" if args.strategy else suffix
 
 
 def _eval_table(family: Family, split: str, result: EvalResult, summary: Mapping[str, Any]) -> Table:
@@ -224,6 +168,9 @@ def cmd_meta_eval(args: argparse.Namespace) -> int:
     except (MetaEvalError, StrategyError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KindError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except Exception as exc:  # a strategy refusing its checkpoint: one line, not a traceback
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
@@ -239,7 +186,7 @@ def cmd_meta_eval(args: argparse.Namespace) -> int:
         except (MetaEvalError, StrategyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    folder = write_eval(result, out_dir, args.force)
+    folder = write_eval(result, out_dir, args.force, eval_inputs(family, extra))
     if not args.quiet:
         _print_meta_eval(args, family, result)
     out.print(f"meta-eval folder: [bold]{folder}[/] (summary.json, curves.csv, tasks.csv, regret.png)")
