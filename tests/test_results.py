@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from marketsim.tables import write_csv
 from marketsim.tournament.matches import Fault, MatchResult, SeatResult
 from marketsim.tournament.metagame import analyse_meta_game
 from marketsim.tournament.results import (
@@ -350,3 +351,40 @@ def test_store_replaces_a_retried_fault(tmp_path):
         assert store.add(retried, replace=True)
         assert store.faulted_keys() == set() and store.faults() == [] and len(store) == 2
         assert same(store.results()[0], retried)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CSV tables: one precision policy (marketsim.tables)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_csv_tables_have_whole_counts_and_no_float_noise(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "entrant": ["a", "b"],
+            "matches": [20000.0, 3.0],  # counts that arithmetic made floats
+            "mean_profit": [2716.2000000000003, 0.1 + 0.2],  # binary noise in the 17th digit
+            "ci_low": [float("nan"), float("inf")],
+            "seed": [6220794373850697553, 1],
+            "faulted": [True, False],
+        }
+    )
+    text = write_csv(frame, tmp_path / "t.csv").read_text()
+    assert text.splitlines() == [
+        "entrant,matches,mean_profit,ci_low,seed,faulted",
+        "a,20000,2716.2,,6220794373850697553,True",
+        "b,3,0.3,inf,1,False",
+    ]
+    matrix = pd.DataFrame([[0.1 + 0.2]], index=pd.Index(["a"], name="entrant"), columns=["b"])
+    assert write_csv(matrix, tmp_path / "m.csv", index=True).read_text() == "entrant,b\na,0.3\n"
+
+
+def test_csv_precision_keeps_fifteen_digits_and_passes_the_golden_tolerance(tmp_path):
+    from golden_cases import csv_difference
+
+    values = np.array([1 / 3, 123456.78901234567, 2.3371847206723622e-20, -0.9999999999999991, 1e300])
+    frame = pd.DataFrame({"x": values})
+    back = pd.read_csv(write_csv(frame, tmp_path / "x.csv"))["x"].to_numpy()
+    assert np.all(np.abs(back - values) <= 5e-15 * np.abs(values))  # rounded only past the 15th digit
+    assert back[0] != round(values[0], 10)  # and not to 10 digits: the golden comparison stays meaningful
+    assert csv_difference(frame.to_csv(index=False), (tmp_path / "x.csv").read_text()) is None  # old files match

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from marketsim.config.tournament import LoadedTournament
+from marketsim.tables import write_csv
 from marketsim.tournament.exploit import exploitability, with_exploitability
 from marketsim.tournament.matches import Fault, MatchResult
 from marketsim.tournament.metagame import MetaGameReport, analyse_meta_game
@@ -56,14 +57,14 @@ def write_outputs(
     if exploit is not None:  # exploitability columns after the rankings
         exploitable = exploitability(exploit, rows)
         board = with_exploitability(board, exploitable)
-        exploitable.to_csv(out / "exploitability.csv", index=False)
-    rows.to_csv(out / "matches.csv", index=False)
+        write_csv(exploitable, out / "exploitability.csv")
+    write_csv(rows, out / "matches.csv")
     provenance = tournament_provenance(tournament, exploit is not None)
     _write_json(out / "matches.csv-metadata.json", _matches_metadata(tournament, list(rows.columns), provenance))
-    faults.to_csv(out / "faults.csv", index=False)
-    board.to_csv(out / "leaderboard.csv", index=False)
-    matrix.to_csv(out / "payoff_matrix.csv")
-    pairs.to_csv(out / "pairings.csv", index=False)
+    write_csv(faults, out / "faults.csv")
+    write_csv(board, out / "leaderboard.csv")
+    write_csv(matrix, out / "payoff_matrix.csv", index=True)
+    write_csv(pairs, out / "pairings.csv")
     summary = {
         "tournament": tournament.spec.name,
         "digest": tournament.digest(),
@@ -95,7 +96,8 @@ def write_outputs(
         ("Collusion and consumer surplus per pairing", pairs.to_html(index=False, float_format="%.4f")),
         (f"Faults ({len(faults)})", faults.to_html(index=False) if len(faults) else "<p>none</p>"),
     ]
-    images = plot_tournament(rows, matrix, results, out, match_key)
+    ranking = list(board.sort_values("rank", kind="stable")["entrant"]) if len(board) else []
+    images = plot_tournament(rows, matrix, results, out, match_key, ranking)
     if game is not None:
         images += plot_meta_game(game, out)
     _write_json(out / "summary.json", summary)
