@@ -33,6 +33,7 @@ from marketsim.config.validate import (
     scenario_from_located,
 )
 from marketsim.config.yamlsource import Located, Problem, load_yaml, read_source
+from marketsim.outputs import InputRecord
 from marketsim.registry import Registry, default_registry
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "match_scenario",
     "parse_tournament",
     "seatings",
+    "tournament_record",
     "with_checkpoint",
 ]
 
@@ -178,6 +180,13 @@ class LoadedTournament:
         spec = self.spec.model_dump(mode="json", exclude={"exploit"})
         blob = json.dumps(spec, sort_keys=True) + self.market.digest()
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def tournament_record(tournament: LoadedTournament) -> InputRecord:
+    """The record of a tournament a results folder was made from: the spec with its market inline, and its digest."""
+    data = tournament.spec.model_dump(mode="json", by_alias=True)
+    data["market"] = tournament.market.model_dump(mode="json", by_alias=True)
+    return InputRecord("tournament", data, tournament.digest())
 
 
 def parse_tournament(

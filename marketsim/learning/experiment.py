@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,8 +23,12 @@ from marketsim.config.scenario import Scenario
 from marketsim.learning import collusion, tabular
 from marketsim.learning.collusion import BestResponse, Cycle, ImpulseResponse
 from marketsim.learning.plan import ExperimentError, Plan, check_supported, make_plan
-from marketsim.outputs import output_folder
+from marketsim.outputs import output_folder, scenario_record
 from marketsim.registry import Registry, default_registry
+from marketsim.tables import write_csv
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["ExperimentError", "ExperimentResult", "Plan", "check_supported", "make_plan", "run_experiment"]
 
@@ -235,6 +240,14 @@ class ExperimentResult:
     impulse: ImpulseResponse | None  # the first learner deviating
     best: BestResponse | None  # memory 1 only
 
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per session (``sessions.csv``): seed, convergence, limit-cycle prices, profits and Δ, diagnostics."""
+        return self.sessions_table()
+
+    def write(self, folder: str | Path, force: bool = False) -> Path:
+        """Write the experiment folder ``marketsim experiment`` writes (``write_experiment``)."""
+        return write_experiment(self, folder, force)
+
     def sessions_table(self):
         """One row per session: convergence, cycle prices/profits/Δ per seller, diagnostics."""
         import pandas as pd
@@ -280,6 +293,10 @@ class ExperimentResult:
             "grid": self.plan.market.grids.tolist(),
             "provenance": self.plan.provenance,
         }
+        if 0 < self.converged.sum() < len(self.seeds):  # the paper's measure beside the mixed one
+            out["profit_gain_converged"] = _describe(gain[self.converged])
+        if self.warnings():
+            out["warnings"] = self.warnings()
         if self.best is not None:
             out["mutual_best_response_share"] = float(self.best.on_path.all(axis=1).mean())
             out["no_profitable_one_shot_deviation_share"] = float(self.best.one_shot_on_path.all(axis=1).mean())
@@ -295,6 +312,27 @@ class ExperimentResult:
                 "returns_share": float(imp.returns.mean()),
             }
         return out
+
+    def cap(self) -> int | None:
+        """The step cap the unconverged sessions ran into (None when every session converged)."""
+        return int(self.steps[~self.converged].max()) if not self.converged.all() else None
+
+    def warnings(self) -> list[str]:
+        """Sessions that never converged: their Δ is read at the step cap, which is not the paper's measure."""
+        stuck, n = int((~self.converged).sum()), len(self.seeds)
+        if not stuck:
+            return []
+        cap = f"within the cap of {self.cap():,} steps"
+        who = (
+            f"none of the {n} sessions converged {cap}"
+            if stuck == n
+            else f"{stuck} of {n} sessions did not converge {cap}"
+        )
+        where = "" if stuck == n else " (summary.json's profit_gain_converged has the converged sessions alone)"
+        return [
+            f"{who}: their Δ and prices are read from the greedy play at the cap, not at convergence as "
+            f"Calvano et al. (2020) measure them{where}"
+        ]
 
 
 def _describe(values: np.ndarray) -> dict:
@@ -345,48 +383,105 @@ def run_experiment(
 
 
 def write_experiment(result: ExperimentResult, out_dir: str | Path, force: bool = False) -> Path:
-    """Write sessions.csv, summary.json, histograms and the impulse-response plot, atomically."""
-    with output_folder(out_dir, "experiment", force) as tmp:
-        result.sessions_table().to_csv(tmp / "sessions.csv", index=False)
+    """Write the scenario, sessions.csv, summary.json, histograms and the impulse-response plot, atomically."""
+    with output_folder(out_dir, "experiment", force, [scenario_record(result.plan.scenario)]) as tmp:
+        write_csv(result.sessions_table(), tmp / "sessions.csv")
         (tmp / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
-        (tmp / "scenario.sha256").write_text(result.plan.scenario.digest() + "\n")
         plot_experiment(result, tmp)
     return Path(out_dir)
 
 
 def plot_experiment(result: ExperimentResult, out: Path) -> list[Path]:
-    """Histograms of Δ, prices and steps to convergence, and the mean impulse response."""
-    from marketsim.market.plots import plt  # matplotlib is only needed when writing
+    """Write histograms.png (Δ, prices, steps to convergence) and impulse_response.png; returns their paths."""
+    from marketsim.market.plots import save  # matplotlib is only needed when writing
 
-    written = []
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
-    gain = result.profit_gain.mean(axis=1)
-    axes[0].hist(gain, bins=30, color="tab:blue", alpha=0.85)
-    axes[0].set(title=f"Profit gain Δ (mean {gain.mean():.2f})", xlabel="Δ (0 Nash, 1 monopoly)", ylabel="sessions")
-    prices = result.cycle.prices.mean(axis=1)
-    axes[1].hist(prices, bins=30, color="tab:orange", alpha=0.85)
-    bench = result.plan.benchmarks
-    axes[1].axvline(np.mean(bench.nash.prices), color="k", ls=":", label="Nash")
-    axes[1].axvline(np.mean(bench.monopoly.prices), color="k", ls="--", label="monopoly")
-    axes[1].set(title="Mean price on the limit cycle", xlabel="price")
-    axes[1].legend(fontsize="small")
-    steps = result.steps[result.converged]
-    axes[2].hist(steps if steps.size else [0], bins=30, color="tab:green", alpha=0.85)
-    axes[2].set(title=f"Steps to convergence ({result.converged.mean():.0%} converged)", xlabel="steps")
-    fig.suptitle(f"{result.plan.scenario.name}: {len(result.seeds)} sessions")
-    written.append(out / "histograms.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    return [save(fig, out / f"{name}.png") for name, fig in experiment_figures(result).items()]
+
+
+def experiment_figures(result: ExperimentResult) -> dict:
+    """The experiment's figures by file stem, each headed by the warnings of ``result.warnings()``."""
+    figures = {"histograms": _histograms_figure(result)}
     if result.impulse is not None:
-        written.append(_plot_impulse(result, out / "impulse_response.png"))
-    return written
+        figures["impulse_response"] = _impulse_figure(result)
+    return figures
 
 
-def _plot_impulse(result: ExperimentResult, path: Path) -> Path:
-    from marketsim.market.plots import plt
+def _histograms_figure(result: ExperimentResult):
+    """Δ and the limit-cycle price per session (unconverged sessions stacked apart), and steps to convergence."""
+    from marketsim.market.plots import headline, not_enough_data, plt, plural
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
+    headline(fig, f"{result.plan.scenario.name}: {plural(len(result.seeds), 'session')}", result.warnings())
+    gain, converged = result.profit_gain.mean(axis=1), result.converged
+    mean = f"mean {gain.mean():.2f}" + (
+        f"; converged only {gain[converged].mean():.2f}" if 0 < converged.sum() < len(gain) else ""
+    )
+    at = " at the step cap" if not converged.any() else ""
+    if _split_histogram(axes[0], gain, converged, "Δ", "tab:blue"):
+        axes[0].set(ylabel="sessions")
+    axes[0].set(title=f"Profit gain Δ{at} ({mean})", xlabel="Δ (0 Nash, 1 monopoly)")
+    bench = result.plan.benchmarks
+    span = (float(np.mean(bench.nash.prices)), float(np.mean(bench.monopoly.prices)))
+    if _split_histogram(axes[1], result.cycle.prices.mean(axis=1), converged, "price", "tab:orange", span):
+        axes[1].axvline(np.mean(bench.nash.prices), color="k", ls=":", label="Nash")
+        axes[1].axvline(np.mean(bench.monopoly.prices), color="k", ls="--", label="monopoly")
+        axes[1].legend(fontsize="small")
+    axes[1].set(title=f"Mean price on the limit cycle{at}", xlabel="price")
+    steps = result.steps[converged]
+    axes[2].set(title=f"Steps to convergence ({converged.mean():.0%} converged)", xlabel="steps")
+    if not steps.size:
+        not_enough_data(axes[2], f"none of the sessions converged\nwithin the cap of {result.cap():,} steps")
+    else:
+        _split_histogram(axes[2], steps, np.ones(len(steps), bool), "steps", "tab:green")
+    return fig
+
+
+def _split_histogram(
+    ax, values: np.ndarray, converged: np.ndarray, what: str, color: str, span: tuple[float, float] | None = None
+) -> bool:
+    """A histogram of one value per session, converged sessions in ``color`` and the rest stacked in grey on top.
+
+    The bins cover ``span`` too (the benchmarks a price is judged against), so the bars keep their width beside
+    them. Fewer than two sessions get a "not enough data" panel that states the value; returns whether bars were
+    drawn.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    from marketsim.market.plots import not_enough_data, plural
+
+    if len(values) < 2:
+        detail = f"{plural(len(values), 'session')}" + (f": {what} = {values[0]:,.4g}" if len(values) else "")
+        not_enough_data(ax, f"{detail}; a histogram needs at least 2")
+        return False
+    low, high = (
+        (min(values.min(), *span), max(values.max(), *span))
+        if span and np.isfinite(span).all()
+        else (values.min(), values.max())
+    )
+    bins = np.histogram_bin_edges(values, bins=30, range=(low, high) if high > low else None)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if converged.all():
+        ax.hist(values, bins, color=color, alpha=0.85)
+        return True
+    groups = [
+        (values[mask], shade, f"{label} ({int(mask.sum())})")
+        for mask, shade, label in ((converged, color, "converged"), (~converged, "0.7", "not converged, at the cap"))
+        if mask.any()
+    ]
+    data, colors, labels = zip(*groups)
+    ax.hist(list(data), bins, stacked=True, color=list(colors), alpha=0.85, label=list(labels))
+    ax.legend(fontsize="small")
+    return True
+
+
+def _impulse_figure(result: ExperimentResult):
+    """Mean prices (and IQR) around a one-period deviation to the static best response by the first learner."""
+    from marketsim.market.plots import headline, legend_below, plt
 
     imp, names, bench = result.impulse, result.plan.names, result.plan.benchmarks
-    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9, 4.8), layout="constrained")
+    title = f"{result.plan.scenario.name}: deviation to the static best response at period 0"
+    headline(fig, f"{title} (mean, IQR over {len(imp.prices)} sessions)", result.warnings())
     for j, name in enumerate(names):
         series = imp.prices[:, j, :]
         label = f"{name} (deviates)" if j == imp.deviator else name
@@ -395,13 +490,7 @@ def _plot_impulse(result: ExperimentResult, path: Path) -> Path:
     ax.axhline(np.mean(bench.nash.prices), color="k", ls=":", lw=0.9, label="Nash")
     ax.axhline(np.mean(bench.monopoly.prices), color="k", ls="--", lw=0.9, label="monopoly")
     ax.axvline(0, color="grey", lw=0.8)
-    ax.set(
-        title=f"Deviation to the static best response at period 0 (mean, IQR over {len(imp.prices)} sessions)",
-        xlabel="period relative to the deviation",
-        ylabel="price",
-    )
-    ax.legend(fontsize="small")
+    ax.set(xlabel="period relative to the deviation", ylabel="price")
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    legend_below(fig, len(names) + 2)
+    return fig

@@ -33,9 +33,10 @@ from marketsim.learning.parallel import ScenarioMarkets, train_workers
 from marketsim.learning.plan import ExperimentError, check_supported, make_plan
 from marketsim.market import oracle
 from marketsim.market.model import MarketModel
-from marketsim.outputs import output_folder
+from marketsim.outputs import output_folder, scenario_record
 from marketsim.registry import Registry, default_registry
 from marketsim.strategy import GreedyTabulable, ParallelTrainable, Strategy, TabularQLearner
+from marketsim.tables import write_csv
 
 Progress = Callable[[int], None]  # steps done so far (summed over workers)
 
@@ -91,6 +92,14 @@ class TrainResult:
         return cls(
             scenario=scenario, seller=spec.name, index=index, strategy=learner.name, params=dict(learner.params), **rest
         )
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The learning curve (``curve.csv``): per step (and worker) profit, its moving average, price and S."""
+        return self.curve
+
+    def write(self, folder: str | Path, force: bool = False) -> Path:
+        """Write the training folder ``marketsim train`` writes (``write_training``): the checkpoint and its curve."""
+        return write_training(self, folder, force)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """The checkpoint's JSON sidecar (versions are added by ``save_checkpoint``)."""
@@ -288,13 +297,13 @@ def moving_window(steps: int) -> int:
 
 
 def write_training(result: TrainResult, out_dir: str | Path, force: bool = False) -> Path:
-    """Write checkpoint.pt/.json, curve.csv, curve.png and summary.json atomically into ``out_dir``."""
+    """Write the scenario, checkpoint.pt/.json, curve.csv, curve.png and summary.json atomically into ``out_dir``."""
     from marketsim.learning.checkpoint import save_checkpoint
     from marketsim.learning.plots import plot_curve  # imports matplotlib: only when writing
 
-    with output_folder(out_dir, "training", force) as tmp:
+    with output_folder(out_dir, "training", force, [scenario_record(result.scenario)]) as tmp:
         save_checkpoint(tmp / "checkpoint.pt", result.state, result.checkpoint_meta())
-        result.curve.to_csv(tmp / "curve.csv", index=False)
+        write_csv(result.curve, tmp / "curve.csv")
         title = f"{result.scenario.name}: training {result.seller} ({result.strategy})"
         plot_curve(result.curve, tmp / "curve.png", title)
         (tmp / "summary.json").write_text(json.dumps(_jsonable(result.summary()), indent=2) + "\n")

@@ -18,11 +18,11 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,9 +37,13 @@ from marketsim.meta.tasks import (
     sample_task,
     sample_tasks,
 )
-from marketsim.outputs import output_folder
+from marketsim.outputs import InputRecord, output_folder
 from marketsim.registry import Registry, default_registry
 from marketsim.strategy import Converging, Strategy, parameters
+from marketsim.tables import write_csv
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The oracle's strategy name (marketsim_bandits) and the baselines' (agent name -> strategy name).
 ORACLE = "clairvoyant"
@@ -193,6 +197,22 @@ class EvalResult:
     seconds: float = 0.0
     workers: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. best_fixed_price: the price it posts
+    inputs: tuple[InputRecord, ...] = ()  # what it was made from (``meta.train.eval_inputs``), for ``write``
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per task (``tasks.csv``): its drawn parameters, the oracle's profit and each agent's R(H)."""
+        return self.tasks_table()
+
+    def agents_frame(self) -> pd.DataFrame:
+        """One row per agent, lowest R(H) first: regret at 10, 25 and H steps with 95% CIs, oracle share, means."""
+        import pandas as pd
+
+        rows = [{"agent": name, **row} for name, row in self.summary()["agents"].items()]
+        return pd.DataFrame(rows).sort_values("regret_H", kind="stable").reset_index(drop=True)
+
+    def write(self, folder: str | Path, force: bool = False) -> Path:
+        """Write the folder ``marketsim meta-eval`` writes (``write_eval``), with the inputs it was made from."""
+        return write_eval(self, folder, force, self.inputs)
 
     def regret(self) -> np.ndarray:
         """(A, T, H) cumulative regret R(t) = Σ_{s≤t} (oracle − agent), t = 1 … H."""
@@ -394,6 +414,53 @@ def baseline_agents(family: Family, registry: Registry, n_train: int = 200) -> d
     }
 
 
+def extra_agents(
+    family: Family,
+    split: str,
+    registry: Registry,
+    checkpoint: str | Path | None = None,
+    strategy: str | None = None,
+) -> dict[str, AgentSpec]:
+    """The agent to evaluate beside the baselines: a checkpoint's, or a registered strategy with its defaults.
+
+    A checkpoint's strategy is ``strategy`` or else the one its JSON sidecar names. Each agent is built once
+    for the first task of ``split``, so that a bad checkpoint fails now, not after hours of evaluation.
+    """
+    if checkpoint is not None:
+        name, spec = _checkpoint_agent(Path(checkpoint), strategy, registry)
+        extra = {name: spec}
+    elif strategy:
+        if strategy not in registry:
+            raise MetaEvalError(f"unknown strategy {strategy!r}; available: {', '.join(registry.names())}")
+        extra = {strategy: (strategy, {})}
+    else:
+        return {}
+    probe = sample_task(family, split, 0)
+    for name, params in extra.values():
+        registry.create(name, task_params(name, params, probe, registry))
+    return extra
+
+
+def _checkpoint_agent(path: Path, strategy: str | None, registry: Registry) -> tuple[str, AgentSpec]:
+    """(name, spec) of a checkpoint evaluated in eval mode; its strategy from ``strategy`` or its sidecar."""
+    pt = path if path.suffix == ".pt" else path.with_suffix(".pt")
+    if not pt.is_file():
+        raise MetaEvalError(f"checkpoint {pt} does not exist")
+    sidecar = pt.with_suffix(".json")
+    meta: dict[str, Any] = {}
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError) as exc:
+            raise MetaEvalError(f"checkpoint sidecar {sidecar} is not readable JSON: {exc}") from None
+    name = strategy or meta.get("strategy")
+    if not name:
+        raise MetaEvalError(f"checkpoint sidecar {sidecar} names no 'strategy': name it (--strategy NAME)")
+    if name not in registry:
+        raise MetaEvalError(f"checkpoint strategy {name!r} is not registered; available: {', '.join(registry.names())}")
+    return str(name), (str(name), {"checkpoint": str(pt), "mode": "eval"})
+
+
 def fixed_price_share(
     family: Family, n_tasks: int = 200, split: str = "test", n_train: int = 200, registry: Registry | None = None
 ) -> tuple[float, float]:
@@ -424,12 +491,27 @@ def _trailing(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_regret(result: EvalResult, path: Path) -> Path:
-    """Two panels: mean cumulative regret with 95% bands, and per-step profit as a share of the oracle's."""
-    from marketsim.market.plots import plt
+    """Write ``regret_figure`` to ``path`` (a PNG) and return the path."""
+    from marketsim.market.plots import save
 
+    return save(regret_figure(result), path)
+
+
+def regret_figure(result: EvalResult) -> Any:
+    """Two panels: mean cumulative regret with 95% bands, and per-step profit as a share of the oracle's.
+
+    A horizon under two steps has no curve to draw: both panels say "not enough data" instead.
+    """
+    from marketsim.market.plots import not_enough_data, plt, plural
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
+    fig.suptitle(f"{result.family}: {plural(len(result.tasks), result.split + ' task')}, H = {result.horizon}")
+    if result.horizon < 2:
+        for ax in (left, right):
+            not_enough_data(ax, f"a horizon of {plural(result.horizon, 'step')}; a curve needs at least 2")
+        return fig
     regret = result.regret()
     t = np.arange(1, result.horizon + 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
     order = np.argsort([-regret[a, :, -1].mean() for a in range(len(result.agents))])
     oracle_mean = result.oracle.mean(axis=0)
     window = min(5, result.horizon)
@@ -461,17 +543,16 @@ def plot_regret(result: EvalResult, path: Path) -> Path:
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.set_xlim(1, result.horizon)
-    fig.suptitle(f"{result.family}: {len(result.tasks)} {result.split} tasks, H = {result.horizon}")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def write_eval(result: EvalResult, out_dir: str | Path, force: bool = False) -> Path:
-    """Write summary.json, curves.csv, tasks.csv and regret.png into ``out_dir``, atomically."""
-    with output_folder(out_dir, "meta-eval", force) as tmp:
+def write_eval(
+    result: EvalResult, out_dir: str | Path, force: bool = False, inputs: Iterable[InputRecord] = ()
+) -> Path:
+    """Write ``inputs`` (the family, a checkpoint), summary.json, curves.csv, tasks.csv and regret.png, atomically."""
+    with output_folder(out_dir, "meta-eval", force, inputs) as tmp:
         (tmp / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
-        result.curves().to_csv(tmp / "curves.csv", index=False)
-        result.tasks_table().to_csv(tmp / "tasks.csv", index=False)
+        write_csv(result.curves(), tmp / "curves.csv")
+        write_csv(result.tasks_table(), tmp / "tasks.csv")
         plot_regret(result, tmp / "regret.png")
     return Path(out_dir)

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from marketsim.config.family import Dist
 from marketsim.meta.batch import MetaTrainError, Step, TaskBatch, oracle_profits
 from marketsim.meta.loop import MetaRun, MetaTrained, Progress, run_meta_training
 from marketsim.meta.tasks import Family
+from marketsim.outputs import InputRecord
 from marketsim.registry import Registry, default_registry
 from marketsim.strategy import MetaTrainable
 
@@ -27,7 +33,9 @@ __all__ = [
     "Progress",
     "Step",
     "TaskBatch",
+    "eval_inputs",
     "family_hash",
+    "family_record",
     "meta_learners",
     "meta_train",
     "oracle_profits",
@@ -39,6 +47,39 @@ def family_hash(family: Family) -> str:
     """sha256 of the family's draws and base scenario: what a checkpoint was trained on."""
     text = json.dumps(family.spec.model_dump(mode="json"), sort_keys=True, default=str) + family.base.digest()
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def family_record(family: Family) -> InputRecord:
+    """The record of a task family an output folder was made from: its draws, its resolved base, its hash.
+
+    Written as a family file reads (``{uniform: [a, b]}``, not the parsed form), so it loads again.
+    """
+    data = {"family": _file_form(family.spec), "base": family.base.model_dump(mode="json", by_alias=True)}
+    return InputRecord("family", data, family_hash(family))
+
+
+def _file_form(value: Any) -> Any:
+    """A family spec (or part of one) as plain YAML data in the family file's own notation."""
+    if isinstance(value, Dist):
+        return value.args[0] if value.kind == "constant" else {value.kind: _file_form(value.args)}
+    if isinstance(value, BaseModel):
+        return {name: _file_form(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, Mapping):
+        return {key: _file_form(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_file_form(item) for item in value]
+    return value
+
+
+def eval_inputs(family: Family, agents: Mapping[str, tuple[str, Mapping[str, Any]]]) -> list[InputRecord]:
+    """The family and any checkpoint a meta-evaluation of ``agents`` (name -> (strategy, params)) used."""
+    from marketsim.outputs import checkpoint_record
+
+    inputs = [family_record(family)]
+    for strategy, params in agents.values():
+        if "checkpoint" in params:
+            inputs.append(checkpoint_record(params["checkpoint"], strategy))
+    return inputs
 
 
 def meta_learners(registry: Registry) -> list[str]:
@@ -94,6 +135,7 @@ def write_meta_train(
 
     from marketsim.learning.checkpoint import save_checkpoint
     from marketsim.outputs import output_folder
+    from marketsim.tables import write_csv
 
     meta = {
         "strategy": strategy,
@@ -106,26 +148,45 @@ def write_meta_train(
         "seed": seed,
         **{k: v for k, v in result.info.items() if k != "iterations"},
     }
-    with output_folder(out_dir, "meta-train", force) as tmp:
+    with output_folder(out_dir, "meta-train", force, [family_record(family)]) as tmp:
         save_checkpoint(tmp / "checkpoint.pt", result.state, meta)
         for name, (state, extra_meta) in result.extra.items():
             save_checkpoint(tmp / f"{name}.pt", state, {**meta, **extra_meta})
         curve = pd.DataFrame(result.curve)
-        curve.to_csv(tmp / "curve.csv", index=False)
-        if len(curve):
-            _plot_curve(curve, tmp / "curve.png", f"{strategy} on {family.name} ({seconds:,.0f} s)")
+        write_csv(curve, tmp / "curve.csv")
+        _plot_curve(curve, tmp / "curve.png", f"{strategy} on {family.name} ({seconds:,.0f} s)")
     return Path(out_dir)
 
 
 def _plot_curve(curve: Any, path: Path, title: str) -> None:
-    from marketsim.market.plots import plt
+    """Write ``meta_curve_figure`` to ``path``."""
+    from marketsim.market.plots import save
+
+    save(meta_curve_figure(curve, title), path, dpi=100)
+
+
+def meta_curve_figure(curve: Any, title: str) -> Any:
+    """One panel per logged metric against the meta-iteration; "not enough data" (with the values) below 2 rows."""
+    from marketsim.market.plots import not_enough_data, plt, plural
 
     metrics = [c for c in curve.columns if c not in ("iteration", "seconds")]
+    if len(curve) < 2 or not metrics:
+        fig, ax = plt.subplots(figsize=(8, 3.6), layout="constrained")
+        fig.suptitle(title)
+        logged = [f"{c} {_shown(curve[c].iloc[0])}" for c in metrics if len(curve)]
+        where = f" (iteration {curve['iteration'].iloc[0]:,})" if len(curve) and "iteration" in curve else ""
+        detail = f"{plural(len(curve), 'logged iteration')}{where}; a curve needs at least 2"
+        not_enough_data(ax, "\n".join([detail, *logged]))
+        return fig
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), layout="constrained", squeeze=False)
     for ax, col in zip(axes[0], metrics):
-        ax.plot(curve["iteration"], curve[col], lw=1.4)
+        ax.plot(curve["iteration"], curve[col], lw=1.4, marker="o" if len(curve) <= 30 else None, ms=3)
         ax.set(title=col, xlabel="iteration")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def _shown(value: Any) -> str:
+    """A logged value as a reader wants it: 4 significant digits for a number, the text otherwise."""
+    return f"{value:,.4g}" if isinstance(value, numbers.Real) else str(value)
