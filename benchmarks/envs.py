@@ -1,5 +1,5 @@
 """Environment steps per second: the batched vector env against Gymnasium's SyncVectorEnv, and the single env's
-step against the Mesa model's step on the same market (issue #13, C).
+step against the Mesa model's step on the same market.
 
 1. ``vector_env`` with N expected-demand duopolies (``scenarios/deep_duopoly.yaml``, the agent against a
    price-matching rival) against ``gymnasium.vector.SyncVectorEnv`` of N ``gym_env`` copies, same actions,

@@ -1,5 +1,5 @@
 """Language-model sellers' requests overlap: sessions of the LLM duopoly against a loopback stub whose every answer
-takes 200 ms (issue 17, C).
+takes 200 ms.
 
 1. One session: 2 LLM sellers × 50 periods, each answer a valid price. Each period both sellers' requests are in
    flight together (``prefetch``), so it takes about 50 × 200 ms, not 100 × 200 ms.

@@ -3,7 +3,7 @@
 Measures MarketModel.step() (prices posted, market cleared, sellers settled, strategies learn,
 DataCollector records) for N = 1e4, 1e5, 1e6 consumers × 10 sellers, and the per-consumer reference
 (one Mesa agent per consumer, tests/reference_market.py) at N = 1e4, in the same run.
-Targets (issue #2): a 1e6 × 10 step in ≤ 150 ms; ≥ 30× the reference at 1e4.
+Targets: a 1e6 × 10 step in ≤ 150 ms; ≥ 30× the reference at 1e4.
 
     python benchmarks/market_step.py [--repeats 5] [--capacity]
 """

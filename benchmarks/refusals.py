@@ -2,7 +2,7 @@
 
 Every scenario, tournament and family case of ``tests/test_malformed.py`` is written to a file and handed to
 ``python -m marketsim validate`` in a fresh process, as a user would; the process's wall time and peak
-resident memory (``wait4``) are recorded. Issue #11's target: each refusal in under 2 s and 500 MB.
+resident memory (``wait4``) are recorded. The target: each refusal in under 2 s and 500 MB.
 The baseline measured side by side is ``python -m marketsim --help``: the cost of starting the program at all.
 
     python benchmarks/refusals.py [--repeats 1]

@@ -12,7 +12,7 @@ matches its last price (match_lowest).
     training loop (the workers are released together once all have started; start-up — spawning a
     process and importing torch — is shown apart). Each configuration runs `--repeats` times, alternating,
     and the best run is kept: on a shared machine the best run is the one least disturbed by other work.
-Target (issue #4): A3C with 2 workers ≥ 1.6× one worker on a 2-core machine.
+Target: A3C with 2 workers ≥ 1.6× one worker on a 2-core machine.
 
     python benchmarks/rl.py [--steps 20000] [--dqn-steps 5000] [--repeats 2]
 """

@@ -6,7 +6,7 @@ Measured side by side on the Calvano et al. (2020) baseline (scenarios/calvano20
   * one session through the Mesa model (`marketsim run`), the per-step path;
   * the batched engine (`marketsim experiment`) with 1000 sessions in lockstep, in one process and
     split over two worker processes.
-Target (issue #3): batched ≥ 20× the one-session loop.
+Target: batched ≥ 20× the one-session loop.
 
     python benchmarks/tabular.py [--steps 4096]
 """

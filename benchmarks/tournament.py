@@ -1,6 +1,6 @@
 """Tournament speed: each worker's start-up before and after lazy discovery, then the backends' wall times.
 
-1. Start-up (issue 15, acceptance D). A pool worker of the quick tournament is started afresh, repeatedly, in
+1. Start-up. A pool worker of the quick tournament is started afresh, repeatedly, in
    two variants side by side (interleaved, so both see the same machine): **before**, a worker that imports
    torch, Gymnasium and PettingZoo while it starts, as plugin discovery made every worker do before discovery
    became lazy; **after**, the real worker start, which imports only what the tournament's entrants need

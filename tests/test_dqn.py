@@ -257,7 +257,7 @@ def test_torch_global_generator_is_left_alone() -> None:
 # --- A. learning: normalised score S against reactive rivals --------------------------------------------
 #
 # Budget: 10 000 steps per session with the defaults (AdamW weight decay 1.0, reward centring, ε decaying
-# as exp(−t/2000) to 0.02). Measured on 10 seeds each (see the README's figures): S = 1.0 against the
+# as exp(−t/2000) to 0.02). Measured on 10 seeds each (see docs/results.md): S = 1.0 against the
 # matching rival in every seed; the best response to the fixed rival in 100% of states in every seed.
 
 LEARN_STEPS = 10_000

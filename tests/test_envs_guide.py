@@ -1,5 +1,5 @@
-"""docs/envs.md and the README's section on other RL libraries run as written: every Python block, each in a
-fresh interpreter from the repository root (in the slow suite: several train a policy)."""
+"""docs/envs.md runs as written: every Python block, each in a fresh interpreter from the repository root (in the
+slow suite: several train a policy)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytest.importorskip("gymnasium", reason="the 'rl' extra is not installed")
 pytest.importorskip("pettingzoo", reason="the 'rl' extra is not installed")
 
 ROOT = Path(__file__).resolve().parents[1]
-README_SECTION = "## Use the markets from other RL libraries"
+GUIDE = ROOT / "docs" / "envs.md"
 
 
 def python_blocks(text: str) -> list[str]:
@@ -22,25 +22,16 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-def readme_section() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index(README_SECTION)
-    end = text.find("\n## ", start + len(README_SECTION))
-    return text[start:end]
-
-
 def _cases() -> list:
-    cases = []
-    for source, text in (("docs/envs.md", (ROOT / "docs" / "envs.md").read_text()), ("README", readme_section())):
-        for k, block in enumerate(python_blocks(text), start=1):
-            cases.append(pytest.param(block, id=f"{source}-{k}", marks=[pytest.mark.slow]))  # a fresh interpreter each
-    return cases
+    """One slow case per Python block of the guide: each trains or steps in a fresh interpreter."""
+    blocks = python_blocks(GUIDE.read_text())
+    return [pytest.param(block, id=f"docs/envs.md-{k}", marks=[pytest.mark.slow]) for k, block in enumerate(blocks, 1)]
 
 
-def test_the_guides_have_examples() -> None:
-    assert len(python_blocks((ROOT / "docs" / "envs.md").read_text())) >= 2
-    readme = python_blocks(readme_section())
-    assert len(readme) >= 3 and any("stable_baselines3" in b for b in readme) and any("make_vec" in b for b in readme)
+def test_the_guide_has_examples() -> None:
+    blocks = python_blocks(GUIDE.read_text())
+    assert len(blocks) >= 5
+    assert any("stable_baselines3" in b for b in blocks) and any("make_vec" in b for b in blocks)
 
 
 @pytest.mark.parametrize("block", _cases())

@@ -2,7 +2,7 @@
 and a quick retraining from scratch that shows the training code itself learns.
 
 A and B use the committed checkpoint ``tests/data/rl2_meta_pricing.pt`` (``marketsim meta-train
-scenarios/meta_pricing.yaml --strategy rl2``); the README's figures come from 500 tasks by command.
+scenarios/meta_pricing.yaml --strategy rl2``); the figures in docs/results.md come from 500 tasks by command.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from marketsim.testing import assert_conforms  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "scenarios" / "meta_pricing.yaml"
 CHECKPOINT = ROOT / "tests" / "data" / "rl2_meta_pricing.pt"
-N_TASKS = 200  # held-out tasks in CI (the README's table: 500, by command)
+N_TASKS = 200  # held-out tasks in CI (docs/results.md's table: 500, by command)
 
 
 @pytest.fixture(scope="module")
