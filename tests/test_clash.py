@@ -114,6 +114,7 @@ def test_a_clashing_name_is_refused_for_both_and_a_qualified_name_picks_one(
     assert summary["provenance"]["strategies"]["fixed_price"]["distribution"] == "marketsim"
 
 
+@pytest.mark.slow  # a fresh process; tests/test_registry.py checks the allow list in-process
 def test_the_allow_list_keeps_only_the_trusted_distribution(clash: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "bare.yaml").write_text(SCENARIO.format(strategy="undercut_pro"))
     trusted = {**clash, "MARKETSIM_LOAD_PLUGINS": "acme-pricing"}

@@ -55,7 +55,9 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(  # mu = 0 makes the Nash benchmark slow (about 8 s): that variant runs in the slow suite
+    "variant", [pytest.param(v, marks=pytest.mark.slow) if v == "deterministic-ties" else v for v in VARIANTS]
+)
 def test_vectorized_clearing_equals_per_consumer_reference(variant: str) -> None:
     scenario = _scenario(**VARIANTS[variant])
     fast, slow = MarketModel(scenario), ReferenceMarket(scenario)

@@ -97,6 +97,7 @@ def test_listing_plugins_and_validating_a_tournament_import_no_heavy_dependency(
     assert found["codes"][1] == 0
 
 
+@pytest.mark.slow  # two fresh interpreters, one importing torch (about 5 s)
 @needs_torch
 def test_torch_strategies_are_listed_with_their_parameters() -> None:
     lazy = discover()

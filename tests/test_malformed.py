@@ -782,6 +782,7 @@ def test_a_50_megabyte_file_is_refused_before_it_is_read(here: Path) -> None:
     assert line.startswith("cases/huge.yaml: file is larger than 5 MiB"), line
 
 
+@pytest.mark.slow  # about 9 s: a real two-worker meta-eval
 def test_meta_eval_with_two_workers_refuses_an_unsafe_checkpoint_cleanly(here: Path) -> None:
     torch = pytest.importorskip("torch")
     (here / "cases" / "f.yaml").write_text(FAMILY)

@@ -68,6 +68,7 @@ def test_quick_tournament_equilibria_match_nashpy_and_are_counted():
     assert ("cost_plus", "myopic") in supports and ("fixed", "sarsa", "undercut") in supports
 
 
+@pytest.mark.slow  # about 5 s; the fast suite checks the same equilibria against nashpy above
 def test_quick_tournament_has_13_equilibria_in_all():
     a, _ = quick_matrix()
     with warnings.catch_warnings():

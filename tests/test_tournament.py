@@ -306,7 +306,9 @@ EXPECTED_FAULTS = {  # entrant: (kind, seat, step), the same on every backend
 }
 
 
-@pytest.mark.parametrize("backend", ["serial", "process", pytest.param("ray", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(  # the process pool costs about 6 s more: it runs with Ray in the slow suite
+    "backend", ["serial", pytest.param("process", marks=pytest.mark.slow), pytest.param("ray", marks=pytest.mark.slow)]
+)
 def test_faulty_entrants_get_the_same_faults_and_blame_on_every_backend(tmp_path: Path, backend: str) -> None:
     if backend == "ray":
         pytest.importorskip("ray")

@@ -1,4 +1,4 @@
-"""Bandit and oracle pricing baselines for meta-learning evaluations (issue #5): Thompson sampling,
+"""Bandit and oracle pricing baselines for meta-learning evaluations: Thompson sampling,
 UCB1, the best fixed price under a task prior and a clairvoyant oracle. Registered through the plugin
 hook like any third-party plugin (entry point ``bandits = "marketsim_bandits"`` in group ``marketsim``)."""
 

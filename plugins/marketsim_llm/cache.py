@@ -1,4 +1,4 @@
-"""The reply cache of the LLM sellers: SQLite, keyed by a hash of the full request (issue 17, item 3).
+"""The reply cache of the LLM sellers: SQLite, keyed by a hash of the full request.
 
 A re-run of a scenario with the same cache replays every answer byte-identically without the network; with
 ``offline=True`` a request that was never recorded fails at once (``LLMConnectionError``) instead of reaching a

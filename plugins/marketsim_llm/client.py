@@ -1,4 +1,4 @@
-"""A small, fault-tolerant chat-completions client for the LLM sellers (issue 17, items 1, 3, 4 and 6).
+"""A small, fault-tolerant chat-completions client for the LLM sellers.
 
 ``ChatClient`` speaks the OpenAI-compatible chat-completions protocol through the ``openai`` library (so hosted
 APIs and local servers such as vLLM, llama.cpp's server or Ollama all work), with our own retries: exponential

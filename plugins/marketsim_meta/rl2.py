@@ -109,8 +109,8 @@ class RL2(Strategy):
     exploration is part of the learned strategy); ``greedy`` posts the most likely price. On 500 test
     tasks of ``scenarios/meta_pricing.yaml`` greedy has the lower regret (R(25) 412 vs 455, R(H) 765 vs
     879), but its memoryless ablation then only just doubles the regret (1530 vs 765); sampling keeps
-    every acceptance check of issue #5 with a margin, so it is the default. ``mode`` (train/eval) never
-    changes the weights:
+    every acceptance check of the meta-learning evaluation with a margin, so it is the default. ``mode``
+    (train/eval) never changes the weights:
     meta-training happens in ``RL2MetaLearner``; a market only runs the forward pass.
     Ablations: ``blind`` zeroes the profit and units inputs, ``amnesic`` resets the memory every step.
     Without a checkpoint the network is untrained (seeded from the strategy's generator).
