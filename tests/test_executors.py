@@ -359,6 +359,7 @@ def ray_run_log(ray_log) -> Path:
     return ray_log
 
 
+@pytest.mark.slow  # Ray starts a local cluster (about 5 s); the pool tests keep the fast suite's executor checks
 def test_ray_results_equal_serial(ray_run_log):
     tasks = make_tasks(*CLEAN_KEYS)
     serial = by_index(run_all(SerialExecutor(), tasks))
@@ -390,6 +391,7 @@ def test_ray_isolates_timeouts_and_crashes(ray_run_log):
     assert_each_ran_once(ray_run_log, tasks)
 
 
+@pytest.mark.slow  # Ray starts a local cluster (about 5 s); the pool tests keep the fast suite's executor checks
 def test_ray_kills_a_match_that_ignores_its_alarm(ray_run_log):
     tasks = make_tasks("stubborn-0", "ok-1", time_limit=0.5, wall_limit=0.5)
     results = by_index(run_all(RayExecutor(kill_grace=0.5), tasks))
@@ -398,6 +400,7 @@ def test_ray_kills_a_match_that_ignores_its_alarm(ray_run_log):
     assert results[1] == ok_result(tasks[1])
 
 
+@pytest.mark.slow  # Ray starts a local cluster (about 5 s); the pool tests keep the fast suite's executor checks
 def test_ray_starts_and_stops_only_its_own_session(ray_run_log, monkeypatch):
     import ray
 

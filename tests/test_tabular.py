@@ -121,6 +121,7 @@ def test_batched_engine_matches_per_step_model_against_a_rule_on_the_grid() -> N
     np.testing.assert_array_equal(_mesa_prices(scenario), _batched_prices(scenario, [scenario.seed])[0])
 
 
+@pytest.mark.slow  # worker processes (about 5 s)
 def test_results_do_not_depend_on_worker_count() -> None:
     from marketsim.learning.experiment import run_sessions
 

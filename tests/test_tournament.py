@@ -158,6 +158,7 @@ def test_backends_give_identical_results(tmp_path: Path) -> None:
     assert (board["ci_low"] <= board["mean_profit"]).all() and (board["mean_profit"] <= board["ci_high"]).all()
 
 
+@pytest.mark.slow  # a whole round robin (about 7 s); tests/test_metagame.py checks the equilibria fast
 def test_a_round_robin_reports_every_equilibrium_and_the_unique_rankings(tmp_path: Path) -> None:
     _, board, _ = _play(tmp_path, "serial")
     summary = json.loads((tmp_path / "summary.json").read_text())["meta_game"]

@@ -184,6 +184,7 @@ class _ParallelPlugin:
         register(ParallelLearner)
 
 
+@pytest.mark.slow  # worker processes (about 5 s)
 def test_a_parallel_trainable_strategy_is_trained_by_the_host_workers() -> None:
     registry = load_registry(plugins=[("parallel", _ParallelPlugin())])
     data = scenario_dict()
