@@ -120,26 +120,25 @@ class _Parser(argparse.ArgumentParser):
         return ""
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (steps, sessions, tasks)."""
+def _whole_number(text: str, low: int, bound: str) -> int:
+    """``text`` as a whole number of at least ``low``; ArgumentTypeError saying ``bound`` otherwise."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"should be a whole number, got {text[:40]!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"should be at least 1, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"should be {bound}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (steps, sessions, tasks)."""
+    return _whole_number(text, 1, "at least 1")
 
 
 def _non_negative_int(text: str) -> int:
     """An argparse type: a whole number of at least 0 (seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"should be a whole number, got {text[:40]!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"should be 0 or more, got {value}")
-    return value
+    return _whole_number(text, 0, "0 or more")
 
 
 def workers(text: str) -> int:
