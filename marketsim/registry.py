@@ -187,12 +187,6 @@ class _Table:
             return False
         return True
 
-    def __getitem__(self, name: str) -> StrategyEntry:
-        try:
-            return self.find(name)
-        except UnknownStrategyError as exc:
-            raise KeyError(name) from exc
-
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
@@ -348,18 +342,13 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _normalise(dist_name: str) -> str:
-    """A distribution name in its canonical form (PEP 503)."""
-    return re.sub(r"[-_.]+", "-", dist_name).lower()
-
-
 def _load_order(ep: importlib.metadata.EntryPoint) -> tuple[int, str, str]:
     """Sort key of entry points: marketsim's own built-ins first, then by plugin and distribution name.
 
-    The order decides which of two clashing names wins, so it must not depend on the order of
-    ``sys.path`` (or the working directory): a third-party plugin can never shadow a built-in.
+    A clash refuses a name for every claimant whatever the order, but the order fixes how problems and
+    clash messages read, so it must not depend on the order of ``sys.path`` (or the working directory).
     """
-    dist = _normalise(ep.dist.name) if ep.dist else ""
+    dist = _normal(ep.dist.name) if ep.dist else ""
     return (0 if dist == BUILTIN_DISTRIBUTION else 1, ep.name, dist)
 
 

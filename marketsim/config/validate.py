@@ -65,15 +65,15 @@ def _extension_problems(
     name = getattr(spec, key)
     table = registry.table(kind)
     try:
-        cls = table.find(name)
+        entry = table.find(name)
     except UnknownStrategyError as exc:
         return [located.problem((*where, key), _unknown_message(kind, name, table.names(), exc))]
     if kind == "choice model" and "mu" in spec.params:
         message = "the logit scale is set once, as consumers.mu (every choice model is built with it): move it there"
         return [located.problem((*where, "params", "mu"), message, at_key=True)]
     extra = {"mu": mu} if kind == "choice model" else {}
-    item = Item(kind, name, cls.cls, spec.params, where, frozenset(extra))
-    problems, _ = check_params(item, located, lambda p: cls.cls(**extra, **p))
+    item = Item(kind, name, entry.cls, spec.params, where, frozenset(extra))
+    problems, _ = check_params(item, located, lambda p: entry.cls(**extra, **p))
     return problems
 
 
