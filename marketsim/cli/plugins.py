@@ -40,10 +40,12 @@ def _describe(entry: StrategyEntry, clashing: bool) -> dict:
 def _rows(registry: Registry, kind: str) -> list[dict]:
     """Every class of ``kind``; one whose bare name clashes is listed by its qualified name."""
     table = registry.table(kind)
-    rows = [_describe(e, e.name in table.clashes) for e in table.entries()]
-    if kind == "strategy":
-        for row, entry in zip(rows, table.entries()):
+    rows = []
+    for entry in table.entries():
+        row = _describe(entry, entry.name in table.clashes)
+        if kind == "strategy":
             row["classifier"] = {k: list(v) if isinstance(v, tuple) else v for k, v in entry.cls.classifier.items()}
+        rows.append(row)
     return rows
 
 
