@@ -560,6 +560,25 @@ class Reporting(Protocol):
 
 
 @runtime_checkable
+class Exploring(Protocol):
+    """Capability: a learner that says how much it explores now and what its greedy policy would post next.
+
+    ``marketsim viz`` charts both for every such seller after each step. Reading them must draw no randomness
+    and change no state, so watching a run does not alter it.
+    """
+
+    @property
+    def exploration_rate(self) -> float:
+        """The probability of an exploratory price at the next decision (ε), in [0, 1]; 0 when not training."""
+        ...
+
+    @property
+    def greedy_price(self) -> float | None:
+        """The price the greedy policy would post at the next decision; None before the first observation."""
+        ...
+
+
+@runtime_checkable
 class Prefetching(Protocol):
     """Capability: a strategy whose price needs a slow outside call (a remote language model) starts it early.
 

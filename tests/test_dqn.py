@@ -182,6 +182,25 @@ def _greedy_table(dqn: DQN) -> np.ndarray:
     return dqn.greedy_table(grids)
 
 
+def test_it_reports_epsilon_and_the_greedy_price_without_changing_the_run() -> None:
+    from marketsim.strategy import Exploring
+
+    watched, plain = MarketModel(duopoly(steps=120)), MarketModel(duopoly(steps=120))
+    learner = watched.sellers[0].strategy
+    assert isinstance(learner, Exploring) and learner.greedy_price is None  # nothing observed yet
+    for _ in range(120):
+        _ = learner.exploration_rate, learner.greedy_price  # reading draws nothing and changes nothing
+        watched.step()
+        plain.step()
+    assert [s.price for s in watched.sellers] == [s.price for s in plain.sellers]
+    assert same(weights(learner.online), weights(plain.sellers[0].strategy.online))
+    assert learner.exploration_rate == learner.current_epsilon
+    features = learner.next_features[1]
+    assert learner.greedy_price == learner.action_price(int(learner.greedy_actions(features)[0]))
+    learner.set_training(False)
+    assert learner.exploration_rate == 0.0
+
+
 def test_a_checkpoint_round_trips_to_identical_greedy_prices(tmp_path) -> None:
     model = run(duopoly(steps=600))
     dqn = model.sellers[0].strategy

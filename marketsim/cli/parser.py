@@ -169,6 +169,16 @@ def _add_run(top: _Parser, sub: Any) -> None:
     run.add_argument("--steps", type=_positive_int, help="number of steps (default: the scenario's steps)")
     run.add_argument("--seed", type=_non_negative_int, help="random seed (default: the scenario's seed)")
     _add_output(run, "runs/<scenario name>, or runs/<scenario name>-seed<S> with --seed")
+    viz = top.command(
+        sub, "viz", Handler("marketsim.cli.viz", "cmd_viz"),
+        "watch a scenario's market live in the browser (Mesa SolaraViz; extra 'viz')",
+    )  # fmt: skip
+    viz.add_argument("scenario", help="scenario YAML file")
+    viz.add_argument("--port", type=_non_negative_int, default=8765, help="port to serve the page on")
+    viz.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    viz.add_argument(
+        "--interval", type=_non_negative_int, default=20, metavar="MS", help="milliseconds between steps while playing"
+    )
 
 
 def _add_learning(top: _Parser, sub: Any) -> None:

@@ -39,7 +39,7 @@ KINDS: dict[str, str] = {
 
 #: The commands that run each kind of file, the usual one first (no command runs sweeps yet).
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "scenario": ("run", "experiment", "train"),
+    "scenario": ("run", "experiment", "train", "viz"),
     "tournament": ("tournament",),
     "family": ("meta-train", "meta-eval"),
     "sweep": (),

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import mesa
 import numpy as np
+from scipy import sparse
 
 from marketsim.config.scenario import Scenario
 from marketsim.config.scenario import Seller as SellerSpec
@@ -106,6 +107,11 @@ class ConsumerPopulation(mesa.Agent):
     def aware(self) -> np.ndarray | None:
         """Which sellers each consumer knows, (J, n), or None without a network."""
         return self.backend.aware
+
+    @property
+    def adjacency(self) -> sparse.csr_array | None:
+        """The social graph over consumers as a CSR adjacency matrix, or None without a network."""
+        return getattr(self.backend, "adjacency", None)
 
     @property
     def shoppers(self) -> float:

@@ -266,6 +266,18 @@ class DQN(DeepLearner):
         """Exploration probability of the next training decision."""
         return epsilon_at(self.exploration, self.epsilon, self.epsilon_min, self.decay_steps, self.t)
 
+    @property
+    def exploration_rate(self) -> float:
+        """ε of the next decision while training, 0 in evaluation (``Exploring``)."""
+        return self.current_epsilon if self.training else 0.0
+
+    @property
+    def greedy_price(self) -> float | None:
+        """The greedy price for the observation ``learn`` last encoded (None before the first outcome)."""
+        if self.next_features is None:
+            return None
+        return self.action_price(int(self.greedy_actions(self.next_features[1])[0]))
+
     def features(self, obs: Observation) -> np.ndarray:
         """Encoded features of ``obs`` (reusing those ``learn`` computed for it)."""
         if self.next_features is not None and self.next_features[0] == obs.step:

@@ -92,6 +92,27 @@ class TabularLearner(Strategy):
         """Every greedy action unchanged for ``convergence_steps`` consecutive updates."""
         return self.stable >= self.config.convergence_steps
 
+    @property
+    def exploration_rate(self) -> float:
+        """ε at the next decision; under Boltzmann the chance of a non-greedy action in the current state."""
+        if not self.training:
+            return 0.0
+        t, state = getattr(self, "t", 0), getattr(self, "state", None)  # before setup: the first decision's
+        if self.config.exploration != "boltzmann":
+            return tabular.epsilon(self.config, t)
+        if state is None:
+            return 1.0 - 1.0 / self.config.m
+        row = self.q[state]
+        weights = np.exp((row - row.max()) / tabular.temperature(self.config, t))
+        return float(1.0 - weights.max() / weights.sum())
+
+    @property
+    def greedy_price(self) -> float | None:
+        """The arg-max of the Q row of the state the next decision starts from (None before the first)."""
+        if getattr(self, "state", None) is None:
+            return None
+        return float(self.grids[self.market.index][int(self.q[self.state].argmax())])
+
     def _joint(self, own_price: float, competitor_prices: tuple[float, ...]) -> int:
         prices = np.insert(np.asarray(competitor_prices, float), self.market.index, own_price)
         actions = [tabular.nearest(self.grids[j], p) for j, p in enumerate(prices)]

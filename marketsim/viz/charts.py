@@ -1,0 +1,216 @@
+"""The live page's charts as ECharts options: plain data built from a LiveMarket's records.
+
+The browser draws them (Solara's ``FigureEcharts``), so a step costs the server a few lists, not a rendered
+image. Each line holds ``[step, value]`` points of the last ``WINDOW`` steps; reference lines (Nash, monopoly)
+are ECharts mark lines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from marketsim.viz.live import LiveMarket
+
+#: Steps shown on the time charts: the most recent ones, so a long run stays light to send and to draw.
+WINDOW = 1000
+#: Steps in the moving average drawn over the per-step profit gain.
+SMOOTHING = 20
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+Option = dict[str, Any]
+
+
+def color(i: int) -> str:
+    """Seller ``i``'s colour, the same on every chart."""
+    return PALETTE[i % len(PALETTE)]
+
+
+def _points(steps: Sequence[float], values: Sequence[float]) -> list[list[float | None]]:
+    """``[step, value]`` pairs of the last WINDOW steps; NaN becomes a gap (None)."""
+    start = max(len(values) - WINDOW, 0)
+    return [
+        [steps[k], None if not math.isfinite(values[k]) else round(values[k], 6)] for k in range(start, len(values))
+    ]
+
+
+def _frame(title: str, y_name: str, series: list[Option], **extra: Any) -> Option:
+    return {
+        "animation": False,
+        "title": {"text": title, "textStyle": {"fontSize": 14}},
+        "tooltip": {"trigger": "axis"},
+        "legend": {"top": 24, "type": "scroll"},
+        "grid": {"top": 64, "left": 56, "right": 24, "bottom": 32},
+        "xAxis": {"type": "value", "name": "step", "min": "dataMin", "max": "dataMax"},
+        "yAxis": {"type": "value", "name": y_name, "scale": True},
+        "series": series,
+        **extra,
+    }
+
+
+def _line(name: str, points: list, colour: str, **extra: Any) -> Option:
+    return {"type": "line", "name": name, "data": points, "showSymbol": False, "color": colour, **extra}
+
+
+def price_chart(model: LiveMarket) -> Option:
+    """Every seller's price, with its Nash and joint-monopoly prices as dashed and dotted reference lines.
+
+    When every seller has the same benchmark prices (a symmetric market) they are drawn once.
+    """
+    steps = model.series("step")
+    nash, mono = model.benchmarks.nash.prices, model.benchmarks.monopoly.prices
+    symmetric = np.ptp(nash) < 1e-9 and np.ptp(mono) < 1e-9
+    series = []
+    for i, seller in enumerate(model.sellers):
+        line = _line(seller.name, _points(steps, model.series(f"{seller.name}.price")), color(i))
+        if i == 0 or not symmetric:
+            line["markLine"] = _benchmarks(nash[i], mono[i], "" if symmetric else f" {seller.name}")
+        series.append(line)
+    option = _frame("Prices", "price", series)
+    option["yAxis"] |= _bounds_including([*nash, *mono], [p for line in series for _, p in line["data"]])
+    return option
+
+
+def _bounds_including(references: Sequence[float], values: Sequence[float | None]) -> Option:
+    """Axis bounds that show every value and every reference line (ECharts' own would cut a line off)."""
+    seen = [float(v) for v in [*references, *values] if v is not None and math.isfinite(v)]
+    low, high = min(seen), max(seen)
+    pad = 0.05 * (high - low) or 0.05 * max(abs(high), 1.0)
+    return {"min": round(low - pad, 4), "max": round(high + pad, 4), "scale": False}
+
+
+def _benchmarks(nash: float, monopoly: float, suffix: str) -> Option:
+    label = {"formatter": "{b}", "position": "insideEndTop"}
+    return {
+        "silent": True,
+        "symbol": "none",
+        "label": label,
+        "data": [
+            {"name": f"Nash{suffix}", "yAxis": round(nash, 6), "lineStyle": {"type": "dashed", "color": "#555"}},
+            {
+                "name": f"monopoly{suffix}",
+                "yAxis": round(monopoly, 6),
+                "lineStyle": {"type": "dotted", "color": "#555"},
+            },
+        ],
+    }
+
+
+def seller_chart(model: LiveMarket, column: str, title: str, y_name: str) -> Option:
+    """One line per seller of a per-seller column (``share``, ``profit``)."""
+    steps = model.series("step")
+    series = [
+        _line(s.name, _points(steps, model.series(f"{s.name}.{column}")), color(i)) for i, s in enumerate(model.sellers)
+    ]
+    return _frame(title, y_name, series)
+
+
+def profit_gain(model: LiveMarket) -> np.ndarray:
+    """The market's profit gain each step: Δ = (π̄ − π̄_Nash)/(π̄_monopoly − π̄_Nash) of the sellers' mean profit."""
+    profits = np.array([model.series(f"{s.name}.profit") for s in model.sellers], dtype=float)
+    nash = float(np.mean(model.benchmarks.nash.profits))
+    mono = float(np.mean(model.benchmarks.monopoly.profits))
+    if profits.size == 0 or abs(mono - nash) < 1e-12:
+        return np.full(profits.shape[1] if profits.ndim == 2 else 0, np.nan)
+    return (profits.mean(axis=0) - nash) / (mono - nash)
+
+
+def delta_chart(model: LiveMarket) -> Option:
+    """Δ per step and its moving average, with 0 (Nash) and 1 (monopoly) marked."""
+    steps, gain = model.series("step"), profit_gain(model)
+    smooth = _moving_average(gain, SMOOTHING)
+    marks = {
+        "silent": True,
+        "symbol": "none",
+        "label": {"formatter": "{b}", "position": "insideEndTop"},
+        "data": [
+            {"name": "Nash", "yAxis": 0, "lineStyle": {"type": "dashed", "color": "#555"}},
+            {"name": "monopoly", "yAxis": 1, "lineStyle": {"type": "dotted", "color": "#555"}},
+        ],
+    }
+    series = [
+        _line("Δ", _points(steps, gain.tolist()), "#bbbbbb", markLine=marks),
+        _line(f"Δ, {SMOOTHING}-step mean", _points(steps, smooth.tolist()), "#d62728"),
+    ]
+    return _frame("Profit gain Δ", "Δ", series)
+
+
+def _moving_average(values: np.ndarray, width: int) -> np.ndarray:
+    if values.size == 0:
+        return values
+    kernel = np.ones(min(width, values.size))
+    filled = np.nan_to_num(values)
+    sums, counts = np.convolve(filled, kernel)[: values.size], np.convolve(np.isfinite(values), kernel)[: values.size]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def surplus_chart(model: LiveMarket) -> Option:
+    """Consumer surplus per step, with its expected value at the Nash and at the monopoly prices."""
+    steps = model.series("step")
+    line = _line("consumer surplus", _points(steps, model.series("consumer_surplus")), "#2ca02c")
+    line["markLine"] = _benchmarks(
+        model.benchmarks.nash.consumer_surplus, model.benchmarks.monopoly.consumer_surplus, ""
+    )
+    return _frame("Consumer surplus", "surplus", [line])
+
+
+def learner_chart(model: LiveMarket) -> Option:
+    """Each learner's exploration rate (left axis) and greedy price (right axis)."""
+    steps = model.series("step")
+    series = []
+    for trace in model.learner_traces:
+        i = next(k for k, s in enumerate(model.sellers) if s.name == trace.name)
+        series.append(_line(f"{trace.name} ε", _points(steps, trace.exploration), color(i), yAxisIndex=0))
+        greedy = _line(f"{trace.name} greedy price", _points(steps, trace.greedy), color(i), yAxisIndex=1)
+        greedy["lineStyle"] = {"type": "dashed"}
+        series.append(greedy)
+    option = _frame("Learners", "ε", series)
+    option["yAxis"] = [
+        {"type": "value", "name": "ε", "min": 0, "max": 1},
+        {"type": "value", "name": "greedy price", "scale": True},
+    ]
+    return option
+
+
+def awareness_chart(model: LiveMarket) -> Option:
+    """The share of consumers who know each seller (network scenarios)."""
+    steps = model.series("step")
+    series = [_line(s.name, _points(steps, model.awareness[i]), color(i)) for i, s in enumerate(model.sellers)]
+    option = _frame("Awareness", "share of consumers", series)
+    option["yAxis"] |= {"min": 0, "max": 1, "scale": False}
+    return option
+
+
+def network_chart(model: LiveMarket) -> Option:
+    """The sampled social graph; a node's colour is how many sellers that consumer knows now."""
+    sample, aware = model.network, model.population.aware
+    known = aware[:, sample.nodes].sum(axis=0)
+    categories = [{"name": f"knows {k}"} for k in range(len(model.sellers) + 1)]
+    nodes = [
+        {"name": str(int(c)), "x": round(float(x), 4), "y": round(float(y), 4), "category": int(k), "symbolSize": 7}
+        for c, (x, y), k in zip(sample.nodes, sample.xy, known)
+    ]
+    links = [{"source": str(int(sample.nodes[a])), "target": str(int(sample.nodes[b]))} for a, b in sample.edges]
+    series = {
+        "type": "graph",
+        "layout": "none",
+        "data": nodes,
+        "links": links,
+        "categories": categories,
+        "lineStyle": {"color": "#bbbbbb", "width": 0.6},
+        "emphasis": {"focus": "adjacency"},
+    }
+    return {
+        "animation": False,
+        "title": {
+            "text": f"Word of mouth: {len(nodes)} of {aware.shape[1]:,} consumers",
+            "textStyle": {"fontSize": 14},
+        },
+        "tooltip": {},
+        "legend": {"top": 24, "data": [c["name"] for c in categories]},
+        "color": ["#cccccc", *PALETTE],
+        "series": [series],
+    }

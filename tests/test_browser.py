@@ -1,0 +1,165 @@
+"""Every HTML output opened in headless Chromium: the live page of ``marketsim viz`` and the tournament report.
+
+Each page must load with no console error, no uncaught exception and no failed request: the machine has no
+internet, so a page that reached for a CDN fails here. Screenshots and the live page's measured speed are saved
+in test-artifacts/browser/ (see tests/browser.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from browser import artifacts, browser_page, free_port, wait_for_http
+from marketsim.cli.app import main
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 8  # pressed one at a time
+PLAY_SECONDS = 2.0
+#: Finds the ECharts instance behind a chart's container (Solara wraps the template component once).
+CHART_POINTS = """name => {
+    const el = document.querySelector(`[data-chart="${name}"]`);
+    const vm = el && el.__vue__ && (el.__vue__.chart ? el.__vue__ : el.__vue__.$children[0]);
+    return vm && vm.chart ? vm.chart.getOption().series.map(s => [s.name, s.data.length]) : null;
+}"""
+
+
+@pytest.fixture(scope="module")
+def live_page_url() -> Iterator[str]:
+    """``marketsim viz scenarios/quickstart.yaml`` served on a free loopback port, as a user starts it."""
+    pytest.importorskip("solara", reason="marketsim viz needs the viz extra")
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "marketsim",
+        "viz",
+        str(ROOT / "scenarios" / "quickstart.yaml"),
+        "--port",
+        str(port),
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_http(url, server)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+STEP_CELL = 'tr[data-row="step"] td:last-child'
+
+
+def step_count(page) -> int:
+    """The page's step counter (the market card's, the same under every Mesa version)."""
+    return int(page.locator(STEP_CELL).inner_text().split()[0])
+
+
+def wait_for_step(page, step: int) -> None:
+    script = "([cell, step]) => { const c = document.querySelector(cell); return c && c.innerText.startsWith(step); }"
+    page.wait_for_function(script, arg=[STEP_CELL, f"{step} of"], timeout=60_000)
+
+
+def _chart_points(page, name: str) -> list[list]:
+    page.wait_for_function(f"() => ({CHART_POINTS})('{name}') !== null", timeout=30_000)
+    return page.evaluate(CHART_POINTS, name)
+
+
+def playing_rate(page, seconds: float) -> float:
+    """Press play and return the steps per second the page's counter shows over ``seconds`` (after a 1 s start)."""
+    page.get_by_role("button", name="▶").click()
+    page.wait_for_timeout(1000)
+    first, started = step_count(page), time.monotonic()
+    page.wait_for_timeout(seconds * 1000)
+    last, elapsed = step_count(page), time.monotonic() - started
+    page.get_by_role("button", name="❚❚").click()
+    return (last - first) / elapsed
+
+
+def settled_step(page, timeout: float = 30.0) -> int:
+    """The step counter once it has stopped moving (a pause takes effect after the steps already under way)."""
+    deadline, last = time.monotonic() + timeout, step_count(page)
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+        now = step_count(page)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the step counter still moved {timeout:.0f} s after pause")
+
+
+def test_the_live_page_steps_plays_and_restarts_with_a_slider_s_value(live_page_url: str) -> None:
+    with browser_page() as (page, watched):
+        page.goto(live_page_url)
+        wait_for_step(page, 0)
+        sellers = ["steady", "cutter", "rival", "oracle"]
+        assert _chart_points(page, "prices") == [[s, 0] for s in sellers]
+        for _ in range(STEPS):
+            page.get_by_role("button", name="Step", exact=True).click()
+        wait_for_step(page, STEPS)
+        page.wait_for_function(f"() => ({CHART_POINTS})('prices').every(s => s[1] === {STEPS})", timeout=30_000)
+        assert _chart_points(page, "prices") == [[s, STEPS] for s in sellers]
+        for chart in ("delta", "shares", "profits", "surplus"):
+            assert all(n == STEPS for _, n in _chart_points(page, chart)), chart
+        page.screenshot(path=str(artifacts() / "viz_quickstart.png"), full_page=True)
+
+        rate = playing_rate(page, PLAY_SECONDS)  # the page's own speed (criterion C)
+        after = settled_step(page)
+        (artifacts() / "viz_speed.json").write_text(json.dumps({"rate": rate, "seconds": PLAY_SECONDS}))
+        print(f"live page, quickstart (20,000 consumers, 4 sellers): {rate:.1f} steps/s while playing")
+        assert after > STEPS
+        page.wait_for_function(f"() => ({CHART_POINTS})('prices').every(s => s[1] === {after})", timeout=30_000)
+
+        mu = page.locator('tr[data-row="logit scale mu"] td').nth(1)
+        assert mu.inner_text() == "0.25"
+        slider = page.locator(".v-input", has_text="logit scale mu").get_by_role("slider")
+        slider.focus()
+        for _ in range(10):  # 10 × its step of 0.01
+            slider.press("ArrowRight")
+        page.get_by_role("button", name="Reset").click()
+        wait_for_step(page, 0)
+        page.wait_for_function("() => document.querySelector('tr[data-row=\"logit scale mu\"] td:last-child')"
+                               ".innerText === '0.35'", timeout=30_000)  # fmt: skip
+        assert _chart_points(page, "prices") == [[s, 0] for s in sellers]
+        page.get_by_role("button", name="Step", exact=True).click()
+        wait_for_step(page, 1)
+        page.screenshot(path=str(artifacts() / "viz_after_reset.png"), full_page=True)
+        assert watched.errors == [] and watched.failed == []
+
+
+TOURNAMENT = """
+name: browser
+seed: 5
+market: scenarios/quickstart.yaml
+entrants:
+  - {name: steady, strategy: fixed_price, params: {price: 1.8}}
+  - {name: cutter, strategy: undercut, params: {step: 0.05, floor_margin: 0.1}}
+  - {name: markup, strategy: cost_plus}
+repetitions: 1
+phases: {train_steps: 10, eval_steps: 10}
+"""
+
+
+def test_the_tournament_report_shows_every_entrant_and_the_heatmap_offline(tmp_path: Path) -> None:
+    spec = tmp_path / "browser.yaml"
+    spec.write_text(TOURNAMENT.replace("scenarios/quickstart.yaml", str(ROOT / "scenarios" / "quickstart.yaml")))
+    out = tmp_path / "results"
+    assert main(["tournament", str(spec), "--out", str(out), "--quiet"]) == 0
+    with browser_page() as (page, watched):
+        page.goto((out / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        board = page.locator("table").first
+        names = board.locator("tbody tr td:first-child, tr td:first-child").all_inner_texts()
+        assert {"steady", "cutter", "markup"} <= set(names)
+        heatmap = page.locator("img[alt='payoff_heatmap']")
+        assert heatmap.count() == 1
+        assert page.evaluate("img => img.complete && img.naturalWidth > 100", heatmap.element_handle())
+        page.screenshot(path=str(artifacts() / "tournament_report.png"), full_page=True)
+        assert watched.errors == [] and watched.failed == []
