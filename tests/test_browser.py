@@ -108,7 +108,6 @@ def test_the_live_page_steps_plays_and_restarts_with_a_slider_s_value(live_page_
         assert _chart_points(page, "prices") == [[s, STEPS] for s in sellers]
         for chart in ("delta", "shares", "profits", "surplus"):
             assert all(n == STEPS for _, n in _chart_points(page, chart)), chart
-        page.screenshot(path=str(artifacts() / "viz_quickstart.png"), full_page=True)
 
         rate = playing_rate(page, PLAY_SECONDS)  # the page's own speed (criterion C)
         after = settled_step(page)
@@ -116,6 +115,7 @@ def test_the_live_page_steps_plays_and_restarts_with_a_slider_s_value(live_page_
         print(f"live page, quickstart (20,000 consumers, 4 sellers): {rate:.1f} steps/s while playing")
         assert after > STEPS
         page.wait_for_function(f"() => ({CHART_POINTS})('prices').every(s => s[1] === {after})", timeout=30_000)
+        page.screenshot(path=str(artifacts() / "viz_quickstart.png"))
 
         mu = page.locator('tr[data-row="logit scale mu"] td').nth(1)
         assert mu.inner_text() == "0.25"
@@ -161,5 +161,6 @@ def test_the_tournament_report_shows_every_entrant_and_the_heatmap_offline(tmp_p
         heatmap = page.locator("img[alt='payoff_heatmap']")
         assert heatmap.count() == 1
         assert page.evaluate("img => img.complete && img.naturalWidth > 100", heatmap.element_handle())
-        page.screenshot(path=str(artifacts() / "tournament_report.png"), full_page=True)
+        page.screenshot(path=str(artifacts() / "tournament_report.png"))
+        page.screenshot(path=str(artifacts() / "tournament_report_full.png"), full_page=True)
         assert watched.errors == [] and watched.failed == []

@@ -32,9 +32,10 @@ ARGS = {
     "tournament": ["--quiet"],
     "meta-train": ["--strategy", "rl2", "--quiet"],
     "meta-eval": ["--tasks", "2", "--quiet"],
+    "viz": [],
 }
 RIGHT = {  # what each kind's message must name
-    "scenario": "is a scenario file: run it with `marketsim run` (or `marketsim experiment`, `marketsim train`)",
+    "scenario": "is a scenario file: run it with `marketsim run` (or `marketsim experiment`, `marketsim train`, `marketsim viz`)",
     "tournament": "is a tournament file: run it with `marketsim tournament`",
     "family": "is a task-family file: run it with `marketsim meta-train` (or `marketsim meta-eval`)",
     "sweep": "is a sweep file, and this version of marketsim has no command that runs sweeps",
@@ -59,7 +60,7 @@ def _listing(folder: Path) -> list[str]:
 def test_every_kind_and_command_is_covered() -> None:
     assert set(FILES) == set(KINDS) == set(RIGHT) == set(COMMANDS)
     assert {c for commands in COMMANDS.values() for c in commands} == set(ARGS)
-    assert len(WRONG) == 4 * 6 - 6  # every command has its one kind; sweeps have none yet
+    assert len(WRONG) == 4 * 7 - 7  # every command has its one kind; sweeps have none yet
 
 
 @pytest.mark.parametrize(("kind", "command"), WRONG, ids=[f"{k}-to-{c}" for k, c in WRONG])

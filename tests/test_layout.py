@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "marketsim"
 PLUGINS = sorted(p for p in (ROOT / "plugins").glob("marketsim_*") if (p / "__init__.py").is_file())
 
-WINGS = ("config", "market", "learning", "tournament", "meta", "envs", "cli")
+WINGS = ("config", "market", "learning", "tournament", "meta", "envs", "viz", "cli")
 #: What a plugin may import from marketsim: the public API and the documented extension modules (docs/plugins.md).
 PLUGIN_API = {
     "marketsim",
@@ -125,6 +125,13 @@ def test_the_market_wing_imports_no_higher_wing() -> None:
     bad = [
         (a, b) for a, b in graph.edges if wing(a) == "market" and wing(b) in ("learning", "tournament", "meta", "cli")
     ]
+    assert not bad, bad
+
+
+def test_only_the_command_line_imports_the_live_page() -> None:
+    """``marketsim.viz`` needs the viz extra (Solara): no other wing may depend on it."""
+    graph = package_graph()
+    bad = [(a, b) for a, b in graph.edges if wing(b) == "viz" and wing(a) not in ("viz", "cli")]
     assert not bad, bad
 
 

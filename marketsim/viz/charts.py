@@ -42,8 +42,15 @@ def _frame(title: str, y_name: str, series: list[Option], **extra: Any) -> Optio
         "title": {"text": title, "textStyle": {"fontSize": 14}},
         "tooltip": {"trigger": "axis"},
         "legend": {"top": 24, "type": "scroll"},
-        "grid": {"top": 64, "left": 56, "right": 24, "bottom": 32},
-        "xAxis": {"type": "value", "name": "step", "min": "dataMin", "max": "dataMax"},
+        "grid": {"top": 64, "left": 56, "right": 24, "bottom": 44},
+        "xAxis": {
+            "type": "value",
+            "name": "step",
+            "nameLocation": "middle",
+            "nameGap": 26,
+            "min": "dataMin",
+            "max": "dataMax",
+        },
         "yAxis": {"type": "value", "name": y_name, "scale": True},
         "series": series,
         **extra,
@@ -77,8 +84,12 @@ def _bounds_including(references: Sequence[float], values: Sequence[float | None
     """Axis bounds that show every value and every reference line (ECharts' own would cut a line off)."""
     seen = [float(v) for v in [*references, *values] if v is not None and math.isfinite(v)]
     low, high = min(seen), max(seen)
-    pad = 0.05 * (high - low) or 0.05 * max(abs(high), 1.0)
-    return {"min": round(low - pad, 4), "max": round(high + pad, 4), "scale": False}
+    unit = 10 ** math.floor(math.log10(max(high - low, 1e-9 + 0.05 * abs(high)) / 5))  # round ticks at the ends
+    return {
+        "min": round(math.floor(low / unit - 0.5) * unit, 10),
+        "max": round(math.ceil(high / unit + 0.5) * unit, 10),
+        "scale": False,
+    }
 
 
 def _benchmarks(nash: float, monopoly: float, suffix: str) -> Option:
