@@ -27,7 +27,7 @@ from marketsim.market.model import MarketModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from test_browser import CHART_POINTS, playing_rate, settled_step, wait_for_step  # noqa: E402
+from test_browser import playing_rate, settled_step, wait_for_points, wait_for_step  # noqa: E402
 
 from browser import FLAGS, chromium, free_port, wait_for_http  # noqa: E402  the tests' browser set-up
 
@@ -74,10 +74,9 @@ def page_rate(path: Path, interval: int, seconds: float, rounds: int) -> tuple[f
 
 
 def _caught_up(page, steps: int) -> bool:
-    """True when, within 10 s, the price chart holds one point per step (no update was lost)."""
-    script = f"() => ({CHART_POINTS})('prices').every(s => s[1] === {steps})"
+    """True when, within 30 s, the price chart holds one point per step (no update was lost)."""
     try:
-        page.wait_for_function(script, timeout=10_000)
+        wait_for_points(page, "prices", steps)
     except Exception:
         return False
     return True

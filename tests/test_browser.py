@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,20 +31,13 @@ CHART_POINTS = """name => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def live_page_url() -> Iterator[str]:
-    """``marketsim viz scenarios/quickstart.yaml`` served on a free loopback port, as a user starts it."""
+@contextmanager
+def serving(scenario: str) -> Iterator[str]:
+    """``marketsim viz scenarios/SCENARIO`` served on a free loopback port, as a user starts it; its URL."""
     pytest.importorskip("solara", reason="marketsim viz needs the viz extra")
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "marketsim",
-        "viz",
-        str(ROOT / "scenarios" / "quickstart.yaml"),
-        "--port",
-        str(port),
-    ]
+    path = str(ROOT / "scenarios" / scenario)
+    command = [sys.executable, "-m", "marketsim", "viz", path, "--port", str(port)]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -52,6 +46,13 @@ def live_page_url() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def live_page_url() -> Iterator[str]:
+    """The quickstart's live page."""
+    with serving("quickstart.yaml") as url:
+        yield url
 
 
 STEP_CELL = 'tr[data-row="step"] td:last-child'
@@ -65,6 +66,12 @@ def step_count(page) -> int:
 def wait_for_step(page, step: int) -> None:
     script = "([cell, step]) => { const c = document.querySelector(cell); return c && c.innerText.startsWith(step); }"
     page.wait_for_function(script, arg=[STEP_CELL, f"{step} of"], timeout=60_000)
+
+
+def wait_for_points(page, name: str, count: int) -> None:
+    """Wait until every line of chart ``name`` holds ``count`` points."""
+    script = f"() => {{ const p = ({CHART_POINTS})('{name}'); return p !== null && p.every(s => s[1] === {count}); }}"
+    page.wait_for_function(script, timeout=30_000)
 
 
 def _chart_points(page, name: str) -> list[list]:
@@ -104,7 +111,7 @@ def test_the_live_page_steps_plays_and_restarts_with_a_slider_s_value(live_page_
         for _ in range(STEPS):
             page.get_by_role("button", name="Step", exact=True).click()
         wait_for_step(page, STEPS)
-        page.wait_for_function(f"() => ({CHART_POINTS})('prices').every(s => s[1] === {STEPS})", timeout=30_000)
+        wait_for_points(page, "prices", STEPS)
         assert _chart_points(page, "prices") == [[s, STEPS] for s in sellers]
         for chart in ("delta", "shares", "profits", "surplus"):
             assert all(n == STEPS for _, n in _chart_points(page, chart)), chart
@@ -114,7 +121,7 @@ def test_the_live_page_steps_plays_and_restarts_with_a_slider_s_value(live_page_
         (artifacts() / "viz_speed.json").write_text(json.dumps({"rate": rate, "seconds": PLAY_SECONDS}))
         print(f"live page, quickstart (20,000 consumers, 4 sellers): {rate:.1f} steps/s while playing")
         assert after > STEPS
-        page.wait_for_function(f"() => ({CHART_POINTS})('prices').every(s => s[1] === {after})", timeout=30_000)
+        wait_for_points(page, "prices", after)
         page.screenshot(path=str(artifacts() / "viz_quickstart.png"))
 
         mu = page.locator('tr[data-row="logit scale mu"] td').nth(1)
@@ -131,6 +138,20 @@ def test_the_live_page_steps_plays_and_restarts_with_a_slider_s_value(live_page_
         page.get_by_role("button", name="Step", exact=True).click()
         wait_for_step(page, 1)
         page.screenshot(path=str(artifacts() / "viz_after_reset.png"), full_page=True)
+        assert watched.errors == [] and watched.failed == []
+
+
+def test_a_network_scenario_shows_its_word_of_mouth_graph_and_awareness() -> None:
+    with serving("social_network.yaml") as url, browser_page() as (page, watched):
+        page.goto(url)
+        wait_for_step(page, 0)
+        for _ in range(3):
+            page.get_by_role("button", name="Step", exact=True).click()
+        wait_for_step(page, 3)
+        wait_for_points(page, "awareness", 3)
+        assert [n for _, n in _chart_points(page, "network")] == [120]  # the sampled consumers
+        assert [name for name, _ in _chart_points(page, "awareness")] == ["incumbent", "entrant", "promoter"]
+        page.screenshot(path=str(artifacts() / "viz_social_network.png"), full_page=True)
         assert watched.errors == [] and watched.failed == []
 
 

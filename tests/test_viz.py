@@ -151,19 +151,26 @@ def test_the_price_chart_has_a_line_per_seller_and_the_benchmarks_in_view() -> N
     assert [s["name"] for s in option["series"]] == ["steady", "cutter", "rival", "oracle"]
     assert all(len(s["data"]) == 12 for s in option["series"])
     assert option["series"][1]["data"][-1] == [11, pytest.approx(live.series("cutter.price")[-1])]
-    marks = option["series"][0]["markLine"]["data"]  # a symmetric market: the benchmarks drawn once
+    marks = option["series"][0]["markLine"]["data"]  # a symmetric market: each benchmark drawn once
     assert [m["name"] for m in marks] == ["Nash", "monopoly"]
     assert marks[0]["yAxis"] == pytest.approx(live.benchmarks.nash.prices[0], abs=1e-6)
+    assert [m["lineStyle"]["type"] for m in marks] == ["dashed", "dotted"]
     assert all("markLine" not in s for s in option["series"][1:])
     axis = option["yAxis"]
     assert axis["min"] <= min(live.benchmarks.nash.prices) and axis["max"] >= max(live.benchmarks.monopoly.prices)
+    assert axis["min"] <= min(min(v for _, v in s["data"]) for s in option["series"])
 
 
-def test_an_asymmetric_market_draws_each_seller_s_own_benchmarks() -> None:
+def test_an_asymmetric_market_names_each_benchmark_after_the_sellers_it_belongs_to() -> None:
     scenario = duopoly({"strategy": "fixed_price", "cost": 0.8}, {"strategy": "fixed_price"}, steps=3)
-    option = charts.price_chart(_stepped(scenario, 3))
-    names = [[m["name"] for m in s["markLine"]["data"]] for s in option["series"]]
-    assert names == [["Nash a", "monopoly a"], ["Nash b", "monopoly b"]]
+    live = _stepped(scenario, 3)
+    marks = charts.price_chart(live)["series"][0]["markLine"]["data"]
+    assert [m["name"] for m in marks] == ["Nash a", "Nash b", "monopoly a", "monopoly b"]
+    nash = live.benchmarks.nash.prices
+    assert [m["yAxis"] for m in marks[:2]] == pytest.approx(list(nash), abs=1e-6)
+    social = load_scenario(ROOT / "scenarios" / "social_network.yaml").with_overrides(steps=1)
+    marks = charts.price_chart(_stepped(social, 1))["series"][0]["markLine"]["data"]
+    assert [m["name"] for m in marks] == ["Nash incumbent", "Nash entrant, promoter", "monopoly"]
 
 
 def test_the_profit_gain_is_the_market_mean_against_the_benchmarks() -> None:
@@ -279,3 +286,24 @@ def test_the_page_s_front_end_files_are_installed_for_offline_use() -> None:
     assert any("solara-vuetify-app" in p and p.endswith(".min.js") for p in needed)
     assert "/requirejs@2.3.6/require.js" in needed
     assert server.missing_assets() == [], f"install the viz extra (solara-assets) into {server.cache_dir()}"
+
+
+def test_viz_without_the_extra_or_its_front_end_files_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    pytest.importorskip("solara", reason="the viz extra")
+    import sys
+
+    from marketsim.viz import server
+
+    quickstart = str(ROOT / "scenarios" / "quickstart.yaml")
+    monkeypatch.setattr(server, "cache_dir", lambda: tmp_path)  # an empty asset folder: nothing installed
+    assert main(["viz", quickstart]) == 2
+    err = capsys.readouterr().err
+    assert "front-end files are not installed" in err and "solara-vuetify-app" in err and "marketsim[viz]" in err
+    monkeypatch.delitem(sys.modules, "marketsim.viz.server")
+    monkeypatch.delattr(sys.modules["marketsim.viz"], "server")
+    monkeypatch.setitem(sys.modules, "solara.server.settings", None)  # as if Solara were not installed
+    assert main(["viz", quickstart]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: marketsim viz needs the 'viz' extra") and "marketsim[viz]" in err

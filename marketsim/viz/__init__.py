@@ -5,7 +5,11 @@ values); ``charts`` turns its records into ECharts options (plain data, testable
 the Solara page; ``server`` serves it on a local port with the front-end assets installed from packages.
 """
 
+import os
 import warnings
+
+# No usage reports from the page's server: Solara reads this when its settings are first imported.
+os.environ.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "false")
 
 # Mesa 3.3's ComponentsView trips Solara's check of hook order as it is imported (fixed in Mesa 3.4): nothing
 # for the user to act on, so it is not shown. Set here, before ``app`` imports Mesa's visualisation.

@@ -62,22 +62,38 @@ def _line(name: str, points: list, colour: str, **extra: Any) -> Option:
 
 
 def price_chart(model: LiveMarket) -> Option:
-    """Every seller's price, with its Nash and joint-monopoly prices as dashed and dotted reference lines.
+    """Every seller's price, with the Nash (dashed) and joint-monopoly (dotted) prices as reference lines.
 
-    When every seller has the same benchmark prices (a symmetric market) they are drawn once.
+    A benchmark price shared by several sellers is drawn once and named after them; in a symmetric market that
+    is one Nash and one monopoly line.
     """
     steps = model.series("step")
     nash, mono = model.benchmarks.nash.prices, model.benchmarks.monopoly.prices
-    symmetric = np.ptp(nash) < 1e-9 and np.ptp(mono) < 1e-9
-    series = []
-    for i, seller in enumerate(model.sellers):
-        line = _line(seller.name, _points(steps, model.series(f"{seller.name}.price")), color(i))
-        if i == 0 or not symmetric:
-            line["markLine"] = _benchmarks(nash[i], mono[i], "" if symmetric else f" {seller.name}")
-        series.append(line)
+    series = [
+        _line(s.name, _points(steps, model.series(f"{s.name}.price")), color(i)) for i, s in enumerate(model.sellers)
+    ]
+    series[0]["markLine"] = _marks(nash, mono, [s.name for s in model.sellers])
     option = _frame("Prices", "price", series)
     option["yAxis"] |= _bounds_including([*nash, *mono], [p for line in series for _, p in line["data"]])
     return option
+
+
+def _marks(nash: Sequence[float], monopoly: Sequence[float], names: Sequence[str]) -> Option:
+    """ECharts mark lines at the Nash (dashed) and monopoly (dotted) values, one per distinct value."""
+    data = _reference_lines("Nash", nash, names, "dashed") + _reference_lines("monopoly", monopoly, names, "dotted")
+    return {"silent": True, "symbol": "none", "label": {"formatter": "{b}", "position": "insideEndTop"}, "data": data}
+
+
+def _reference_lines(kind: str, prices: Sequence[float], names: Sequence[str], style: str) -> list[Option]:
+    """One mark line per distinct price, named ``kind`` alone when every seller shares it, else with the sellers'."""
+    groups: dict[float, list[str]] = {}
+    for price, name in zip(prices, names):
+        groups.setdefault(round(float(price), 6), []).append(name)
+    out = []
+    for price, who in groups.items():
+        label = kind if len(groups) == 1 else f"{kind} {', '.join(who)}"
+        out.append({"name": label, "yAxis": price, "lineStyle": {"type": style, "color": "#555"}})
+    return out
 
 
 def _bounds_including(references: Sequence[float], values: Sequence[float | None]) -> Option:
@@ -89,23 +105,6 @@ def _bounds_including(references: Sequence[float], values: Sequence[float | None
         "min": round(math.floor(low / unit - 0.5) * unit, 10),
         "max": round(math.ceil(high / unit + 0.5) * unit, 10),
         "scale": False,
-    }
-
-
-def _benchmarks(nash: float, monopoly: float, suffix: str) -> Option:
-    label = {"formatter": "{b}", "position": "insideEndTop"}
-    return {
-        "silent": True,
-        "symbol": "none",
-        "label": label,
-        "data": [
-            {"name": f"Nash{suffix}", "yAxis": round(nash, 6), "lineStyle": {"type": "dashed", "color": "#555"}},
-            {
-                "name": f"monopoly{suffix}",
-                "yAxis": round(monopoly, 6),
-                "lineStyle": {"type": "dotted", "color": "#555"},
-            },
-        ],
     }
 
 
@@ -132,20 +131,13 @@ def delta_chart(model: LiveMarket) -> Option:
     """Δ per step and its moving average, with 0 (Nash) and 1 (monopoly) marked."""
     steps, gain = model.series("step"), profit_gain(model)
     smooth = _moving_average(gain, SMOOTHING)
-    marks = {
-        "silent": True,
-        "symbol": "none",
-        "label": {"formatter": "{b}", "position": "insideEndTop"},
-        "data": [
-            {"name": "Nash", "yAxis": 0, "lineStyle": {"type": "dashed", "color": "#555"}},
-            {"name": "monopoly", "yAxis": 1, "lineStyle": {"type": "dotted", "color": "#555"}},
-        ],
-    }
     series = [
-        _line("Δ", _points(steps, gain.tolist()), "#bbbbbb", markLine=marks),
+        _line("Δ", _points(steps, gain.tolist()), "#bbbbbb", markLine=_marks([0.0], [1.0], ["all"])),
         _line(f"Δ, {SMOOTHING}-step mean", _points(steps, smooth.tolist()), "#d62728"),
     ]
-    return _frame("Profit gain Δ", "Δ", series)
+    option = _frame("Profit gain Δ", "Δ", series)
+    option["yAxis"] |= _bounds_including([0.0, 1.0], [v for _, v in series[0]["data"]])
+    return option
 
 
 def _moving_average(values: np.ndarray, width: int) -> np.ndarray:
@@ -162,10 +154,11 @@ def surplus_chart(model: LiveMarket) -> Option:
     """Consumer surplus per step, with its expected value at the Nash and at the monopoly prices."""
     steps = model.series("step")
     line = _line("consumer surplus", _points(steps, model.series("consumer_surplus")), "#2ca02c")
-    line["markLine"] = _benchmarks(
-        model.benchmarks.nash.consumer_surplus, model.benchmarks.monopoly.consumer_surplus, ""
-    )
-    return _frame("Consumer surplus", "surplus", [line])
+    nash, mono = model.benchmarks.nash.consumer_surplus, model.benchmarks.monopoly.consumer_surplus
+    line["markLine"] = _marks([nash], [mono], ["all"])
+    option = _frame("Consumer surplus", "surplus", [line])
+    option["yAxis"] |= _bounds_including([nash, mono], [v for _, v in line["data"]])
+    return option
 
 
 def learner_chart(model: LiveMarket) -> Option:

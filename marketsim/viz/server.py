@@ -15,8 +15,10 @@ import warnings
 from importlib import resources
 from pathlib import Path
 
+import ipywidgets
+import solara.server.settings as settings  # an ImportError here means the viz extra is not installed
+
 APP = "marketsim.viz.app"
-os.environ.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "false")  # read when Solara's settings are imported
 
 
 def _template() -> str:
@@ -25,8 +27,6 @@ def _template() -> str:
 
 def required_assets() -> list[str]:
     """The CDN paths the (Vuetify 2) page template loads, as the production page names them."""
-    import ipywidgets
-
     text = _template()
     vue2 = text.split("{% else %}")  # the template lists the Vuetify 3 files first in each if/else
     major = ipywidgets.__version__.split(".")[0]
@@ -35,9 +35,6 @@ def required_assets() -> list[str]:
         for path in re.findall(r"\{\{cdn\}\}(/[^\"'\s{]+(?:\{\{ipywidget_major_version\}\}[^\"'\s]*)?)", chunk):
             if "vuetify3" not in path:
                 found.add(path.replace("{{ipywidget_major_version}}", major))
-    found.add("/requirejs@2.3.6/require.js")
-    import solara.server.settings as settings
-
     if settings.assets.fontawesome_enabled:
         found.add(settings.assets.fontawesome_path)
     found = {p for p in found if not (p.endswith(".js") and not p.endswith(".min.js") and "vuetify-app" in p)}
@@ -46,8 +43,6 @@ def required_assets() -> list[str]:
 
 def cache_dir() -> Path:
     """Where Solara's assets proxy looks for front-end files before it would fetch them."""
-    import solara.server.settings as settings
-
     return Path(settings.assets.proxy_cache_dir)
 
 
