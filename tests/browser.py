@@ -33,11 +33,15 @@ FLAGS = (
 )  # fmt: skip
 
 
+ARTIFACTS = Path(os.environ.get("MARKETSIM_ARTIFACTS", ROOT / "test-artifacts")) / "browser"
+#: The live page's measured speed, written by tests/test_browser.py and reported at the end of the run.
+SPEED_FILE = ARTIFACTS / "viz_speed.json"
+
+
 def artifacts() -> Path:
     """The folder screenshots and measurements are saved in (created)."""
-    folder = Path(os.environ.get("MARKETSIM_ARTIFACTS", ROOT / "test-artifacts")) / "browser"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
 
 
 @functools.cache

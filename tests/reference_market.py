@@ -74,7 +74,7 @@ class PerConsumerPopulation(ConsumerPopulation):
 
     def __init__(self, model: MarketModel, scenario) -> None:
         super().__init__(model, scenario)
-        self.spec, self.net = scenario.consumers, self.backend.net  # self.adjacency: the population's, as in the fast path
+        self.spec, self.net = scenario.consumers, self.backend.net  # self.adjacency is the population's own
         self.agents_list = [ConsumerAgent(model, i, float(w)) for i, w in enumerate(self.wtp)]
 
     def clear(self, x: np.ndarray, limits: np.ndarray, step: int) -> Sales:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import artifacts, browser_page, free_port, wait_for_http
+from browser import SPEED_FILE, artifacts, browser_page, free_port, wait_for_http
 from marketsim.cli.app import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +118,8 @@ def test_the_live_page_steps_plays_and_restarts_with_a_slider_s_value(live_page_
 
         rate = playing_rate(page, PLAY_SECONDS)  # the page's own speed (criterion C)
         after = settled_step(page)
-        (artifacts() / "viz_speed.json").write_text(json.dumps({"rate": rate, "seconds": PLAY_SECONDS}))
+        artifacts()
+        SPEED_FILE.write_text(json.dumps({"rate": rate, "seconds": PLAY_SECONDS}))
         print(f"live page, quickstart (20,000 consumers, 4 sellers): {rate:.1f} steps/s while playing")
         assert after > STEPS
         wait_for_points(page, "prices", after)

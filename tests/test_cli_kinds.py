@@ -35,7 +35,8 @@ ARGS = {
     "viz": [],
 }
 RIGHT = {  # what each kind's message must name
-    "scenario": "is a scenario file: run it with `marketsim run` (or `marketsim experiment`, `marketsim train`, `marketsim viz`)",
+    "scenario": "is a scenario file: run it with `marketsim run` "
+    "(or `marketsim experiment`, `marketsim train`, `marketsim viz`)",
     "tournament": "is a tournament file: run it with `marketsim tournament`",
     "family": "is a task-family file: run it with `marketsim meta-train` (or `marketsim meta-eval`)",
     "sweep": "is a sweep file, and this version of marketsim has no command that runs sweeps",
