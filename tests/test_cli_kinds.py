@@ -97,8 +97,9 @@ def test_every_bundled_file_has_a_kind_and_runs_with_its_command() -> None:
     files = bundled_files()
     assert {f.name for f in SCENARIOS.glob("*.yaml")} <= {f.name for f in files}
     for path in files:
-        assert detect_kind(path) in ("scenario", "tournament", "family"), path
+        assert detect_kind(path) in ("scenario", "tournament", "family", "sweep"), path
     assert detect_kind(SCENARIOS / "meta_pricing.yaml") == "family"
+    assert detect_kind(SCENARIOS / "sweeps" / "calvano_alpha_beta.yaml") == "sweep"
     assert detect_kind(SCENARIOS / "tournament_full.yaml") == "tournament"
 
 
@@ -119,10 +120,12 @@ def test_kinds_come_from_top_level_keys_only(tmp_path: Path) -> None:
     assert detect_kind(tmp_path / "absent.yaml") is None
 
 
-def test_validate_names_each_kind_and_refuses_a_sweep(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", "quickstart.yaml", "tournament_quick.yaml", "meta_pricing.yaml"]) == 0
+def test_validate_names_each_kind_and_checks_a_sweep_against_its_base(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", "quickstart.yaml", "tournament_quick.yaml", "meta_pricing.yaml", "sweep.yaml"]) == 0
     out = capsys.readouterr().out
     assert "ok quickstart.yaml" in out and "tournament," in out and "task family" in out
-    assert main(["validate", "sweep.yaml", "nothing.yaml"]) == 2
-    lines = capsys.readouterr().err.splitlines()
-    assert lines == [f"sweep.yaml {RIGHT['sweep']}", "no such file: nothing.yaml"]
+    assert "ok sweep.yaml: mu_sweep, sweep of run over quickstart.yaml, 3 points" in out
+    assert main(["validate", "nothing.yaml"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["no such file: nothing.yaml"]

@@ -199,7 +199,9 @@ def kind_of(path: Path) -> str:
 
 
 def bundled(kind: str) -> list[Path]:
-    """The files of ``kind`` in scenarios/."""
+    """The files of ``kind`` in scenarios/ (sweeps in scenarios/sweeps/)."""
+    if kind == "sweep":
+        return sorted((ROOT / "scenarios" / "sweeps").glob("*.yaml"))
     return [p for p in sorted((ROOT / "scenarios").glob("*.yaml")) if kind_of(p) == kind]
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from marketsim.cli.console import out
-from marketsim.config.kinds import KindError, check_file, detect_kind, wrong_kind
+from marketsim.config.kinds import KindError, check_file, detect_kind
 from marketsim.config.yamlsource import SourceError
 
 
@@ -27,7 +27,11 @@ def _check_file(path: str) -> tuple[str, str]:
         family = load_family(path)
         return family.name, f"task family, horizon {family.horizon}"
     if kind == "sweep":
-        raise KindError(wrong_kind(path, kind))
+        from marketsim.config.sweep import load_sweep
+
+        sweep = load_sweep(path)
+        size = f"{sweep.spec.search.trials} trials" if sweep.spec.search else f"{len(sweep.spec.points())} points"
+        return sweep.spec.name, f"sweep of {sweep.job} over {sweep.base_path.name}, {size}"
     from marketsim.config.validate import load_scenario  # a scenario, or a file of no clear kind: the loader says
 
     scenario = load_scenario(path)

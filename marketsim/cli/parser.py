@@ -29,7 +29,7 @@ QUIET_HELP = "no progress bar or summary table"
 #: Fault kinds ``--retry-faults`` accepts (``marketsim.tournament.matches.FAULT_KINDS``, kept equal by a test).
 FAULT_KINDS = ("exception", "invalid_price", "crash", "timeout", "wall_timeout", "memory")
 #: File kinds ``marketsim schema`` describes (``marketsim.config.schema.SCHEMA_KINDS``, kept equal by a test).
-SCHEMA_KINDS = ("scenario", "tournament", "family")
+SCHEMA_KINDS = ("scenario", "tournament", "family", "sweep")
 
 
 @dataclass(frozen=True)

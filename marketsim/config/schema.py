@@ -37,11 +37,18 @@ def _family() -> type[BaseModel]:
     return _FamilyFile
 
 
+def _sweep() -> type[BaseModel]:
+    from marketsim.config.sweep import Sweep
+
+    return Sweep
+
+
 #: kind → (its model, the top-level properties that hold an inline scenario). Add a kind here to serve it.
 SCHEMA_KINDS: dict[str, tuple[Callable[[], type[BaseModel]], tuple[str, ...]]] = {
     "scenario": (_scenario, ()),
     "tournament": (_tournament, ("market",)),
     "family": (_family, ("base",)),
+    "sweep": (_sweep, ()),
 }
 
 
