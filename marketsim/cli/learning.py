@@ -33,7 +33,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         try:
             result = run_experiment(
                 scenario, args.sessions, args.workers, max_steps,
-                progress=lambda done, active: bar.update(task, completed=done, learning=active),
+                progress=lambda done, active: bar.update(task, completed=done, learning=active), engine=args.engine,
             )  # fmt: skip
         except ExperimentError as exc:
             print(f"{args.scenario}: {exc}", file=sys.stderr)

@@ -192,6 +192,11 @@ def _add_learning(top: _Parser, sub: Any) -> None:
     exp.add_argument(
         "--max-steps", type=_positive_int, metavar="S", help="step cap per session (default: the scenario's steps)"
     )
+    exp.add_argument(
+        "--engine", choices=["compiled", "numpy"],
+        help="compiled (numba kernel) or numpy (the vectorised reference); identical results "
+        "(default: compiled when numba is installed; Boltzmann exploration always runs on numpy)",
+    )  # fmt: skip
     _add_output(exp, "runs/<scenario name>-experiment")
     trn = top.command(
         sub, "train", Handler("marketsim.cli.learning", "cmd_train"),

@@ -5,6 +5,10 @@ action choice, profits looked up in a table precomputed from the expected demand
 sessions frozen by a mask. Session ``s`` uses seed ``scenario.seed + s`` and draws its random numbers
 exactly as ``marketsim run`` would with that seed, so both paths post identical prices.
 Rule-based rivals are tabulated as reactions to last period's grid prices (snapped to the grid).
+
+Two engines run the sessions with bit-identical results: "numpy", the vectorised reference (one period of
+every session per step), and "compiled", the numba kernel of ``kernel`` (each session through thousands of
+periods per call), the default when numba imports; ``summary.json`` names the one used.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["ExperimentError", "ExperimentResult", "Plan", "check_supported", "make_plan", "run_experiment"]
 
 Progress = Callable[[int, int], None]  # (session-steps done so far, sessions still learning)
+Engine = Literal["compiled", "numpy"]  # the numba kernel (``kernel.advance``), or the vectorised numpy reference
 
 
 @dataclass
@@ -51,9 +56,10 @@ class _Block:
     stable: np.ndarray  # (L, S)
     steps: np.ndarray  # (S,) steps taken
     converged: np.ndarray  # (S,) bool
-    uniforms: np.ndarray  # (L, UNIFORM_BLOCK, S, 2): row t of every session side by side
+    uniforms: np.ndarray  # numpy engine: (L, UNIFORM_BLOCK, S, 2), row t of every session side by side
     pending: list  # per learner: (s, a, r, s') arrays for SARSA, or None
     trace: list | None = None  # per step: (sessions still active, their actions (n, A)) when tracing
+    engine: Engine = "numpy"  # the engine that ran it
 
     @property
     def n_states(self) -> int:
@@ -64,31 +70,72 @@ class _Block:
         return self.q.reshape(self.q.shape[0], len(self.state), self.n_states, -1)
 
 
+def default_engine() -> Engine:
+    """The engine used when none is named: "compiled" when numba imports, else "numpy"."""
+    try:
+        import numba  # noqa: F401  (imported here, not at the top: `marketsim --help` never loads it)
+    except ImportError:
+        return "numpy"
+    return "compiled"
+
+
+def resolve_engine(plan: Plan, engine: Engine | None = None) -> Engine:
+    """The engine that will run ``plan``: the one named (default ``default_engine()``), except that Boltzmann
+    exploration always runs on the numpy engine (its vectorised softmax is the reference only numpy reproduces)."""
+    chosen = engine or default_engine()
+    if chosen not in ("compiled", "numpy"):
+        raise ValueError(f"engine must be 'compiled' or 'numpy', got {chosen!r}")
+    if chosen == "compiled" and any(c.exploration == "boltzmann" for c in plan.configs):
+        return "numpy"
+    if chosen == "compiled" and default_engine() == "numpy":
+        raise ExperimentError("the compiled engine needs numba (pip install numba); use engine 'numpy' without it")
+    return chosen
+
+
 def run_block(
-    plan: Plan, seeds: list[int], max_steps: int, progress: Progress | None = None, trace: bool = False
+    plan: Plan,
+    seeds: list[int],
+    max_steps: int,
+    progress: Progress | None = None,
+    trace: bool = False,
+    engine: Engine | None = None,
 ) -> _Block:
     """Run the sessions with these seeds in lockstep until each converges or ``max_steps``.
 
-    With ``trace`` every step's actions are kept (for comparing with the per-step model on small runs).
+    ``engine`` "numpy" is the vectorised reference, "compiled" the numba kernel that gives bit-identical
+    results (default: ``default_engine()``; see ``resolve_engine``). With ``trace`` every step's actions are
+    kept (for comparing with the per-step model on small runs).
     """
-    n, n_sessions = plan.n, len(seeds)
+    engine = resolve_engine(plan, engine)
     gens = []
     for seed in seeds:  # each learner draws from the generator ``marketsim run`` would hand it with this seed
-        generators = seeding.strategy_generators(np.random.default_rng(seed), n)
+        generators = seeding.strategy_generators(np.random.default_rng(seed), plan.n)
         gens.append([generators[j] for j in plan.learners])
-    q = np.stack([np.tile(q0, (n_sessions, 1)) for q0 in plan.q0])
+    n_sessions, (states, m) = len(seeds), plan.q0[0].shape
+    q = np.empty((len(plan.q0), n_sessions * states, m))
+    for k, q0 in enumerate(plan.q0):  # every session starts from Q₀: one pass over the memory
+        q[k].reshape(n_sessions, states, m)[:] = q0
     block = _Block(
         q=q,
-        best=q.max(axis=2),
-        greedy=q.argmax(axis=2),
+        best=np.stack([np.tile(q0.max(axis=1), n_sessions) for q0 in plan.q0]),
+        greedy=np.stack([np.tile(q0.argmax(axis=1), n_sessions) for q0 in plan.q0]),
         state=np.full(n_sessions, plan.start_state, dtype=np.int64),
         stable=np.zeros((len(plan.learners), n_sessions), dtype=np.int64),
         steps=np.zeros(n_sessions, dtype=np.int64),
         converged=np.zeros(n_sessions, dtype=bool),
-        uniforms=np.empty((len(plan.learners), tabular.UNIFORM_BLOCK, n_sessions, 2)),
+        uniforms=np.empty(0),
         pending=[None] * len(plan.learners),
         trace=[] if trace else None,
+        engine=engine,
     )
+    (_run_compiled if engine == "compiled" else _run_numpy)(plan, block, gens, max_steps, progress)
+    return block
+
+
+def _run_numpy(plan: Plan, block: _Block, gens: list, max_steps: int, progress: Progress | None) -> None:
+    """The numpy engine: one vectorised period at a time over the sessions still learning."""
+    n_sessions = len(gens)
+    block.uniforms = np.empty((len(plan.learners), tabular.UNIFORM_BLOCK, n_sessions, 2))
     patience = np.array([c.convergence_steps for c in plan.configs])[:, None]
     active = np.arange(n_sessions)
     done_steps = 0
@@ -109,7 +156,55 @@ def run_block(
         if not active.size:
             break
     block.steps[active] = max_steps
-    return block
+
+
+_SPAN = 8  # uniform blocks per kernel call: a session's tables are loaded into cache once per 16,384 periods
+_GROUP = 16  # sessions per kernel call: their draws (512 kB each, drawn just before the call) stay in cache
+
+
+def _run_compiled(plan: Plan, block: _Block, gens: list, max_steps: int, progress: Progress | None) -> None:
+    """The compiled engine: each group of sessions still learning draws its next ``_SPAN`` blocks of uniforms
+    (numpy, the same rows the numpy engine draws block by block), then one ``kernel.advance`` call runs the
+    group through those periods, session by session, until each converges."""
+    from marketsim.learning.kernel import advance  # numba loads only when the compiled engine runs
+
+    learn, play, game = _kernel_arrays(plan, block, max_steps)
+    span = _SPAN * tabular.UNIFORM_BLOCK
+    uniforms = np.empty((min(len(gens), _GROUP), len(plan.learners), span, 2))  # one session's draws side by side
+    active, done_steps = np.arange(len(gens)), 0
+    for t0 in range(0, max_steps, span):
+        eps = np.array([[tabular.epsilon(c, t) for t in range(t0, t0 + span)] for c in plan.configs])
+        for group in np.array_split(active, -(-len(active) // _GROUP)):
+            for i, s in enumerate(group):
+                for k, gen in enumerate(gens[s]):
+                    gen.random(out=uniforms[i, k])  # the same rows as _SPAN draws of gen.random((UNIFORM_BLOCK, 2))
+            done_steps += advance(learn, play, game, (uniforms, eps), group, t0, min(t0 + span, max_steps))
+            if progress is not None:
+                progress(done_steps, int((~block.converged).sum()))
+        active = active[~block.converged[active]]
+        if not active.size:
+            break
+    block.steps[active] = max_steps
+    if block.trace is not None:  # the numpy engine's layout: per period, the sessions active and their actions
+        trace, periods = play[3], int(block.steps.max(initial=0))
+        block.trace = [(np.flatnonzero(block.steps > t), trace[block.steps > t, t].T.copy()) for t in range(periods)]
+
+
+def _kernel_arrays(plan: Plan, block: _Block, max_steps: int) -> tuple[tuple, tuple, tuple]:
+    """The kernel's (learn, play, game) arrays (``kernel.advance``); Q tables and session state are the block's."""
+    n_learners, n_sessions = len(plan.learners), len(block.state)
+    pend, pend_r = np.zeros((n_learners, n_sessions, 3), np.int64), np.zeros((n_learners, n_sessions))
+    learners = np.array(
+        [(j, c.algorithm == "sarsa", c.convergence_steps) for j, c in zip(plan.learners, plan.configs)], np.int64
+    )
+    rates = np.array([(c.alpha, c.delta) for c in plan.configs], dtype=float)
+    rules = np.array(list(plan.reactions), dtype=np.int64)
+    reactions = np.array(list(plan.reactions.values()), dtype=np.int64).reshape(len(rules), plan.m**plan.n)
+    profits = np.ascontiguousarray(plan.market.profits, dtype=float)
+    trace = np.zeros((n_sessions, max_steps, plan.n) if block.trace is not None else (0, 0, 0), dtype=np.int64)
+    learn = (block.q, block.best, block.greedy, block.stable, pend, pend_r)
+    play = (block.state, block.converged, block.steps, trace)
+    return learn, play, (learners, rates, rules, reactions, profits, plan.memory)
 
 
 def _step(plan: Plan, block: _Block, active: np.ndarray, t: int) -> None:
@@ -183,6 +278,7 @@ def _merge(blocks: list[_Block]) -> _Block:
         converged=np.concatenate([b.converged for b in blocks]),
         uniforms=np.empty(0),
         pending=[None] * len(blocks[0].pending),
+        engine=blocks[0].engine,
     )
 
 
@@ -194,19 +290,28 @@ def _init_worker(shared) -> None:
     _PROGRESS = shared
 
 
-def _worker(plan: Plan, seeds: list[int], max_steps: int, slot: int) -> _Block:
+def _worker(plan: Plan, seeds: list[int], max_steps: int, slot: int, engine: Engine) -> _Block:
     def report(done: int, active: int) -> None:
         _PROGRESS[2 * slot], _PROGRESS[2 * slot + 1] = done, active
 
-    block = run_block(plan, seeds, max_steps, report)
+    block = run_block(plan, seeds, max_steps, report, engine=engine)
     block.uniforms = np.empty(0)  # not needed by the parent; keeps the result small to send back
     return block
 
 
-def run_sessions(plan: Plan, seeds: list[int], max_steps: int, workers: int = 1, progress: Progress | None = None):
-    """Run every session, split over ``workers`` processes; results never depend on the worker count."""
+def run_sessions(
+    plan: Plan,
+    seeds: list[int],
+    max_steps: int,
+    workers: int = 1,
+    progress: Progress | None = None,
+    engine: Engine | None = None,
+) -> _Block:
+    """Run every session, split over ``workers`` processes; results depend neither on the worker count nor on
+    the engine (``run_block``)."""
+    engine = resolve_engine(plan, engine)  # here, so a missing numba is reported before any worker starts
     if workers <= 1 or len(seeds) < 2:
-        return run_block(plan, seeds, max_steps, progress)
+        return run_block(plan, seeds, max_steps, progress, engine=engine)
     import multiprocessing as mp
     import time
 
@@ -216,7 +321,7 @@ def run_sessions(plan: Plan, seeds: list[int], max_steps: int, workers: int = 1,
     for k, chunk in enumerate(chunks):
         shared[2 * k + 1] = len(chunk)
     with ProcessPoolExecutor(len(chunks), mp_context=ctx, initializer=_init_worker, initargs=(shared,)) as pool:
-        futures = [pool.submit(_worker, plan, [int(x) for x in c], max_steps, k) for k, c in enumerate(chunks)]
+        futures = [pool.submit(_worker, plan, [int(x) for x in c], max_steps, k, engine) for k, c in enumerate(chunks)]
         while not all(f.done() for f in futures):
             time.sleep(0.25)
             if progress is not None:
@@ -239,6 +344,7 @@ class ExperimentResult:
     profit_gain: np.ndarray  # (S, n) Δ on the cycle's mean profit
     impulse: ImpulseResponse | None  # the first learner deviating
     best: BestResponse | None  # memory 1 only
+    engine: Engine = "numpy"  # the engine that ran the sessions
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per session (``sessions.csv``): seed, convergence, limit-cycle prices, profits and Δ, diagnostics."""
@@ -279,6 +385,7 @@ class ExperimentResult:
             "scenario": self.plan.scenario.name,
             "scenario_hash": self.plan.scenario.digest(),
             "sessions": len(self.seeds),
+            "engine": self.engine,
             "converged_share": float(self.converged.mean()),
             "profit_gain": _describe(gain),
             "steps_to_convergence": _describe(steps) if steps.size else None,
@@ -358,13 +465,15 @@ def run_experiment(
     max_steps: int | None = None,
     registry: Registry | None = None,
     progress: Progress | None = None,
+    engine: Engine | None = None,
 ) -> ExperimentResult:
     """Run ``sessions`` independent sessions (seeds scenario.seed + s) and diagnose the outcomes.
 
-    A public entry point: without ``registry`` the installed plugins' (``default_registry()``)."""
+    A public entry point: without ``registry`` the installed plugins' (``default_registry()``); ``engine``
+    "compiled" (numba) or "numpy", identical results (default: compiled when numba imports)."""
     plan = make_plan(scenario, registry if registry is not None else default_registry())
     seeds = list(seeding.seeds_of(scenario.seed, sessions))
-    block = run_sessions(plan, seeds, max_steps or scenario.steps, workers, progress)
+    block = run_sessions(plan, seeds, max_steps or scenario.steps, workers, progress, engine)
     q = block.tables()
     cycle = collusion.limit_cycle(plan, q, block.state)
     gain = plan.benchmarks.profit_gain(cycle.profits)
@@ -379,6 +488,7 @@ def run_experiment(
         profit_gain=np.atleast_2d(gain),
         impulse=impulse,
         best=best,
+        engine=block.engine,
     )
 
 
