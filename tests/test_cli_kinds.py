@@ -33,13 +33,14 @@ ARGS = {
     "meta-train": ["--strategy", "rl2", "--quiet"],
     "meta-eval": ["--tasks", "2", "--quiet"],
     "viz": [],
+    "sweep": ["--quiet"],
 }
 RIGHT = {  # what each kind's message must name
     "scenario": "is a scenario file: run it with `marketsim run` "
     "(or `marketsim experiment`, `marketsim train`, `marketsim viz`)",
     "tournament": "is a tournament file: run it with `marketsim tournament`",
     "family": "is a task-family file: run it with `marketsim meta-train` (or `marketsim meta-eval`)",
-    "sweep": "is a sweep file, and this version of marketsim has no command that runs sweeps",
+    "sweep": "is a sweep file: run it with `marketsim sweep`",
 }
 WRONG = [(kind, command) for kind in FILES for command in ARGS if command not in COMMANDS[kind]]
 
@@ -61,7 +62,7 @@ def _listing(folder: Path) -> list[str]:
 def test_every_kind_and_command_is_covered() -> None:
     assert set(FILES) == set(KINDS) == set(RIGHT) == set(COMMANDS)
     assert {c for commands in COMMANDS.values() for c in commands} == set(ARGS)
-    assert len(WRONG) == 4 * 7 - 7  # every command has its one kind; sweeps have none yet
+    assert len(WRONG) == 4 * 8 - 8  # every command has its one kind
 
 
 @pytest.mark.parametrize(("kind", "command"), WRONG, ids=[f"{k}-to-{c}" for k, c in WRONG])

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "marketsim"
 PLUGINS = sorted(p for p in (ROOT / "plugins").glob("marketsim_*") if (p / "__init__.py").is_file())
 
-WINGS = ("config", "market", "learning", "tournament", "meta", "envs", "viz", "cli")
+WINGS = ("config", "market", "learning", "tournament", "sweep", "meta", "envs", "viz", "cli")
 #: What a plugin may import from marketsim: the public API and the documented extension modules (docs/plugins.md).
 PLUGIN_API = {
     "marketsim",

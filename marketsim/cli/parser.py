@@ -238,6 +238,19 @@ def _add_tournament(top: _Parser, sub: Any) -> None:
     _add_output(tour, "runs/<tournament name>")
 
 
+def _add_sweep(top: _Parser, sub: Any) -> None:
+    sweep = top.command(
+        sub, "sweep", Handler("marketsim.cli.sweep", "cmd_sweep"),
+        "run (or resume) a sweep: one job over a design of points, with plots over the axes and an HTML report",
+    )  # fmt: skip
+    sweep.add_argument("file", help="sweep YAML file (base: + axes:)")
+    sweep.add_argument("--backend", choices=["serial", "process", "ray"], default="process", help="where points run")
+    _add_workers(sweep, "worker processes of the process backend (results do not depend on it)")
+    sweep.add_argument("--address", help="Ray cluster address (ray backend; a local Ray when omitted)")
+    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
+    _add_output(sweep, "runs/<sweep name>")
+
+
 def _add_meta(top: _Parser, sub: Any) -> None:
     mtr = top.command(
         sub, "meta-train", Handler("marketsim.cli.meta", "cmd_meta_train"),
@@ -304,6 +317,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="marketsim", description="Agent-based market simulator with plugin pricing strategies.")
     parser.add_argument("--version", action=_Version, help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_run, _add_learning, _add_tournament, _add_meta, _add_files, _add_plugins):
+    for add in (_add_run, _add_learning, _add_tournament, _add_sweep, _add_meta, _add_files, _add_plugins):
         add(parser, sub)
     return parser

@@ -37,12 +37,12 @@ KINDS: dict[str, str] = {
     "sweep": "sweep",
 }
 
-#: The commands that run each kind of file, the usual one first (no command runs sweeps yet).
+#: The commands that run each kind of file, the usual one first.
 COMMANDS: dict[str, tuple[str, ...]] = {
     "scenario": ("run", "experiment", "train", "viz"),
     "tournament": ("tournament",),
     "family": ("meta-train", "meta-eval"),
-    "sweep": (),
+    "sweep": ("sweep",),
 }
 
 _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:", re.MULTILINE)  # a key at column 0: the document's top level

@@ -13,15 +13,16 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from marketsim.config.scenario import Scenario
 from marketsim.registry import Registry
 from marketsim.strategy import parameters
 
 Key = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 
@@ -50,15 +51,25 @@ def format_path(key: Key) -> str:
     return out
 
 
-def _set(data: Any, key: Key, value: Any, path: str) -> None:
-    """Set ``data[key...] = value`` in a plain dump; the last part may add a strategy parameter."""
+def set_value(data: Any, path: str, value: Any) -> None:
+    """Set the value at ``path`` in plain YAML data (a file as written), adding the last key if it is missing.
+
+    The file's own parser then judges the result: a key it does not know is refused there, located.
+    """
+    _set(data, parse(path), value, path, new_leaf=True)
+
+
+def _set(data: Any, key: Key, value: Any, path: str, new_leaf: bool = False) -> None:
+    """Set ``data[key...] = value`` in a plain dump; the last part may add a strategy parameter (any key with
+    ``new_leaf``)."""
     node = data
     for depth, part in enumerate(key):
         last = depth == len(key) - 1
+        addable = last and (new_leaf or key[-2:-1] == ("params",))
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 raise PathError(f"{path}: there is no item {part} (the list has {len(node) if node else 0})")
-        elif not isinstance(node, dict) or (part not in node and not (last and key[-2:-1] == ("params",))):
+        elif not isinstance(node, dict) or (part not in node and not addable):
             raise PathError(f"{path}: the scenario has no {format_path(key[: depth + 1])!r}")
         if last:
             node[part] = value
@@ -66,8 +77,8 @@ def _set(data: Any, key: Key, value: Any, path: str) -> None:
             node = node[part]
 
 
-def with_values(scenario: Scenario, values: Mapping[str, Any]) -> Scenario:
-    """A validated copy of ``scenario`` with the value at each dotted path replaced.
+def with_values(scenario: M, values: Mapping[str, Any]) -> M:
+    """A validated copy of ``scenario`` (or of any file model: a tournament, a family) with each path's value replaced.
 
     Strategy parameters are checked when the strategy is built (``Registry.create``), as for a file.
     """
@@ -77,7 +88,7 @@ def with_values(scenario: Scenario, values: Mapping[str, Any]) -> Scenario:
     for path, value in values.items():
         _set(data, parse(path), value, path)
     try:
-        return Scenario.model_validate(data)
+        return type(scenario).model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = format_path(tuple(first["loc"])) if first.get("loc") else "scenario"

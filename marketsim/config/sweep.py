@@ -10,7 +10,9 @@ base's own message, each located at its line in the sweep file.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from marketsim.config.paths import PathError, format_path, knobs, parse, with_va
 from marketsim.config.scenario import Scenario
 from marketsim.config.spec import Float, Int, Spec
 from marketsim.config.yamlsource import Located, Problem, load_yaml, read_source
+from marketsim.outputs import InputRecord, file_sha256
 from marketsim.registry import Registry, default_registry
 from marketsim.strategy import parameters
 
@@ -42,9 +45,11 @@ JOBS: dict[str, tuple[str, ...]] = {
 METRICS: dict[str, tuple[str, ...]] = {
     "run": ("delta", "mean_price", "consumer_surplus", "hhi", "mean_profit"),
     "experiment": ("delta", "convergence_steps", "converged_share", "mean_price"),
-    "tournament": ("top_entrant_profit", "mean_delta", "faults"),
-    "meta-eval": ("regret",),
+    "tournament": ("mean_profit", "win_rate", "mean_delta", "faults"),
+    "meta-eval": ("regret_H", "regret_25", "regret_10"),
 }
+#: Metrics reported once per entrant (tournament) or agent (meta-eval), as ``metric.name`` columns.
+PER_NAME = frozenset({"mean_profit", "win_rate", "regret_H", "regret_25", "regret_10"})
 
 
 class Range(Spec):
@@ -180,6 +185,17 @@ class LoadedSweep:
     base_kind: str
     job: str
     metrics: tuple[str, ...]
+
+    def digest(self) -> str:
+        """Identifies the sweep: its spec and the base file's bytes (a resume must match both)."""
+        blob = json.dumps(self.spec.model_dump(mode="json"), sort_keys=True) + file_sha256(self.base_path)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def record(self) -> InputRecord:
+        """The sweep an output folder was made from, with its base file's path and sha256."""
+        data = {**self.spec.model_dump(mode="json"), "base_file": str(self.base_path)}
+        data["base_sha256"] = file_sha256(self.base_path)
+        return InputRecord("sweep", data, self.digest())
 
 
 def load_sweep(path: str | Path, registry: Registry | None = None) -> LoadedSweep:

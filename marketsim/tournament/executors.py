@@ -769,9 +769,9 @@ class RayExecutor:
         if isinstance(item, tuple) and item[:1] == (_STARTED,):
             match.started, match.node = time.monotonic(), item[1]
             return None
-        if isinstance(item, MatchResult):
+        if item is not None:  # the runner's result (a match's, or a sweep point's)
             return item
-        return self._lost(match, "crash", f"the ray task ended without a result: {item!r}")
+        return self._lost(match, "crash", "the ray task ended without a result")
 
     def _lost(self, match: _RayMatch, kind: FaultKind, message: str) -> MatchResult:
         """The fault of a match whose worker is gone, blamed on the seat its progress file names."""

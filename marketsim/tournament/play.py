@@ -33,7 +33,7 @@ from marketsim.tournament.matches import (
 )
 
 if TYPE_CHECKING:
-    from marketsim.tournament.results import ResultStore
+    from marketsim.tournament.results import Codec, ResultStore
 
 PRICE_POINTS = 200  # evaluation price path kept per match (downsampled), for plots
 
@@ -190,6 +190,7 @@ class StoredRun:
     what: str  # what the store holds, for messages ("results", "exploit runs")
     other: str  # what a mismatching identity means ("a different tournament")
     resume: bool
+    codec: Codec | None = None  # how results are written and read (matches by default; a sweep's points)
 
     def run(
         self,
@@ -203,7 +204,7 @@ class StoredRun:
         from marketsim.tournament.results import ResultStore  # coordinator only: spawned workers skip scipy
 
         self.store_path.parent.mkdir(parents=True, exist_ok=True)
-        with ResultStore(self.store_path) as store:
+        with ResultStore(self.store_path, codec=self.codec) as store:
             self._claim(store)
             retry = store.faulted_keys(None if retry_faults == "all" else retry_faults) if retry_faults else set()
             done = store.done_keys()

@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from os import PathLike
 from typing import Any, Literal
@@ -90,8 +91,13 @@ def result_from_json(text: str) -> MatchResult:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+#: How a store writes and reads its results: (result → JSON text, JSON text → result). Matches by default; a sweep
+#: stores its points with the same durability through its own pair.
+Codec = tuple[Callable[[Any], str], Callable[[str], Any]]
+
+
 class ResultStore:
-    """Append-only, crash-safe store of match results in one SQLite file.
+    """Append-only, crash-safe store of match results (or, with a ``codec``, any keyed results) in one SQLite file.
 
     Why SQLite in WAL mode with ``synchronous=FULL``: every ``add`` is one transaction that is on disk when
     ``add`` returns, so a tournament killed at any point (``kill -9``, power loss) keeps every finished match
@@ -108,8 +114,9 @@ class ResultStore:
     holding the result's Fault (if any), referencing its match.
     """
 
-    def __init__(self, path: str | PathLike[str], *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | PathLike[str], *, timeout: float = 30.0, codec: Codec | None = None) -> None:
         self.path = str(path)
+        self.encode, self.decode = codec if codec is not None else (result_to_json, result_from_json)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         conn = self._conn
@@ -144,7 +151,7 @@ class ResultStore:
         ``replace=True`` (a faulted match replayed by ``--retry-faults``) swaps the stored result and its
         fault for this one, in one transaction, so an interrupted retry keeps the old result.
         """
-        payload = result_to_json(result)
+        payload = self.encode(result)
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -199,7 +206,7 @@ class ResultStore:
     def results(self) -> list[MatchResult]:
         """Every stored result, in schedule order."""
         rows = self._conn.execute("SELECT payload FROM matches ORDER BY idx, key").fetchall()
-        return [result_from_json(row[0]) for row in rows]
+        return [self.decode(row[0]) for row in rows]
 
     def faults(self) -> list[Fault]:
         """Every stored fault, in the schedule order of its match."""
