@@ -117,9 +117,7 @@ class Sweep(Spec):
     )
     job: Job | None = Field(None, description="What runs at each point (default: run for a scenario, …).")
     seed: Int = Field(0, ge=0, description="Root seed: every point's seeds derive from it and the point's key.")
-    axes: dict[str, Axis] = Field(
-        ..., min_length=1, description="Dotted path → a list of values, or a range."
-    )
+    axes: dict[str, Axis] = Field(..., min_length=1, description="Dotted path → a list of values, or a range.")
     combine: Combine = Field("grid", description="grid (every combination), zip, random or latin_hypercube.")
     samples: Int | None = Field(None, ge=1, le=100_000, description="Points to draw (random, latin_hypercube).")
     repetitions: Int = Field(1, ge=1, le=100_000, description="Seeds per point (run), sessions (experiment), …")
