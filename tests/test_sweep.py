@@ -180,3 +180,67 @@ def test_a_sweep_over_a_task_family_evaluates_the_baselines_at_each_point(folder
     columns = [c for c in frame.columns if c.startswith("regret_10.") and not c.endswith(("_ci_low", "_ci_high", "_n"))]
     assert "regret_10.thompson_pricing" in columns and len(columns) >= 3
     assert frame[columns].notna().all().all() and list(frame["family.horizon"]) == [20, 30]
+
+
+SEARCH = """\
+name: tune
+base: q.yaml
+seed: 5
+repetitions: 1
+metrics: [mean_price, delta]
+axes:
+  sellers[0].params.price: {low: 1.2, high: 2.6}
+search: {metric: mean_price, trials: 16, parallel: 2}
+"""
+
+
+@pytest.mark.slow  # sixteen trials, the last six proposed by TPE (about 10 s)
+def test_a_search_reports_its_best_trial_and_finds_the_top_of_a_monotone_metric(folder: Path) -> None:
+    pytest.importorskip("optuna")
+    (folder / "s.yaml").write_text(SEARCH)
+    serial = _sweep(folder, ["--backend", "serial"], "serial")
+    assert len(serial) == 16 and list(serial["index"]) == list(range(16))
+    summary = json.loads((folder / "serial" / "summary.json").read_text())
+    best = summary["search"]
+    assert best["metric"] == "mean_price" and best["at"]["sellers[0].params.price"] > 2.4  # the range tops at 2.6
+    tpe = serial["sellers[0].params.price"].iloc[10:]  # after Optuna's 10 random start-up trials, TPE's proposals
+    assert tpe.mean() > serial["sellers[0].params.price"].iloc[:10].mean()
+    assert best["value"] == pytest.approx(serial["mean_price"].max(), rel=1e-12)  # the CSV keeps 15 digits
+
+
+class _StopAfter:
+    """An executor that plays ``n`` points serially, then stops as a Ctrl-C would."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def run(self, tasks, runner, on_result) -> None:
+        for task in tasks:
+            if self.left == 0:
+                raise KeyboardInterrupt
+            on_result(runner(task, None))
+            self.left -= 1
+
+
+def test_an_interrupted_search_resumes_to_the_same_trials(folder: Path) -> None:
+    pytest.importorskip("optuna")
+    from marketsim.sweep.search import run_search
+    from marketsim.tournament.executors import SerialExecutor
+    from marketsim.tournament.play import TournamentInterrupted
+
+    (folder / "s.yaml").write_text(SEARCH.replace("trials: 16", "trials: 6"))
+    sweep = load_sweep("s.yaml")
+    whole = run_search(sweep, folder / "whole.sqlite", SerialExecutor(in_process=True))
+    with pytest.raises(TournamentInterrupted):
+        run_search(sweep, folder / "cut.sqlite", _StopAfter(3))
+    resumed = run_search(sweep, folder / "cut.sqlite", SerialExecutor(in_process=True), resume=True)
+    assert [(p.key, p.metrics) for p in resumed] == [(p.key, p.metrics) for p in whole]
+
+
+@pytest.mark.slow  # the process pool starts once per round of proposals (about 15 s)
+def test_a_search_gives_the_same_trials_on_the_process_backend(folder: Path) -> None:
+    pytest.importorskip("optuna")
+    (folder / "s.yaml").write_text(SEARCH)
+    serial = _sweep(folder, ["--backend", "serial"], "serial")
+    pooled = _sweep(folder, ["--backend", "process", "--workers", "2"], "pooled")
+    pd.testing.assert_frame_equal(serial, pooled)

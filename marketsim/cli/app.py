@@ -22,6 +22,7 @@ _USER_ERRORS = {
     "marketsim.strategy": ("InvalidPriceError", 1),
     "marketsim.market.model": ("StrategyError", 1),
     "marketsim.observers": ("ObserverError", 1),
+    "marketsim.exceptions": ("MissingExtraError", 2),
 }
 
 

@@ -36,11 +36,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep's points not yet stored, then write points.csv, plots, summary.json and report.html."""
     check_kind(args.file, "sweep")
     sweep = load_sweep(args.file)
-    if sweep.spec.search is not None:
-        print("error: this version runs designs (grid, zip, random, latin_hypercube), not searches", file=sys.stderr)
-        return 2
     folder = _folder(args, sweep)
-    tasks = schedule(sweep)  # every point's file is validated here, before a worker starts
+    search = sweep.spec.search
+    if search is not None:
+        from marketsim.sweep.search import distributions
+
+        distributions(sweep)  # Optuna installed? (the search's points are proposed as it runs)
+    tasks = schedule(sweep) if search is None else []  # every designed point's file is validated before work starts
     try:
         executor = make_executor(args.backend, args.workers, args.address)
     except (ExecutorUnavailable, ValueError) as exc:
@@ -48,13 +50,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 2
     warn_plugin_problems(default_registry())
     folder = open_resumable_folder(folder, "sweep", args.force, args.resume, [sweep.record()])
-    with counting_progress(sweep.spec.name, "points", args.quiet) as bar:
-        task = bar.add_task("points", total=len(tasks))
+    total = search.trials if search is not None else len(tasks)
+    with counting_progress(sweep.spec.name, "trials" if search else "points", args.quiet) as bar:
+        task = bar.add_task("points", total=total)
+        progress = lambda done, _total: bar.update(task, completed=done)  # noqa: E731
         try:
-            points = run_sweep(
-                tasks, sweep.digest(), folder / STORE, executor, args.resume,
-                lambda done, _total: bar.update(task, completed=done),
-            )  # fmt: skip
+            if search is not None:
+                from marketsim.sweep.search import run_search
+
+                points = run_search(sweep, folder / STORE, executor, args.resume, progress)
+            else:
+                points = run_sweep(tasks, sweep.digest(), folder / STORE, executor, args.resume, progress)
         except ResumeError as exc:
             print(f"error: {exc}".replace("results", "points"), file=sys.stderr)
             return 2
@@ -77,3 +83,7 @@ def _print_best(sweep: LoadedSweep, summary: dict) -> None:
         where = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in best["at"].items())
         table.add_row(metric, f"{best['max']:.4g}", where)
     out.print(table)
+    found = summary.get("search")
+    if found:
+        where = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in found["at"].items())
+        out.print(f"search: best {found['metric']} ({found['direction']}) {found['value']:.4g} at {where}")

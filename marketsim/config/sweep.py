@@ -105,6 +105,10 @@ class Search(Spec):
     direction: Literal["maximize", "minimize"] = Field("maximize", description="Which way is better.")
     trials: Int = Field(..., ge=1, le=10_000, description="Points Optuna tries.")
     sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna's sampler, seeded by the sweep's seed.")
+    parallel: Int = Field(
+        2, ge=1, le=64, description="Trials asked for at once and run side by side (fixed, so results do not "
+        "depend on --workers).",
+    )  # fmt: skip
 
 
 class Sweep(Spec):

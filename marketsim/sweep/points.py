@@ -71,10 +71,11 @@ def point_text(base: Path, values: dict[str, Any]) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def schedule(sweep: LoadedSweep, design: list[dict[str, Any]] | None = None) -> list[PointTask]:
-    """The points of the design (default: the sweep's own) as tasks, in design order, each with its own seed."""
+def schedule(sweep: LoadedSweep, design: list[dict[str, Any]] | None = None, start: int = 0) -> list[PointTask]:
+    """The points of the design (default: the sweep's own) as tasks, in design order from index ``start``, each
+    with its own seed."""
     tasks = []
-    for index, values in enumerate(design if design is not None else sweep.spec.points()):
+    for index, values in enumerate(design if design is not None else sweep.spec.points(), start):
         key = point_key(values)
         text = point_text(sweep.base_path, values)
         scenario = checked_point(sweep.base_kind, text, f"{sweep.base_path.name} at point {key}", sweep.base_path)

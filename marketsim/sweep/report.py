@@ -74,8 +74,16 @@ def _summary(sweep: LoadedSweep, frame: pd.DataFrame, points: list[PointResult],
         if column.notna().any():
             row = ok.loc[column.idxmax()]
             best[metric] = {"max": float(row[metric]), "at": {a: _clean(row[a]) for a in axes}}
+    search = sweep.spec.search
+    found = None
+    if search is not None and search.metric in ok and ok[search.metric].notna().any():
+        column = ok[search.metric].astype(float)
+        row = ok.loc[column.idxmax() if search.direction == "maximize" else column.idxmin()]
+        found = {"metric": search.metric, "direction": search.direction, "value": float(row[search.metric])}
+        found["at"] = {a: _clean(row[a]) for a in axes}
     return {
         "name": sweep.spec.name,
+        "search": found,
         "digest": sweep.digest(),
         "base": {"file": str(sweep.base_path), "kind": sweep.base_kind, "sha256": sweep.record().data["base_sha256"]},
         "job": sweep.job,
