@@ -25,7 +25,7 @@ from typing import Any
 #: left out, so the page describes marketsim itself.
 BUNDLED = "marketsim"
 #: Which page holds the field tables of each file kind (the scenario tables are linked from the others).
-SCHEMA_PAGES = {"scenario": "scenarios.md", "tournament": "tournaments.md", "family": "meta.md"}
+SCHEMA_PAGES = {"scenario": "scenarios.md", "tournament": "tournaments.md", "family": "meta.md", "sweep": "sweeps.md"}
 
 _MARKER = re.compile(r"^<!-- generated: (?P<what>[a-z]+)(?: (?P<arg>[a-z]+))? -->$", re.M)
 _NOT_RUN = re.compile(r"^<!-- not run: (?P<why>.+?) -->$", re.M)

@@ -131,7 +131,7 @@ def hooks() -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("kind", ["scenario", "tournament", "family"])
+@pytest.mark.parametrize("kind", ["scenario", "tournament", "family", "sweep"])
 def test_the_file_reference_has_every_field_of_the_schema(kind: str) -> None:
     from marketsim.config.schema import file_schema
 

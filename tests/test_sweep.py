@@ -244,3 +244,25 @@ def test_a_search_gives_the_same_trials_on_the_process_backend(folder: Path) -> 
     serial = _sweep(folder, ["--backend", "serial"], "serial")
     pooled = _sweep(folder, ["--backend", "process", "--workers", "2"], "pooled")
     pd.testing.assert_frame_equal(serial, pooled)
+
+
+@pytest.mark.parametrize(
+    ("name", "points"),
+    [
+        ("calvano_alpha_beta", 100),
+        ("calvano_delta", 20),
+        pytest.param("calvano_firms", 3, marks=pytest.mark.slow),  # four firms: 15^4-state Q tables (about 15 s)
+    ],
+)
+def test_each_bundled_sweep_schedules_every_point_and_runs_one(name: str, points: int) -> None:
+    from dataclasses import replace
+
+    from marketsim.sweep.run import run_point
+
+    tasks = schedule(load_sweep(ROOT / "scenarios" / "sweeps" / f"{name}.yaml"))  # every point's file validated
+    assert len(tasks) == points and len({t.seed for t in tasks}) == points
+    first = tasks[-1]  # the largest values of every axis
+    short = replace(first, repetitions=2, base_text=first.base_text.replace("steps: 5000000", "steps: 300"))
+    result = run_point(short)
+    assert result.status == "ok" and set(result.metrics) == {"delta", "convergence_steps", "converged_share"}
+    assert result.metrics["convergence_steps"]["mean"] == 300  # capped: no session converges in 300 steps
