@@ -215,10 +215,7 @@ def _add_tournament(top: _Parser, sub: Any) -> None:
         "run (or resume) a head-to-head tournament and write its results folder",
     )  # fmt: skip
     tour.add_argument("file", help="tournament YAML file")
-    tour.add_argument("--backend", choices=["serial", "process", "ray"], default="process", help="where matches run")
-    _add_workers(tour, "worker processes of the process backend (results do not depend on it)")
-    tour.add_argument("--address", help="Ray cluster address (ray backend; a local Ray when omitted)")
-    tour.add_argument("--resume", action="store_true", help="continue an interrupted tournament in --out")
+    _add_executor(tour, "matches", "tournament")
     tour.add_argument(
         "--retry-faults", metavar="KIND", choices=[*FAULT_KINDS, "all"],
         help=f"with --resume: replay the stored matches that faulted with KIND ({', '.join(FAULT_KINDS)}, or all)",
@@ -244,11 +241,16 @@ def _add_sweep(top: _Parser, sub: Any) -> None:
         "run (or resume) a sweep: one job over a design of points, with plots over the axes and an HTML report",
     )  # fmt: skip
     sweep.add_argument("file", help="sweep YAML file (base: + axes:)")
-    sweep.add_argument("--backend", choices=["serial", "process", "ray"], default="process", help="where points run")
-    _add_workers(sweep, "worker processes of the process backend (results do not depend on it)")
-    sweep.add_argument("--address", help="Ray cluster address (ray backend; a local Ray when omitted)")
-    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
+    _add_executor(sweep, "points", "sweep")
     _add_output(sweep, "runs/<sweep name>")
+
+
+def _add_executor(parser: argparse.ArgumentParser, tasks: str, what: str) -> None:
+    """--backend, --workers, --address and --resume: where a job's tasks run, and continuing a stopped one."""
+    parser.add_argument("--backend", choices=["serial", "process", "ray"], default="process", help=f"where {tasks} run")
+    _add_workers(parser, "worker processes of the process backend (results do not depend on it)")
+    parser.add_argument("--address", help="Ray cluster address (ray backend; a local Ray when omitted)")
+    parser.add_argument("--resume", action="store_true", help=f"continue an interrupted {what} in --out")
 
 
 def _add_meta(top: _Parser, sub: Any) -> None:
