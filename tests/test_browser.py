@@ -186,3 +186,30 @@ def test_the_tournament_report_shows_every_entrant_and_the_heatmap_offline(tmp_p
         page.screenshot(path=str(artifacts() / "tournament_report.png"))
         page.screenshot(path=str(artifacts() / "tournament_report_full.png"), full_page=True)
         assert watched.errors == [] and watched.failed == []
+
+
+def test_the_sweep_report_shows_the_best_points_the_plots_and_every_point_offline(tmp_path: Path) -> None:
+    import yaml
+
+    from markets import duopoly_dict
+
+    market = duopoly_dict({"strategy": "fixed_price", "params": {"price": 1.8}}, {"strategy": "undercut"}, steps=20)
+    (tmp_path / "q.yaml").write_text(yaml.safe_dump(market))
+    (tmp_path / "s.yaml").write_text(
+        "name: page\nbase: q.yaml\nrepetitions: 2\naxes:\n  consumers.mu: [0.1, 0.25]\n"
+        "  sellers[0].params.price: [1.6, 2.0]\n"
+    )
+    out = tmp_path / "results"
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--backend", "serial", "--out", str(out), "--quiet"]) == 0
+    with browser_page() as (page, watched):
+        page.goto((out / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        assert page.locator("h1").inner_text() == "Sweep page"
+        rows = page.locator("table tbody tr")
+        assert rows.count() == 4
+        images = page.locator("img")
+        assert images.count() == 2  # delta and mean_price heatmaps
+        for k in range(images.count()):
+            assert page.evaluate("img => img.complete && img.naturalWidth > 100", images.nth(k).element_handle())
+        page.screenshot(path=str(artifacts() / "sweep_report.png"), full_page=True)
+        assert watched.errors == [] and watched.failed == []
