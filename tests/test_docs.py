@@ -174,7 +174,7 @@ def test_the_strategy_page_lists_every_bundled_strategy_with_its_parameters() ->
 
 def test_an_unknown_generated_part_stops_the_build() -> None:
     with pytest.raises(ValueError, match="unknown generated part"):
-        hooks().generate("schema", "sweep", "x.md")
+        hooks().generate("schema", "bogus", "x.md")
 
 
 # --- the site builds, and its pages run ---------------------------------------------------------------------
