@@ -79,7 +79,8 @@ def MarketCard(model: LiveMarket) -> None:
         rows.append(("Nash / monopoly price", f"{nash[0]:.3f} / {mono[0]:.3f}"))
     else:
         rows += [(f"{s.name}: Nash / monopoly", f"{n:.3f} / {m:.3f}") for s, n, m in zip(model.sellers, nash, mono)]
-    rows += [(knob.label, f"{_current(model, knob):.6g}") for knob in _setup()[1]]
+    config = model.config.model_dump(mode="json", by_alias=True)  # once per redraw, not once per knob
+    rows += [(knob.label, f"{_current(config, knob):.6g}") for knob in _setup()[1]]
     body = "".join(
         f'<tr data-row="{html.escape(k)}"><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>' for k, v in rows
     )
@@ -90,12 +91,12 @@ def MarketCard(model: LiveMarket) -> None:
     )
 
 
-def _current(model: LiveMarket, knob: Knob) -> float:
-    """The value a knob has in the model's own (validated) scenario, read back rather than from the slider.
-
-    A strategy parameter the scenario does not set is the strategy's default, which the knob started from.
+def _current(config: dict, knob: Knob) -> float:
+    """The value a knob has in the model's own (validated) scenario ``config`` (its dump), read back rather than
+    from the slider. A strategy parameter the scenario does not set is the strategy's default, which the knob
+    started from.
     """
-    node: object = model.config.model_dump(mode="json", by_alias=True)
+    node: object = config
     for part in parse(knob.path):
         if isinstance(node, dict) and part not in node:
             return knob.value
