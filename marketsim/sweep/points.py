@@ -78,7 +78,7 @@ def schedule(sweep: LoadedSweep, design: list[dict[str, Any]] | None = None, sta
     for index, values in enumerate(design if design is not None else sweep.spec.points(), start):
         key = point_key(values)
         text = point_text(sweep.base_path, values)
-        scenario = checked_point(sweep.base_kind, text, f"{sweep.base_path.name} at point {key}", sweep.base_path)
+        scenario = checked_point(sweep.base_kind, text, point_source(sweep.base_path, key), sweep.base_path)
         seed = seeds.derive(sweep.spec.seed, "sweep-point", key)
         tasks.append(
             PointTask(
@@ -89,6 +89,11 @@ def schedule(sweep: LoadedSweep, design: list[dict[str, Any]] | None = None, sta
             )
         )  # fmt: skip
     return tasks
+
+
+def point_source(base: str | Path, key: str) -> str:
+    """How a point's file is named in its problems: the base file and the point's key."""
+    return f"{Path(base).name} at point {key}"
 
 
 def checked_point(kind: str, text: str, source: str, base: Path) -> Scenario | None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from marketsim import seeds
-from marketsim.sweep.points import CODEC, PointResult, PointTask, checked_point
+from marketsim.sweep.points import CODEC, PointResult, PointTask, checked_point, point_source
 from marketsim.tournament.executors import Executor, Tracker
 
 
@@ -46,7 +46,7 @@ def run_point(task: PointTask, tracker: Tracker | None = None) -> PointResult:
 
 
 def _source(task: PointTask) -> str:
-    return f"{Path(task.base_path).name} at point {task.key}"
+    return point_source(task.base_path, task.key)
 
 
 def _run_job(task: PointTask) -> tuple[dict[str, list[float]], dict[str, Any]]:
