@@ -57,13 +57,20 @@ MALFORMED = {
         "search.metric",
         "did you mean 'delta'?",
     ),
+    "name: s\nbase: t.yaml\naxes:\n  market.consumers.muu: [0.1]\n": (4, "axes.market.consumers.muu", "'mu'"),
+    "name: s\nbase: t.yaml\naxes:\n  entrants[1].params.markupp: [0.1]\n": (4, "axes.entrants[1].params.markupp", "'markup'"),
+    "name: s\nbase: t.yaml\naxes:\n  entrants[12].params.markup: [0.1]\n": (4, "axes.entrants[12].params.markup", "no item 12"),
+    "name: s\nbase: f.yaml\naxes:\n  family.horizon: [0, 10]\n": (4, "axes.family.horizon", "value 0"),
+    "name: s\nbase: f.yaml\naxes:\n  horizon: [10]\n": (4, "axes.horizon", "unknown field 'horizon'"),
 }
 
 
 @pytest.fixture
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder with the quickstart as q.yaml (the base) and another sweep as other.yaml."""
+    """A folder with the quickstart as q.yaml, a tournament as t.yaml, a family as f.yaml and another sweep as other.yaml."""
     shutil.copy(ROOT / "scenarios" / "quickstart.yaml", tmp_path / "q.yaml")
+    shutil.copy(ROOT / "scenarios" / "tournament_quick.yaml", tmp_path / "t.yaml")
+    shutil.copy(ROOT / "scenarios" / "meta_pricing.yaml", tmp_path / "f.yaml")
     (tmp_path / "other.yaml").write_text(GOOD)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -160,11 +167,9 @@ def test_the_sweep_schema_is_draft_2020_12_and_accepts_what_validates() -> None:
 
 
 def test_a_sweep_over_a_tournament_or_a_family_names_its_job(folder: Path) -> None:
-    shutil.copy(ROOT / "scenarios" / "tournament_quick.yaml", folder / "t.yaml")
-    shutil.copy(ROOT / "scenarios" / "meta_pricing.yaml", folder / "f.yaml")
     tour = load_sweep_text(folder, "name: s\nbase: t.yaml\naxes:\n  repetitions: [1, 2]\n")
     assert (tour.job, tour.base_kind) == ("tournament", "tournament")
-    meta = load_sweep_text(folder, "name: s\nbase: f.yaml\naxes:\n  horizon: [25, 50]\n")
+    meta = load_sweep_text(folder, "name: s\nbase: f.yaml\naxes:\n  family.horizon: [25, 50]\n")
     assert (meta.job, meta.base_kind) == ("meta-eval", "family")
     with pytest.raises(SourceError, match="a tournament base runs tournament, not run"):
         load_sweep_text(folder, "name: s\nbase: t.yaml\njob: run\naxes:\n  repetitions: [1]\n")

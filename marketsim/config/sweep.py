@@ -26,7 +26,7 @@ from marketsim.config.kinds import detect_kind
 from marketsim.config.paths import PathError, format_path, knobs, parse, with_values
 from marketsim.config.scenario import Scenario
 from marketsim.config.spec import Float, Int, Spec
-from marketsim.config.yamlsource import Located, Problem, load_yaml, read_source
+from marketsim.config.yamlsource import Located, Problem, SourceError, load_yaml, read_source
 from marketsim.outputs import InputRecord, file_sha256
 from marketsim.registry import Registry, default_registry
 from marketsim.strategy import parameters
@@ -256,7 +256,7 @@ def _metric_problems(spec: Sweep, job: str, located: Located) -> list[Problem]:
 def _axis_problems(spec: Sweep, base: Path, kind: str, located: Located, registry: Registry) -> list[Problem]:
     """Each axis's path must name a value of the base, and each of its values must be one the base accepts."""
     if kind != "scenario":
-        return []  # tournaments and families: checked when the points are built (their loaders locate the base)
+        return _file_axis_problems(spec, base, kind, located)
     from marketsim.config.validate import load_scenario
 
     scenario = load_scenario(base, registry)
@@ -266,6 +266,27 @@ def _axis_problems(spec: Sweep, base: Path, kind: str, located: Located, registr
         problem = _path_problem(scenario, path, values, registry)
         if problem is not None:
             problems.append(located.problem(("axes", path), problem, at_key=True))
+    return problems
+
+
+def _file_axis_problems(spec: Sweep, base: Path, kind: str, located: Located) -> list[Problem]:
+    """A tournament's or family's axes: each end value set in the base file as written, judged by the file's parser."""
+    from marketsim.sweep.points import checked_point, point_source, point_text
+
+    problems = []
+    for path, axis in spec.axes.items():
+        for value in _ends(axis):
+            try:
+                checked_point(kind, point_text(base, {path: value}), point_source(base, path), base)
+            except PathError as exc:
+                problems.append(located.problem(("axes", path), str(exc), at_key=True))
+                break
+            except SourceError as exc:
+                first = exc.problems[0]
+                where = f"{first.field}: " if first.field not in ("", path) else ""
+                value_text = "" if first.message.startswith("unknown") else f"value {value!r}: "
+                problems.append(located.problem(("axes", path), f"{value_text}{where}{first.message}", at_key=True))
+                break
     return problems
 
 
