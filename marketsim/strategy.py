@@ -237,6 +237,14 @@ class MarketInfo:
         repr=False,
         compare=False,
     )
+    expected_profit_at: Callable[[int, np.ndarray], np.ndarray] | None = described(
+        "(step, prices) → every seller's expected profit at that step (0 = the first) with the scenario's "
+        "seasonality and demand shocks applied; None when demand does not change over time (then "
+        "``expected_profit`` holds at every step).",
+        default=None,
+        repr=False,
+        compare=False,
+    )
 
     def own_profit(self, own_price: float, competitor_prices: tuple[float, ...]) -> float:
         """Expected one-step profit of this seller at ``own_price`` against the given rivals' prices."""

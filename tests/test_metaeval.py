@@ -208,3 +208,63 @@ def test_meta_eval_command_reads_the_checkpoint_sidecar(cli_registry, tmp_path: 
     err = capsys.readouterr().err  # fixed_price takes no checkpoint parameter: one line, nothing written
     assert "checkpoint" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+# --- issue 18: every slice in one evaluation; the oracle in markets whose demand changes over time ----------
+
+
+@pytest.mark.parametrize("split", ["regime_change", "seasonal"])
+def test_the_clairvoyant_optimises_each_steps_demand(family: Family, registry: Registry, split: str) -> None:
+    from marketsim.meta.tasks import fixed_price_profits
+
+    for task in [t for t in sample_tasks(family, split, 30) if not t.rivals()][:3]:
+        oracle = run_agent(task, ("clairvoyant", oracle_params(task)), registry)
+        grid = np.linspace(family.grid[0], family.grid[-1], 41)
+        fixed = fixed_price_profits(task, grid, registry)  # (prices, H) each step's profit of each fixed price
+        assert np.all(oracle.expected_profit >= fixed.max(axis=0) - 1e-9)  # the best price of every step, or better
+        if split == "regime_change":  # and it moves its price when the shoppers change
+            at = task.scenario.consumers.shocks[0].at
+            assert abs(oracle.prices[at] - oracle.prices[at - 1]) > 0.01
+
+
+def test_the_clairvoyant_plans_against_reacting_rivals_under_a_regime_change(
+    family: Family, registry: Registry
+) -> None:
+    task = next(
+        t for t in sample_tasks(family, "regime_change", 60)
+        if any(s.strategy in ("match_lowest", "undercut") for s in t.scenario.sellers)
+    )  # fmt: skip
+    oracle = run_agent(task, ("clairvoyant", oracle_params(task)), registry)
+    for price in family.grid:  # no fixed grid price earns more over the task than the planner
+        fixed = run_agent(task, ("best_fixed_price", {"price": float(price)}), registry)
+        assert fixed.expected_profit.sum() <= oracle.expected_profit.sum() * (1 + 1e-9)
+
+
+def test_meta_eval_all_splits_writes_one_table_and_a_panel_per_split(cli_registry, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "me"
+    code = main(["meta-eval", str(BUNDLED), "--tasks", "2", "--split", "all", "--strategy", "ucb_pricing", "--out",
+                 str(out)])  # fmt: skip
+    assert code == 0
+    splits = ["test", "ood", "cost_shift", "crowded", "seasonal", "regime_change"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["splits"]) == splits
+    assert all(set(s["agents"]) == {"best_fixed_price", "ucb_pricing"} for s in summary["splits"].values())
+    table = pd.read_csv(out / "splits.csv")
+    assert list(table["split"].unique()) == splits and len(table) == 2 * len(splits)
+    assert {"regret_25", "regret_25_ci", "regret_H", "regret_H_ci"} <= set(table.columns)
+    assert list(pd.read_csv(out / "tasks.csv")["split"].unique()) == splits
+    assert (out / "regret.png").stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    assert all(split in printed for split in splits) and "R(25) / R(H)" in printed
+    one = summary["splits"]["crowded"]["agents"]["ucb_pricing"]["regret_H"]
+    assert main(["meta-eval", str(BUNDLED), "--tasks", "2", "--split", "crowded", "--strategy", "ucb_pricing",
+                 "--out", str(tmp_path / "one"), "--quiet"]) == 0  # fmt: skip
+    alone = json.loads((tmp_path / "one" / "summary.json").read_text())["agents"]["ucb_pricing"]["regret_H"]
+    assert alone == one  # a split's figures are the same evaluated alone or with the others
+
+
+def test_meta_eval_refuses_a_split_the_family_lacks(cli_registry, tmp_path: Path, capsys) -> None:
+    assert main(["meta-eval", str(BUNDLED), "--split", "winter", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no split 'winter'" in err and "seasonal, regime_change, all" in err, err
+    assert not (tmp_path / "x").exists()

@@ -67,7 +67,8 @@ def test_every_public_contract_dataclass_is_on_the_page() -> None:
 
 @pytest.mark.parametrize("cls", [*reference.CONTRACT_TYPES, strategy.ClassifierKey], ids=lambda c: c.__name__)
 def test_every_field_has_a_description_that_help_shows(cls: type) -> None:
-    shown = " ".join(word for word in pydoc.render_doc(cls, renderer=pydoc.plaintext).split() if word != "|")
+    lines = pydoc.render_doc(cls, renderer=pydoc.plaintext).splitlines()  # help's " |" margin dropped, a type's kept
+    shown = " ".join(" ".join(line.removeprefix(" |").split()) for line in lines)
     for f in dataclasses.fields(cls):
         doc = f.metadata.get(strategy.FIELD_DOC, "")
         assert len(doc) > 10, f"{cls.__name__}.{f.name} has no description"

@@ -137,6 +137,22 @@ BAD = [  # (replace this, with that, expected "line:col: field: reason" fragment
         "prise: {uniform: [1.5, 2.5]}",
         "family: a drawn train task: unknown parameter 'prise'",
     ),
+    (
+        "  ood:\n",
+        "  slices:\n    test: {sample: {consumers.mu: 0.9}}\n  ood:\n",
+        "fam.yaml:18:11: family.slices.test: a slice name is lower-case letters",
+    ),
+    (
+        "  ood:\n",
+        "  slices:\n    hot:\n      sample: {consumers.nu: 0.9}\n  ood:\n",
+        "fam.yaml:19:16: family.slices.hot.sample.consumers.nu: bad path 'consumers.nu'",
+    ),
+    (
+        "  ood:\n",
+        "  slices:\n    waves:\n      shocks: [{kind: sinusoidal, amplitude: {uniform: [1.1, 1.5]}}]\n  ood:\n",
+        "fam.yaml:19:7: family.slices.waves: waves task 0 is not a valid market: "
+        "consumers.shocks.0.sinusoidal.amplitude",
+    ),
 ]
 
 
@@ -215,3 +231,56 @@ def test_fixed_price_profits_use_the_task_demand_and_rival_rules() -> None:
     assert path[1:] == pytest.approx(np.full(fam.horizon - 1, demand.profits(np.array([2.0, max(2.0, cost)]))[0]))
     price, value = best_fixed_price(fam, 20, candidates=[1.2, 2.0, 2.5, 3.0])
     assert price in (1.2, 2.0, 2.5, 3.0) and value > 0
+
+
+# --- issue 18: named out-of-distribution slices (more rivals, a shifted cost, seasonality, a regime change) ------
+
+
+def test_bundled_slices_are_splits_with_their_own_streams_and_draws(family: Family) -> None:
+    assert family.splits == ("train", "test", "ood", "cost_shift", "crowded", "seasonal", "regime_change")
+    firsts = {split: sample_task(family, split, 0).scenario.seed for split in family.splits}
+    assert len(set(firsts.values())) == len(firsts)  # seven disjoint streams
+    for task in sample_tasks(family, "cost_shift", 40):
+        assert 1.3 <= task.scenario.sellers[task.learner].cost <= 1.7 and not task.scenario.consumers.shocks
+    assert {len(t.rivals()) for t in sample_tasks(family, "crowded", 40)} == {3, 4}
+    for task in sample_tasks(family, "seasonal", 40):
+        (shock,) = task.scenario.consumers.shocks
+        assert shock.kind == "sinusoidal" and 0.3 <= shock.amplitude <= 0.6 and shock.period in (10, 15, 20, 25)
+    shifts = set()
+    for task in sample_tasks(family, "regime_change", 40):
+        (shock,) = task.scenario.consumers.shocks
+        assert shock.at in (15, 20, 25, 30, 35) and task.params["shocks[0].at"] == shock.at
+        shifts.add(shock.wtp_shift_)
+    assert shifts == {-0.6, -0.4, 0.4, 0.6}
+
+
+def test_adding_slices_leaves_the_other_splits_tasks_unchanged() -> None:
+    plain = _parse(SMALL)
+    sliced = _parse(
+        SMALL.replace("  ood:\n", "  slices:\n    hot: {sample: {consumers.mu: {uniform: [1.5, 2.0]}}}\n  ood:\n")
+    )
+    for split in ("train", "test", "ood"):
+        assert [t.scenario for t in sample_tasks(plain, split, 5)] == [
+            t.scenario for t in sample_tasks(sliced, split, 5)
+        ]
+    assert all(1.5 <= t.scenario.consumers.mu <= 2.0 for t in sample_tasks(sliced, "hot", 10))
+    with pytest.raises(ValueError, match="split must be one of train, test, ood, hot, got 'cold'"):
+        sample_task(sliced, "cold", 0)
+
+
+def test_fixed_price_profits_follow_a_regime_change(family: Family) -> None:
+    from marketsim.market.model import MarketModel
+
+    task = next(t for t in sample_tasks(family, "regime_change", 40) if not t.rivals())
+    (shock,) = task.scenario.consumers.shocks
+    profits = fixed_price_profits(task, [2.5], default_registry())[0]
+    before, after = profits[: shock.at], profits[shock.at :]
+    assert np.ptp(before) < 1e-9 and np.ptp(after) < 1e-9 and abs(after[0] - before[0]) > 1.0
+    data = with_strategy(task, "fixed_price", {"price": 2.5}).model_dump(by_alias=True)
+    data["demand"]["mode"] = "expected"  # the market itself, noise-free: what it books each step
+    model = MarketModel(Scenario.model_validate(data), default_registry())
+    booked = []
+    for _ in range(task.horizon):
+        model.step()
+        booked.append(model.sellers[task.learner].profit)
+    np.testing.assert_allclose(profits, booked, rtol=1e-12)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.table import Table
 
 from marketsim.cli.console import counting_progress, fmt, out, warn_plugin_problems
@@ -19,8 +21,9 @@ from marketsim.meta.evaluate import (
     AgentSpec,
     EvalResult,
     MetaEvalError,
+    SplitsResult,
     baseline_agents,
-    evaluate,
+    evaluate_splits,
     extra_agents,
     write_eval,
 )
@@ -102,7 +105,8 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
 
 def _extra_agents(args: argparse.Namespace, family: Family, registry: Registry) -> dict[str, AgentSpec]:
     """The checkpointed (or named) strategy to evaluate beside the baselines, built once to surface errors."""
-    return extra_agents(family, args.split, registry, checkpoint=args.checkpoint, strategy=args.strategy)
+    split = "test" if args.split == "all" else args.split
+    return extra_agents(family, split, registry, checkpoint=args.checkpoint, strategy=args.strategy)
 
 
 def _check_meta_eval(args: argparse.Namespace, registry: Registry) -> tuple[Family, Path, dict[str, AgentSpec]]:
@@ -116,7 +120,15 @@ def _check_meta_eval(args: argparse.Namespace, registry: Registry) -> tuple[Fami
     out_dir = check_output_folder(args.out or default_folder(family.name, _eval_suffix(args)), args.force)
     if args.split == "ood" and family.spec.ood is None:
         raise MetaEvalError(f"family {family.name!r} declares no ood slice")
+    if args.split not in (*family.splits, "all"):
+        splits = ", ".join((*family.splits, "all"))
+        raise MetaEvalError(f"family {family.name!r} has no split {args.split!r}; --split takes {splits}")
     return family, out_dir, _extra_agents(args, family, registry)
+
+
+def eval_splits(args: argparse.Namespace, family: Family) -> list[str]:
+    """The splits a meta-eval runs: the one asked for, or with ``all`` the test tasks and every slice."""
+    return ["test", *family.slices()] if args.split == "all" else [args.split]
 
 
 def _eval_suffix(args: argparse.Namespace) -> str:
@@ -142,6 +154,24 @@ def _eval_table(family: Family, split: str, result: EvalResult, summary: Mapping
             name, fmt(row["regret_10"], 1), fmt(row["regret_25"], 1), fmt(row["regret_H"], 1),
             f"{fmt(low, 1)} – {fmt(high, 1)}", f"{row['last10_oracle_share']:.3f}",
         )  # fmt: skip
+    return table
+
+
+def _splits_table(family: Family, result: SplitsResult) -> Table:
+    """Rows: agents (lowest mean R(H) over the splits first); a column per split: R(25) / R(H)."""
+    first = next(iter(result.results.values()))
+    table = Table(
+        title=f"{family.name}: {len(first.tasks)} tasks per split, H = {first.horizon}, R(25) / R(H) "
+        f"({result.summary()['seconds']:,.0f} s)"
+    )
+    table.add_column("agent")
+    for split in result.results:
+        table.add_column(split, justify="right")
+    summaries = {split: r.summary()["agents"] for split, r in result.results.items()}
+    agents = sorted(first.agents, key=lambda a: np.mean([s[a]["regret_H"] for s in summaries.values()]))
+    for agent in agents:
+        cells = [f"{fmt(s[agent]['regret_25'], 0)} / {fmt(s[agent]['regret_H'], 0)}" for s in summaries.values()]
+        table.add_row(agent, *cells)
     return table
 
 
@@ -176,18 +206,27 @@ def cmd_meta_eval(args: argparse.Namespace) -> int:
         return 2
     warn_plugin_problems(registry)
     agents = {**baseline_agents(family, registry), **extra}
+    splits = eval_splits(args, family)
     with counting_progress(f"meta-eval {family.name} ({args.split})", "tasks", args.quiet) as bar:
-        task = bar.add_task("tasks", total=args.tasks)
+        task = bar.add_task("tasks", total=args.tasks * len(splits))
         try:
-            result = evaluate(
-                family, agents, args.tasks, args.split, registry, workers=args.workers,
+            result = evaluate_splits(
+                family, agents, args.tasks, splits, registry, workers=args.workers,
                 progress=lambda done, total: bar.update(task, completed=done),
             )  # fmt: skip
         except (MetaEvalError, StrategyError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    folder = write_eval(result, out_dir, args.force, eval_inputs(family, extra))
+    inputs = eval_inputs(family, extra)
+    if args.split != "all":
+        one = result.results[args.split]
+        folder = write_eval(one, out_dir, args.force, inputs)
+        if not args.quiet:
+            _print_meta_eval(args, family, one)
+        out.print(f"meta-eval folder: [bold]{folder}[/] (summary.json, curves.csv, tasks.csv, regret.png)")
+        return 0
+    folder = replace(result, inputs=tuple(inputs)).write(out_dir, args.force)
     if not args.quiet:
-        _print_meta_eval(args, family, result)
-    out.print(f"meta-eval folder: [bold]{folder}[/] (summary.json, curves.csv, tasks.csv, regret.png)")
+        out.print(_splits_table(family, result))
+    out.print(f"meta-eval folder: [bold]{folder}[/] (summary.json, splits.csv, curves.csv, tasks.csv, regret.png)")
     return 0

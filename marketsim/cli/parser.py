@@ -276,7 +276,10 @@ def _add_meta(top: _Parser, sub: Any) -> None:
         "a registered strategy to evaluate beside the baselines with its default parameters",
     )
     mev.add_argument("--tasks", type=_positive_int, default=500, help="held-out tasks to evaluate")
-    mev.add_argument("--split", choices=("test", "ood"), default="test", help="meta-test tasks or the OOD slice")
+    mev.add_argument(
+        "--split", default="test", metavar="SPLIT",
+        help="test (the meta-test tasks), ood, a slice the family names, or all: test and every slice in one table",
+    )  # fmt: skip
     _add_workers(mev, "processes to spread the tasks over (results do not depend on it)")
     _add_output(mev, "runs/<family>-meta-eval-<split>, then -<checkpoint> or -<strategy> when one is evaluated")
 

@@ -204,10 +204,33 @@ class Rivals(Spec):
 
 
 class OOD(Spec):
-    """An out-of-distribution slice: distributions that replace the training ones."""
+    """An out-of-distribution slice: distributions that replace the training ones, and demand shocks to add."""
 
+    description: str = Field("", description="What the slice tests.")
     sample: dict[str, Distribution] = Field(default_factory=dict, description="Overrides of family.sample.")
     rivals: Rivals | None = Field(None, description="Replaces family.rivals when given.")
+    shocks: tuple[dict[str, Distribution], ...] = Field(
+        default_factory=tuple,
+        description="Demand shocks added to each task's consumers.shocks (seasonality, a regime change), each a "
+        "shock's fields with a value or a distribution: {kind: step, at: {choice: [20, 30]}, wtp_shift: ...}.",
+    )
+
+
+#: Split names a family always has; its slices take other names.
+BUILTIN_SPLITS = ("train", "test", "ood")
+_SLICE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _slice_name(name: str) -> str:
+    if name in BUILTIN_SPLITS or not _SLICE_NAME.match(name):
+        raise PydanticCustomError(
+            "slice_name",
+            "a slice name is lower-case letters, digits and _ (not train, test or ood)",
+        )
+    return name
+
+
+SliceName = Annotated[str, BeforeValidator(_slice_name)]
 
 
 class FamilySpec(Spec):
@@ -224,7 +247,12 @@ class FamilySpec(Spec):
     ] = Field(..., description="Price grid: {low, high, size} or a list of prices.")
     sample: dict[str, Distribution] = Field(default_factory=dict, description="Distributions by scenario path.")
     rivals: Rivals = Field(default_factory=Rivals, description="Rivals drawn per task.")
-    ood: OOD | None = Field(None, description="Optional out-of-distribution slice.")
+    ood: OOD | None = Field(None, description="Optional out-of-distribution slice (the split called ood).")
+    slices: dict[SliceName, OOD] = Field(
+        default_factory=dict,
+        description="More out-of-distribution slices by name (a shifted cost, more rivals, seasonality, a "
+        "regime change…): each a split of its own, evaluated with --split NAME or --split all.",
+    )
 
     def prices(self) -> tuple[float, ...]:
         if isinstance(self.grid, Grid):
@@ -271,15 +299,29 @@ class Family:
         """Seat index of the learner (base sellers keep their order; rivals come after them)."""
         return learner_index(self.base, self.spec.learner)
 
-    def sampling(self, split: str) -> tuple[dict[str, Dist], Rivals]:
-        """The distributions a split draws from (OOD overrides applied)."""
+    def slices(self) -> dict[str, tuple[tuple[str, ...], OOD]]:
+        """Every out-of-distribution slice by split name, with where the file declares it."""
+        found = {} if self.spec.ood is None else {"ood": (("family", "ood"), self.spec.ood)}
+        found.update({name: (("family", "slices", name), ood) for name, ood in self.spec.slices.items()})
+        return found
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits tasks can be drawn from: train, test, then each slice (ood first)."""
+        return ("train", "test", *self.slices())
+
+    def sampling(self, split: str) -> tuple[dict[str, Dist], Rivals, tuple[dict[str, Dist], ...]]:
+        """The distributions a split draws from (a slice's overrides applied) and the shocks it adds."""
         sample, rivals = dict(self.spec.sample), self.spec.rivals
-        if split == "ood":
-            if self.spec.ood is None:
-                raise ValueError(f"family {self.name!r} declares no ood slice")
-            sample.update(self.spec.ood.sample)
-            rivals = self.spec.ood.rivals or rivals
-        return sample, rivals
+        if split in ("train", "test"):
+            return sample, rivals, ()
+        found = self.slices().get(split)
+        if found is None:
+            declared = ", ".join(self.splits)
+            raise ValueError(f"family {self.name!r} has no split {split!r}; its splits: {declared}")
+        ood = found[1]
+        sample.update(ood.sample)
+        return sample, ood.rivals or rivals, ood.shocks
 
 
 # --- loading ------------------------------------------------------------------------------------------
@@ -375,18 +417,18 @@ def _family_problems(fam: FamilySpec, base: Scenario, located: Located, registry
                 )
             )
     data = base.model_dump(mode="json", by_alias=True)
-    sections = [("sample", fam.sample, fam.rivals)]
-    if fam.ood is not None:
-        sections.append(("ood", fam.ood.sample, fam.ood.rivals))
-    for section, sample, rivals in sections:
-        prefix = ("family", "ood", "sample") if section == "ood" else ("family", "sample")
+    sections = [(("family",), fam.sample, fam.rivals)]
+    slices = {} if fam.ood is None else {"ood": (("family", "ood"), fam.ood)}
+    slices.update({name: (("family", "slices", name), ood) for name, ood in fam.slices.items()})
+    sections += [(at, ood.sample, ood.rivals) for at, ood in slices.values()]
+    for at, sample, rivals in sections:
         for path in sample:
             why = _path_exists(data, path)
             if why:
-                problems.append(located.problem((*prefix, path), why, at_key=True))
+                problems.append(located.problem((*at, "sample", path), why, at_key=True))
         if rivals is None:
             continue
-        where = ("family", "ood", "rivals") if section == "ood" else ("family", "rivals")
+        where = (*at, "rivals")
         counts = rivals.count.args
         if any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in counts):
             problems.append(located.problem((*where, "count"), "rival counts must be integers >= 0"))
@@ -460,11 +502,10 @@ def _worst_case_problems(family: Family, located: Located, registry: Registry) -
     """
     spec = family.spec
     sections = [(("family",), {path: (("family",), d) for path, d in spec.sample.items()}, spec.rivals)]
-    if spec.ood is not None:  # the OOD slice draws the training distributions it does not override
+    for at, ood in family.slices().values():  # a slice draws the training distributions it does not override
         sample = {path: (("family",), d) for path, d in spec.sample.items()}
-        sample.update({path: (("family", "ood"), d) for path, d in spec.ood.sample.items()})
-        rivals_at = ("family", "ood") if spec.ood.rivals else ("family",)
-        sections.append((rivals_at, sample, spec.ood.rivals or spec.rivals))
+        sample.update({path: (at, d) for path, d in ood.sample.items()})
+        sections.append((at if ood.rivals else ("family",), sample, ood.rivals or spec.rivals))
     for prefix, sample, rivals in sections:
         most = max(int(c) for c in rivals.count.args)
         crowded = _with_rivals(family._base_data, rivals, most)

@@ -7,12 +7,12 @@ compete (profit gain Δ near 0) or collude (Δ near 1), as in Calvano et al. (20
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import optimize
 
-from marketsim.config.scenario import Scenario
+from marketsim.config.scenario import Consumers, Scenario
 from marketsim.market.consumers import ChoiceModel, Logit
 from marketsim.market.population import wtp_nodes
 from marketsim.registry import Registry
@@ -82,6 +82,23 @@ def expected_demand(scenario: Scenario, registry: Registry) -> ExpectedDemand:
         survival=None if (dist := c.wtp.frozen()) is None else (lambda t: float(dist.sf(t))),
         choice=choice_model(scenario, registry),
     )
+
+
+def demand_at(demand: ExpectedDemand, consumers: Consumers, step: int) -> ExpectedDemand:
+    """``demand`` at ``step`` with the population's seasonality and shocks applied (the same object without shocks).
+
+    Arrivals scale every node's mass by ``arrival_at(step) / arrival``; a WTP shift moves every node (and the
+    survival function) by the shift, as ``Population`` does to the consumers it draws.
+    """
+    if not consumers.shocks:
+        return demand
+    factor = consumers.arrival_at(step) / consumers.arrival if consumers.arrival > 0 else 0.0
+    shift = consumers.wtp_shift_at(step)
+    survival = demand.survival
+    if survival is not None and shift:
+        base = survival
+        survival = lambda t: base(t - shift)  # noqa: E731 - P(WTP + shift > t)
+    return replace(demand, wtp=demand.wtp + shift, mass=demand.mass * factor, survival=survival)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ caller owns the strategies; the Mesa ``MarketModel`` is one such caller.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from marketsim.config.scenario import Scenario
-from marketsim.market.economics import Benchmarks, ExpectedDemand, compute_benchmarks, expected_demand
+from marketsim.config.scenario import Consumers, Scenario
+from marketsim.market.economics import Benchmarks, ExpectedDemand, compute_benchmarks, demand_at, expected_demand
 from marketsim.market.population import Population, population
 from marketsim.market.step import observation, outcome, rivals_of
 from marketsim.registry import Registry
@@ -41,9 +41,15 @@ class StepResult:
 
 
 def market_info(
-    i: int, demand: ExpectedDemand, benchmarks: Benchmarks, price_min: np.ndarray, price_max: np.ndarray
+    i: int,
+    demand: ExpectedDemand,
+    benchmarks: Benchmarks,
+    price_min: np.ndarray,
+    price_max: np.ndarray,
+    consumers: Consumers | None = None,
 ) -> MarketInfo:
-    """The facts seller ``i``'s strategy is set up with (shared by the model and the batched engine)."""
+    """The facts seller ``i``'s strategy is set up with (shared by the model and the batched engine); with
+    ``consumers`` that have shocks, ``expected_profit_at`` gives the demand of each step."""
     return MarketInfo(
         index=i,
         n_sellers=len(price_min),
@@ -53,7 +59,17 @@ def market_info(
         nash_prices=benchmarks.nash.prices,
         monopoly_prices=benchmarks.monopoly.prices,
         expected_profit=demand.profits,
+        expected_profit_at=profit_over_time(demand, consumers),
     )
+
+
+def profit_over_time(
+    demand: ExpectedDemand, consumers: Consumers | None
+) -> Callable[[int, np.ndarray], np.ndarray] | None:
+    """(step, prices) → expected profits with ``consumers``' shocks applied; None when they have none."""
+    if consumers is None or not consumers.shocks:
+        return None
+    return lambda step, prices: demand_at(demand, consumers, step).profits(prices)
 
 
 class Market:
@@ -81,7 +97,7 @@ class Market:
 
     def info(self, i: int) -> MarketInfo:
         """The facts seller ``i``'s strategy is set up with."""
-        return market_info(i, self.demand, self.benchmarks, self.price_min, self.price_max)
+        return market_info(i, self.demand, self.benchmarks, self.price_min, self.price_max, self.scenario.consumers)
 
     @property
     def n_sellers(self) -> int:

@@ -3,7 +3,8 @@
 Every agent takes the learner's seat in the SAME held-out tasks (same task seeds, so the same consumers
 and the same draws where the agents price alike) and the market runs H steps through ``MarketModel``.
 Each step records the posted price and its expected profit given the rivals' actual prices
-(``model.demand.profits(prices)[learner]``, noise-free), and the same for the ``clairvoyant`` oracle run
+(``model.demand.profits(prices)[learner]``, noise-free, with the task's seasonality and shocks of that step
+applied by ``demand_at``), and the same for the ``clairvoyant`` oracle run
 in the same task. Cumulative regret is R(t) = Σ_{s≤t} (oracle expected profit − agent expected profit).
 
 ``write`` produces ``summary.json`` (per agent: ``regret_10``, ``regret_25``, ``regret_H`` — means over tasks
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from marketsim.market.economics import demand_at
 from marketsim.market.model import MarketModel, StrategyError, market_info
 from marketsim.meta.tasks import (
     Family,
@@ -126,7 +128,8 @@ def run_agent(
             name, params = agent
             strategy = registry.create(name, task_params(name, params, task, registry))
         rng = copy.deepcopy(template.sellers[i].strategy.rng)  # the seat's own, untouched generator
-        strategy.setup(market_info(i, model.demand, model.benchmarks, model.price_min, model.price_max), rng)
+        info = market_info(i, model.demand, model.benchmarks, model.price_min, model.price_max, task.scenario.consumers)
+        strategy.setup(info, rng)
     except Exception as exc:
         raise StrategyError(i, seat.name, 0, exc) from exc
     seat.strategy = strategy
@@ -140,7 +143,7 @@ def run_agent(
         model.step()
         posted = np.array([s.price for s in model.sellers])
         prices[t] = posted[i]
-        expected[t] = model.demand.profits(posted)[i]
+        expected[t] = demand_at(model.demand, task.scenario.consumers, t).profits(posted)[i]
         units[t], profit[t] = seat.units, seat.profit
     return AgentRun(prices, expected, units, profit)
 
@@ -347,16 +350,76 @@ def evaluate(
     )
 
 
+@dataclass(frozen=True)
+class SplitsResult:
+    """Every agent on several splits of one family (the test tasks and each out-of-distribution slice)."""
+
+    results: Mapping[str, EvalResult]  # split -> its evaluation, in the order evaluated
+    inputs: tuple[InputRecord, ...] = ()
+
+    def table(self) -> pd.DataFrame:
+        """``splits.csv``: one row per split and agent, regret at 10, 25 and H with 95% CIs, oracle share."""
+        import pandas as pd
+
+        frames = [r.agents_frame().assign(split=split) for split, r in self.results.items()]
+        frame = pd.concat(frames, ignore_index=True)
+        return frame[["split", *[c for c in frame.columns if c != "split"]]]
+
+    def summary(self) -> dict[str, Any]:
+        """``summary.json``: each split's summary under ``splits``."""
+        first = next(iter(self.results.values()))
+        return {
+            "family": first.family,
+            "horizon": first.horizon,
+            "splits": {split: r.summary() for split, r in self.results.items()},
+            "seconds": sum(r.seconds for r in self.results.values()),
+        }
+
+    def write(self, folder: str | Path, force: bool = False) -> Path:
+        """summary.json, splits.csv, curves.csv and tasks.csv (a ``split`` column) and regret.png, atomically."""
+        import pandas as pd
+
+        with output_folder(folder, "meta-eval", force, self.inputs) as tmp:
+            (tmp / "summary.json").write_text(json.dumps(self.summary(), indent=2) + "\n")
+            write_csv(self.table(), tmp / "splits.csv")
+            for name, part in (("curves", EvalResult.curves), ("tasks", EvalResult.tasks_table)):
+                frames = [part(r).assign(split=split) for split, r in self.results.items()]
+                write_csv(pd.concat(frames, ignore_index=True), tmp / f"{name}.csv")
+            from marketsim.market.plots import save
+
+            save(splits_regret_figure(self), tmp / "regret.png")
+        return Path(folder)
+
+
+def evaluate_splits(
+    family: Family,
+    agents: Mapping[str, AgentSpec],
+    n_tasks: int,
+    splits: Iterable[str],
+    registry: Registry | None = None,
+    progress: Progress | None = None,
+    workers: int = 1,
+) -> SplitsResult:
+    """``evaluate`` on each split in turn (tasks 0 … n_tasks-1 of each); progress counts every split's tasks."""
+    splits = list(splits)
+    total = len(splits) * n_tasks
+    results: dict[str, EvalResult] = {}
+    for n, split in enumerate(splits):
+        step = None if progress is None else (lambda done, _, before=n * n_tasks: progress(before + done, total))
+        results[split] = evaluate(family, agents, n_tasks, split, registry, step, workers)
+    return SplitsResult(results)
+
+
 def _check_request(
     family: Family, agents: Mapping[str, AgentSpec], n_tasks: int, split: str, registry: Registry
 ) -> None:
     """Refuse an evaluation that cannot run (MetaEvalError naming what is wrong)."""
     if n_tasks < 1:
         raise MetaEvalError(f"the number of tasks must be >= 1, got {n_tasks}")
-    if split not in ("train", "test", "ood"):
-        raise MetaEvalError(f"split must be test, ood or train, got {split!r}")
-    if split == "ood" and family.spec.ood is None:
-        raise MetaEvalError(f"family {family.name!r} declares no ood slice")
+    if split not in family.splits:
+        if split == "ood":
+            raise MetaEvalError(f"family {family.name!r} declares no ood slice")
+        raise MetaEvalError(f"family {family.name!r} has no split {split!r}; its splits: {', '.join(family.splits)}")
     if not agents:
         raise MetaEvalError("no agents to evaluate")
     for name, (strategy, _) in agents.items():
@@ -543,6 +606,38 @@ def regret_figure(result: EvalResult) -> Any:
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.set_xlim(1, result.horizon)
+    return fig
+
+
+def splits_regret_figure(result: SplitsResult) -> Any:
+    """One panel per split: each agent's mean cumulative regret with its 95% band, on a shared y axis."""
+    from marketsim.market.plots import plt
+
+    n = len(result.results)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows), layout="constrained", squeeze=False,
+                             sharey=True)  # fmt: skip
+    first = next(iter(result.results.values()))
+    fig.suptitle(f"{first.family}: cumulative regret against the clairvoyant per split (mean, 95% CI)")
+    colours: dict[str, Any] = {}
+    for ax, (split, r) in zip(axes.flat, result.results.items()):
+        regret = r.regret()
+        t = np.arange(1, r.horizon + 1)
+        for a, name in enumerate(r.agents):
+            mean, low, high = _ci(regret[a])
+            (line,) = ax.plot(t, mean, lw=1.6, color=colours.get(name), label=f"{name} ({mean[-1]:,.0f})")
+            colours[name] = line.get_color()
+            ax.fill_between(t, low, high, color=line.get_color(), alpha=0.15, lw=0)
+        for mark in REPORT_AT:
+            ax.axvline(mark, color="grey", ls=":", lw=0.9)
+        ax.set(title=f"{split} ({len(r.tasks)} tasks)", xlabel="step t")
+        ax.legend(loc="upper left", fontsize="x-small", title="agent (R(H))", title_fontsize="x-small")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("R(t)")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
     return fig
 
 

@@ -15,11 +15,12 @@ a second or two.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -44,6 +45,8 @@ from marketsim.config.scenario import Scenario
 from marketsim.config.validate import check_strategies
 from marketsim.config.yamlsource import Located, Problem, SourceError, read_source
 from marketsim.market import step
+from marketsim.market.economics import demand_at
+from marketsim.market.engine import profit_over_time
 from marketsim.market.rivals import DeferredProfit, RivalRules, RivalSpec, full_prices
 from marketsim.market.step import rivals_of
 from marketsim.registry import Registry, default_registry
@@ -77,12 +80,13 @@ __all__ = [
     "rule_market",
     "sample_task",
     "sample_tasks",
+    "split_stream",
     "task_market",
     "task_seed_sequence",
     "with_strategy",
 ]
 
-Split = Literal["train", "test", "ood"]
+Split = str  # "train", "test", "ood" or one of the family's named slices
 SPLITS: tuple[str, ...] = ("train", "test", "ood")
 #: Spawn key of each split's seed stream (part of the reproducibility contract).
 STREAMS: Mapping[str, int] = {"train": 0, "test": 1, "ood": 2}
@@ -120,13 +124,18 @@ def parse_family(
     raise FamilyError listing each problem as file:line:col: field: reason."""
     registry = registry if registry is not None else default_registry()
     family, located = read_family(text, source, registry=registry, base_dir=base_dir)
-    for split in ("train", "test") + (("ood",) if family.spec.ood else ()):
-        task = sample_task(family, split, 0)  # a drawn market must be a valid scenario with known strategies
-        where = "family.ood" if split == "ood" else "family"
+    slices = family.slices()
+    for split in family.splits:
+        at = slices[split][0] if split in slices else ("family",)
+        line, col, _ = located.locate(at)
+        try:  # a drawn market must be a valid scenario with known strategies
+            task = sample_task(family, split, 0)
+        except SourceError as exc:
+            raise SourceError([Problem(source, line, col, ".".join(at), exc.problems[0].message)]) from None
         found, _ = check_strategies(task.scenario.sellers, "sellers", Located(None, None, source), registry)
         if found:
-            line, col, _ = located.locate(tuple(where.split(".")))
-            raise SourceError([Problem(source, line, col, where, f"a drawn {split} task: {p.message}") for p in found])
+            message = f"a drawn {split} task: "
+            raise SourceError([Problem(source, line, col, ".".join(at), message + p.message) for p in found])
     return family
 
 
@@ -139,11 +148,19 @@ def load_family(path: str | Path, registry: Registry | None = None) -> Family:
 # --- sampling -----------------------------------------------------------------------------------------
 
 
+def split_stream(split: str) -> int:
+    """The spawn key of a split's seed stream: fixed for train/test/ood, from its name's hash for a slice
+    (so adding or reordering slices never changes another split's tasks)."""
+    if split in STREAMS:
+        return STREAMS[split]
+    return 1_000 + int(hashlib.sha256(split.encode()).hexdigest()[:8], 16)
+
+
 def task_seed_sequence(family: Family, split: str, k: int) -> np.random.SeedSequence:
     """The seed sequence of task ``k`` of ``split``: its own stream, disjoint from every other task's."""
-    if split not in STREAMS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    return seeds.task_sequence(family.spec.seed, STREAMS[split], k)
+    if split not in family.splits:
+        raise ValueError(f"split must be one of {', '.join(family.splits)}, got {split!r}")
+    return seeds.task_sequence(family.spec.seed, split_stream(split), k)
 
 
 def sample_task(family: Family, split: str, k: int) -> Task:
@@ -152,7 +169,7 @@ def sample_task(family: Family, split: str, k: int) -> Task:
         raise ValueError(f"task index must be >= 0, got {k}")
     draws_seq, market_seq = task_seed_sequence(family, split, k).spawn(2)
     rng = np.random.default_rng(draws_seq)
-    sample, rivals = family.sampling(split)
+    sample, rivals, shocks = family.sampling(split)
     data = copy.deepcopy(family.base_data)
     params: dict[str, Any] = {}
     for path, dist in sample.items():
@@ -182,6 +199,10 @@ def sample_task(family: Family, split: str, k: int) -> Task:
         params.update({f"rivals[{j}].{key}": seller[key] for key in ("cost", "quality")})
         params.update({f"rivals[{j}].params.{key}": v for key, v in seller["params"].items()})
         data["sellers"].append(seller)
+    for j, shock in enumerate(shocks):  # drawn last: a slice's other draws match those of a slice without shocks
+        drawn = {key: dist.draw(rng) for key, dist in shock.items()}
+        params.update({f"shocks[{j}].{key}": value for key, value in drawn.items() if key != "kind"})
+        data["consumers"]["shocks"] = [*data["consumers"].get("shocks", []), drawn]
     grid = family.grid
     learner = next(s for s in data["sellers"] if s["name"] == family.spec.learner)
     learner["strategy"], learner["params"] = PLACEHOLDER, {"price": float(np.median(grid))}
@@ -200,7 +221,7 @@ def sample_task(family: Family, split: str, k: int) -> Task:
 
 
 def sample_tasks(family: Family, split: Split, n: int, start: int = 0) -> list[Task]:
-    """Tasks ``start … start+n-1`` of ``split`` ("train", "test" or "ood")."""
+    """Tasks ``start … start+n-1`` of ``split`` ("train", "test", "ood" or a slice's name)."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     return [sample_task(family, split, k) for k in range(start, start + n)]
@@ -242,15 +263,17 @@ def fixed_price_profits(task: Task, prices: Sequence[float], registry: Registry)
     start = np.array([s.start_price for s in sellers])
     out = np.empty((len(prices), task.horizon))
     cache: dict[tuple, float] = {}
+    consumers = task.scenario.consumers
+    timed = bool(consumers.shocks)  # demand changes from step to step: no settling, a cache entry per step
     for a, p in enumerate(prices):
         last, before = start, None
         for t in range(task.horizon):
             now = full_prices(float(p), rules.next_prices(last), task.learner)
-            key = tuple(np.round(now, 12))
+            key = (*np.round(now, 12), t if timed else None)
             if key not in cache:
-                cache[key] = float(demand.profits(now)[task.learner])
+                cache[key] = float(demand_at(demand, consumers, t).profits(now)[task.learner])
             out[a, t] = cache[key]
-            if key == before:  # the rivals have settled: every later step repeats this one
+            if key == before and not timed:  # the rivals have settled: every later step repeats this one
                 out[a, t:] = cache[key]
                 break
             last, before = now, key
@@ -275,6 +298,7 @@ def task_market(task: Task, registry: Registry) -> tuple[MarketInfo, Any]:
         nash_prices=(math.nan,) * n,
         monopoly_prices=(math.nan,) * n,
         expected_profit=demand.profits,
+        expected_profit_at=profit_over_time(demand, task.scenario.consumers),
     )
     return market, demand
 
@@ -322,8 +346,9 @@ def expected_rollout(
     for t in range(task.horizon):
         own = min(max(float(strategy.price(obs)), seat.price_min), seat.price_max)
         now = full_prices(own, rules.next_prices(prices), task.learner)
-        units = float(demand.units(now)[task.learner])
-        profit = float(demand.profits(now)[task.learner])
+        at = demand_at(demand, task.scenario.consumers, t)
+        units = float(at.units(now)[task.learner])
+        profit = float(at.profits(now)[task.learner])
         posted[t], earned[t] = own, profit
         after = rivals_of(now, task.learner)
         obs = step.observation(

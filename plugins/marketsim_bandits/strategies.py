@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -196,6 +197,9 @@ class Clairvoyant(_GridPricer):
     over the rivals' reachable price vectors, backward induction over the ``horizon`` steps left (the
     task's total expected profit), or discounted value iteration with ``delta`` when no horizon is given.
     Without ``rivals`` it treats the rivals' last prices as fixed (a myopic best response).
+    When demand changes over time (``MarketInfo.expected_profit_at``: seasonality, a regime change) it
+    optimises each step's demand: the myopic optimum of that step, or backward induction over per-step
+    rewards (the discounted variant keeps the base demand).
     The meta-evaluation's oracle profit is what this strategy earns in expectation in the task.
     """
 
@@ -236,6 +240,7 @@ class Clairvoyant(_GridPricer):
         self._controlled = False  # does any rival's price depend on ours?
         self._values: dict[int, np.ndarray] = {}  # steps left (0 = discounted) -> node values
         self._myopic: dict[tuple, float] = {}
+        self._timed: dict[int, np.ndarray] = {}  # step -> node values from it on; -1-step -> its rewards (timed demand)
 
     # -- the rivals' reachable price vectors and the profit of each grid action in each of them
 
@@ -245,6 +250,7 @@ class Clairvoyant(_GridPricer):
         if found is not None:
             return found
         self._values.clear()
+        self._timed.clear()
         frontier = [rivals]
         self._keys[key] = len(self._nodes)
         self._nodes.append(rivals)
@@ -295,11 +301,36 @@ class Clairvoyant(_GridPricer):
         self._values[steps_left] = values
         return values
 
+    def _rewards_at(self, step: int) -> np.ndarray:
+        """(nodes, grid) profit of each grid action in each node under the demand of ``step``."""
+        key = -1 - step  # beside the value caches of _timed, cleared with them when new nodes appear
+        if key not in self._timed:
+            at, i = self.market.expected_profit_at, self.market.index
+            assert at is not None
+            self._timed[key] = np.array(
+                [[float(at(step, full_prices(float(p), r, i))[i]) for p in self.prices] for r in self._nodes]
+            )
+        return self._timed[key]
+
+    def _value_from(self, step: int) -> np.ndarray:
+        """Node values of the steps ``step … horizon-1`` under each step's own demand (0 past the horizon)."""
+        if step >= (self.horizon or 0):
+            return np.zeros(len(self._nodes))
+        if step not in self._timed:
+            later = self._value_from(step + 1)
+            self._timed[step] = (self._rewards_at(step) + later[np.array(self._next)]).max(axis=1)
+        return self._timed[step]
+
     def _best_response(self, rivals: tuple[float, ...], obs: Observation) -> float:
-        key = tuple(round(p, 12) for p in rivals)
+        timed = self.market.expected_profit_at is not None
+        key = (*(round(p, 12) for p in rivals), obs.step if timed else None)
         if key not in self._myopic:
+            market = self.market
+            if timed:
+                at, step = self.market.expected_profit_at, obs.step
+                market = replace(market, expected_profit=lambda prices: at(step, prices))
             self._myopic[key] = best_response(
-                self.market, rivals, cost=obs.cost, price_min=obs.price_min, price_max=obs.price_max, grid=101
+                market, rivals, cost=obs.cost, price_min=obs.price_min, price_max=obs.price_max, grid=101
             )
         return self._myopic[key]
 
@@ -313,6 +344,8 @@ class Clairvoyant(_GridPricer):
             return _clip(self._best_response(rivals, obs), obs)
         if self.horizon is None:  # stationary: discounted values
             q = self._reward[node] + self.delta * self._value(0)[self._next[node]]
+        elif self.market.expected_profit_at is not None:  # demand changes over time: per-step rewards
+            q = self._rewards_at(obs.step)[node] + self._value_from(obs.step + 1)[self._next[node]]
         else:  # the steps left in the task, this one included
             steps_left = max(self.horizon - obs.step, 1)
             future = self._value(steps_left - 1) if steps_left > 1 else np.zeros(len(self._nodes))
