@@ -58,8 +58,16 @@ MALFORMED = {
         "did you mean 'delta'?",
     ),
     "name: s\nbase: t.yaml\naxes:\n  market.consumers.muu: [0.1]\n": (4, "axes.market.consumers.muu", "'mu'"),
-    "name: s\nbase: t.yaml\naxes:\n  entrants[1].params.markupp: [0.1]\n": (4, "axes.entrants[1].params.markupp", "'markup'"),
-    "name: s\nbase: t.yaml\naxes:\n  entrants[12].params.markup: [0.1]\n": (4, "axes.entrants[12].params.markup", "no item 12"),
+    "name: s\nbase: t.yaml\naxes:\n  entrants[1].params.markupp: [0.1]\n": (
+        4,
+        "axes.entrants[1].params.markupp",
+        "'markup'",
+    ),
+    "name: s\nbase: t.yaml\naxes:\n  entrants[12].params.markup: [0.1]\n": (
+        4,
+        "axes.entrants[12].params.markup",
+        "no item 12",
+    ),
     "name: s\nbase: f.yaml\naxes:\n  family.horizon: [0, 10]\n": (4, "axes.family.horizon", "value 0"),
     "name: s\nbase: f.yaml\naxes:\n  horizon: [10]\n": (4, "axes.horizon", "unknown field 'horizon'"),
 }
@@ -67,7 +75,8 @@ MALFORMED = {
 
 @pytest.fixture
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder with the quickstart as q.yaml, a tournament as t.yaml, a family as f.yaml and another sweep as other.yaml."""
+    """A folder with the quickstart as q.yaml, a tournament as t.yaml, a family as f.yaml and another sweep as
+    other.yaml."""
     shutil.copy(ROOT / "scenarios" / "quickstart.yaml", tmp_path / "q.yaml")
     shutil.copy(ROOT / "scenarios" / "tournament_quick.yaml", tmp_path / "t.yaml")
     shutil.copy(ROOT / "scenarios" / "meta_pricing.yaml", tmp_path / "f.yaml")

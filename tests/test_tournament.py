@@ -465,8 +465,14 @@ def test_retry_faults_replays_only_the_faults_of_that_kind(tmp_path: Path) -> No
 
 
 def _reduced_quick(tmp_path: Path) -> Path:
-    """scenarios/tournament_quick.yaml with the same entrants and market, one repetition and shorter phases."""
+    """scenarios/tournament_quick.yaml's market with five of its entrants (the learners and the myopic best responder,
+    its longest matches, among them), one repetition and shorter phases."""
     text = (ROOT / "scenarios" / "tournament_quick.yaml").read_text()
+    for dropped in ("cost_plus", "match", "random"):
+        text = "".join(
+            line for line in text.splitlines(keepends=True) if not line.startswith(f"  - {{name: {dropped},")
+        )
+    assert text.count("\n  - {name: ") == 5
     text = text.replace("repetitions: 2", "repetitions: 1")
     text = text.replace("phases: {train_steps: 2000, eval_steps: 300}", "phases: {train_steps: 400, eval_steps: 100}")
     text = text.replace("time_limit: 60", f"time_limit: {TIGHT_CPU_BUDGET}")  # its longest match: 1.2-1.4 CPU s
