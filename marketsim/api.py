@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from marketsim.learning.experiment import ExperimentResult
     from marketsim.learning.training import TrainResult
     from marketsim.market.run import RunResult
-    from marketsim.meta.evaluate import EvalResult
+    from marketsim.meta.evaluate import EvalResult, SplitsResult
     from marketsim.meta.tasks import Family
     from marketsim.registry import Registry
     from marketsim.tournament.executors import Executor
@@ -208,20 +208,21 @@ def meta_eval(  # noqa: PLR0913 - the options of `marketsim meta-eval`, each wit
     tasks: int,
     *,
     split: str = "test",
-    checkpoint: PathLike | None = None,
+    checkpoint: PathLike | Sequence[PathLike] | None = None,
     strategy: str | None = None,
     baselines: bool = True,
     workers: int = 1,
     registry: Registry | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> EvalResult:
+) -> EvalResult | SplitsResult:
     """Evaluate how fast strategies adapt to ``tasks`` unseen markets of a task family, as ``marketsim meta-eval``.
 
     Every agent and the clairvoyant oracle take the learner's seat in the same held-out tasks of ``split``
-    ("test", or "ood" for the family's out-of-distribution slice). The agents are the baselines (Thompson
-    sampling, UCB and the best fixed price; drop them with ``baselines=False``) and, as with the command's
-    options, a meta-learner's ``checkpoint`` (its strategy read from the sidecar unless ``strategy`` names
-    it) or a registered ``strategy`` with its default parameters.
+    ("test", "ood" or a slice the family names; "all" evaluates the test tasks and every slice and returns a
+    ``SplitsResult``, one ``EvalResult`` per split). The agents are the baselines (Thompson sampling, UCB and the
+    best fixed price; drop them with ``baselines=False``) and, as with the command's options, meta-learners'
+    ``checkpoint`` (one path or several; each strategy read from its sidecar unless ``strategy`` names it) or a
+    registered ``strategy`` with its default parameters.
 
     Examples:
         >>> import marketsim as ms
@@ -229,7 +230,7 @@ def meta_eval(  # noqa: PLR0913 - the options of `marketsim meta-eval`, each wit
         >>> list(evaluated.agents_frame()["agent"]), len(evaluated.to_pandas())
         (['ucb_pricing'], 2)
     """
-    from marketsim.meta.evaluate import baseline_agents, evaluate, extra_agents
+    from marketsim.meta.evaluate import baseline_agents, evaluate, evaluate_splits, extra_agents
     from marketsim.meta.tasks import Family, load_family
     from marketsim.meta.train import eval_inputs
     from marketsim.registry import default_registry
@@ -238,10 +239,14 @@ def meta_eval(  # noqa: PLR0913 - the options of `marketsim meta-eval`, each wit
     registry = registry if registry is not None else default_registry()
     if not isinstance(family, Family):
         family = load_family(_checked_path(family, "family"), registry)
-    extra = extra_agents(family, split, registry, checkpoint=checkpoint, strategy=strategy)  # checked first: cheap
+    probe = "test" if split == "all" else split
+    extra = extra_agents(family, probe, registry, checkpoint=checkpoint, strategy=strategy)  # checked first: cheap
     agents = {**(baseline_agents(family, registry) if baselines else {}), **extra}
-    result = evaluate(family, agents, tasks, split, registry, progress, workers)
-    return replace(result, inputs=tuple(eval_inputs(family, extra)))  # what write() records, as the command does
+    inputs = tuple(eval_inputs(family, extra))  # what write() records, as the command does
+    if split == "all":
+        splits = evaluate_splits(family, agents, tasks, ["test", *family.slices()], registry, progress, workers)
+        return replace(splits, inputs=inputs)
+    return replace(evaluate(family, agents, tasks, split, registry, progress, workers), inputs=inputs)
 
 
 # --- a played tournament -----------------------------------------------------------------------------------

@@ -187,6 +187,18 @@ def test_meta_eval_equals_evaluate_and_gives_per_task_and_per_agent_tables(tmp_p
         ms.meta_eval(FAMILY, 1, baselines=False)
 
 
+def test_meta_eval_of_every_split_gives_one_result_per_split_equal_to_each_alone(tmp_path: Path) -> None:
+    from marketsim.meta.evaluate import SplitsResult
+
+    every = ms.meta_eval(FAMILY, 1, split="all", strategy="ucb_pricing", baselines=False)
+    assert isinstance(every, SplitsResult)
+    assert list(every.results) == ["test", "ood", "cost_shift", "crowded", "seasonal", "regime_change"]
+    alone = ms.meta_eval(FAMILY, 1, split="seasonal", strategy="ucb_pricing", baselines=False)
+    np.testing.assert_array_equal(every.results["seasonal"].expected, alone.expected)
+    folder = every.write(tmp_path / "all")
+    assert {"summary.json", "splits.csv", "curves.csv", "tasks.csv", "regret.png"} <= {p.name for p in folder.iterdir()}
+
+
 # --- tournaments -----------------------------------------------------------------------------------------------
 
 

@@ -134,8 +134,8 @@ def eval_splits(args: argparse.Namespace, family: Family) -> list[str]:
 def _eval_suffix(args: argparse.Namespace) -> str:
     """What tells one meta-eval folder from another: the split, then the checkpoint (or strategy) evaluated."""
     suffix = f"-meta-eval-{args.split}"
-    if args.checkpoint is not None:
-        path = Path(args.checkpoint)
+    if args.checkpoint:  # the first checkpoint names the folder
+        path = Path(args.checkpoint[0] if isinstance(args.checkpoint, list) else args.checkpoint)
         folder = path.resolve().parent.name
         return f"{suffix}-{folder}" if path.stem == "checkpoint" and folder else f"{suffix}-{path.stem}"
     return f"{suffix}-{args.strategy}" if args.strategy else suffix

@@ -269,7 +269,10 @@ def _add_meta(top: _Parser, sub: Any) -> None:
         "evaluate the meta-learning baselines (and a checkpoint) on held-out tasks of a family",
     )  # fmt: skip
     mev.add_argument("family", help="task family YAML file (family: + base:)")
-    mev.add_argument("--checkpoint", type=Path, help="meta-learner checkpoint (.pt with its .json sidecar)")
+    mev.add_argument(
+        "--checkpoint", type=Path, action="append",
+        help="meta-learner checkpoint (.pt with its .json sidecar); repeat it to evaluate several side by side",
+    )  # fmt: skip
     mev.add_argument(
         "--strategy",
         help="strategy of the checkpoint (default: the sidecar's 'strategy'); without --checkpoint, "

@@ -19,7 +19,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -481,17 +481,23 @@ def extra_agents(
     family: Family,
     split: str,
     registry: Registry,
-    checkpoint: str | Path | None = None,
+    checkpoint: str | Path | Sequence[str | Path] | None = None,
     strategy: str | None = None,
 ) -> dict[str, AgentSpec]:
-    """The agent to evaluate beside the baselines: a checkpoint's, or a registered strategy with its defaults.
+    """The agents to evaluate beside the baselines: each checkpoint's, or a registered strategy with its defaults.
 
-    A checkpoint's strategy is ``strategy`` or else the one its JSON sidecar names. Each agent is built once
-    for the first task of ``split``, so that a bad checkpoint fails now, not after hours of evaluation.
+    A checkpoint's strategy is ``strategy`` or else the one its JSON sidecar names; two checkpoints of one
+    strategy are told apart by their folders. Each agent is built once for the first task of ``split``, so that a
+    bad checkpoint fails now, not after hours of evaluation.
     """
-    if checkpoint is not None:
-        name, spec = _checkpoint_agent(Path(checkpoint), strategy, registry)
-        extra = {name: spec}
+    paths = [checkpoint] if isinstance(checkpoint, str | Path) else list(checkpoint or [])
+    if paths:
+        extra = {}
+        for path in paths:
+            name, spec = _checkpoint_agent(Path(path), strategy, registry)
+            if name in extra or sum(1 for p in paths if _sidecar_strategy(Path(p)) == name) > 1:
+                name = f"{name} ({Path(path).resolve().parent.name}/{Path(path).stem})"
+            extra[name] = spec
     elif strategy:
         if strategy not in registry:
             raise MetaEvalError(f"unknown strategy {strategy!r}; available: {', '.join(registry.names())}")
@@ -502,6 +508,14 @@ def extra_agents(
     for name, params in extra.values():
         registry.create(name, task_params(name, params, probe, registry))
     return extra
+
+
+def _sidecar_strategy(path: Path) -> str | None:
+    """The strategy a checkpoint's sidecar names (None when it cannot be read)."""
+    try:
+        return json.loads(path.with_suffix(".json").read_text()).get("strategy")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _checkpoint_agent(path: Path, strategy: str | None, registry: Registry) -> tuple[str, AgentSpec]:
@@ -521,7 +535,10 @@ def _checkpoint_agent(path: Path, strategy: str | None, registry: Registry) -> t
         raise MetaEvalError(f"checkpoint sidecar {sidecar} names no 'strategy': name it (--strategy NAME)")
     if name not in registry:
         raise MetaEvalError(f"checkpoint strategy {name!r} is not registered; available: {', '.join(registry.names())}")
-    return str(name), (str(name), {"checkpoint": str(pt), "mode": "eval"})
+    params: dict[str, Any] = {"checkpoint": str(pt)}
+    if "mode" in {p.name for p in parameters(registry.get(name).cls)}:
+        params["mode"] = "eval"  # learners with a training mode act as evaluated, never updating their weights
+    return str(name), (str(name), params)
 
 
 def fixed_price_share(
