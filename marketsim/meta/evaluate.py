@@ -203,7 +203,7 @@ class EvalResult:
     inputs: tuple[InputRecord, ...] = ()  # what it was made from (``meta.train.eval_inputs``), for ``write``
 
     def to_pandas(self) -> pd.DataFrame:
-        """One row per task (``tasks.csv``): its drawn parameters, the oracle's profit and each agent's R(H)."""
+        """One row per task (``tasks.csv``): its drawn parameters, the oracle's profit and each agent's R(25), R(H)."""
         return self.tasks_table()
 
     def agents_frame(self) -> pd.DataFrame:
@@ -285,14 +285,16 @@ class EvalResult:
         return pd.concat(frames, ignore_index=True)
 
     def tasks_table(self):
-        """One row per task: its index, drawn parameters, the oracle's profit and each agent's R(H)."""
+        """One row per task: its index, drawn parameters, the oracle's profit and each agent's R(25) and R(H)."""
         import pandas as pd
 
         regret = self.regret()
         rows = []
         for t, (k, params) in enumerate(zip(self.tasks, self.task_params)):
             row = {"task": k, **params, "oracle_profit": float(self.oracle[t].sum())}
-            row.update({f"{name}.regret_H": float(regret[a, t, -1]) for a, name in enumerate(self.agents)})
+            for a, name in enumerate(self.agents):  # per task, for paired comparisons of agents
+                row[f"{name}.regret_25"] = float(regret[a, t, min(25, self.horizon) - 1])
+                row[f"{name}.regret_H"] = float(regret[a, t, -1])
             rows.append(row)
         return pd.DataFrame(rows)
 

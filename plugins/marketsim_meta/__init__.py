@@ -1,6 +1,7 @@
 """Meta-reinforcement-learning sellers: ``rl2`` (a recurrent actor-critic that adapts in its forward pass),
-``reptile_dqn`` (a DQN whose initial weights are meta-learned with Reptile, fine-tuned online) and ``meta_ts``
-(Thompson sampling on a logit demand model whose prior is meta-learned across the family's tasks).
+``reptile_dqn`` (a DQN whose initial weights are meta-learned with Reptile, fine-tuned online), ``meta_q`` (Q values
+conditioned on a learned encoding of the task's history, meta-trained from a replay pool shared by every task) and
+``meta_ts`` (Thompson sampling on a logit demand model whose prior is meta-learned across the family's tasks).
 
 Both are trained across the tasks of a family (``marketsim meta-train FAMILY --strategy rl2|reptile_dqn``)
 and evaluated on held-out tasks (``marketsim meta-eval FAMILY --checkpoint …``). Registered through the
@@ -21,11 +22,12 @@ if importlib.util.find_spec("torch") is None:  # listed by the registry as unava
 
 from marketsim.hookspecs import hookimpl
 
+from .meta_q import MetaQ
 from .meta_ts import MetaThompson
 from .reptile import ReptileDQN
 from .rl2 import RL2
 
-__all__ = ["RL2", "MetaThompson", "ReptileDQN", "register_strategies"]
+__all__ = ["RL2", "MetaQ", "MetaThompson", "ReptileDQN", "register_strategies"]
 
 MARKETSIM_API = ">=1,<2"  # the strategy-API versions this plugin supports
 
@@ -36,3 +38,4 @@ def register_strategies(register: Callable[[type], None]) -> None:
     register(RL2)
     register(ReptileDQN)
     register(MetaThompson)
+    register(MetaQ)
