@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from marketsim.config.errors import FieldError, did_you_mean, pydantic_problems, source_error
 from marketsim.config.kinds import detect_kind
-from marketsim.config.paths import PathError, format_path, knobs, parse, with_values
+from marketsim.config.paths import PathError, format_path, knobs, parse, set_value, with_values
 from marketsim.config.scenario import Scenario
 from marketsim.config.spec import Float, Int, Spec
 from marketsim.config.yamlsource import Located, Problem, SourceError, load_yaml, read_source
@@ -271,8 +272,6 @@ def _axis_problems(spec: Sweep, base: Path, kind: str, located: Located, registr
 
 def _file_axis_problems(spec: Sweep, base: Path, kind: str, located: Located) -> list[Problem]:
     """A tournament's or family's axes: each end value set in the base file as written, judged by the file's parser."""
-    from marketsim.sweep.points import checked_point, point_source, point_text
-
     problems = []
     for path, axis in spec.axes.items():
         for value in _ends(axis):
@@ -339,3 +338,40 @@ def valid_paths(scenario: Scenario, registry: Registry) -> list[str]:
     out = [k.path for k in knobs(scenario, registry)]
     out += [format_path(("sellers", i, "count")) for i in range(len(scenario.sellers))]
     return [*out, "consumers.size", "steps"]
+
+
+# --- a point's file -----------------------------------------------------------------------------------
+
+
+def point_text(base: Path, values: dict[str, Any]) -> str:
+    """The base file's YAML with each value set at its path (the file's parser validates it where it runs)."""
+    data = yaml.safe_load(base.read_text())
+    for path, value in values.items():
+        set_value(data, path, value)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def point_source(base: str | Path, key: str) -> str:
+    """How a point's file is named in its problems: the base file and the point's key."""
+    return f"{Path(base).name} at point {key}"
+
+
+def checked_point(kind: str, text: str, source: str, base: Path) -> Scenario | None:
+    """Validate a point's file with its kind's own parser (SourceError naming the point); its market for a scenario.
+
+    A family is read as a file (``read_family``); that its drawn tasks are valid markets is checked where the points
+    are scheduled (``marketsim.sweep.points``), since drawing tasks is the meta package's job.
+    """
+    if kind == "scenario":
+        from marketsim.config.validate import parse_scenario
+
+        return parse_scenario(text, source, base_dir=base.parent)
+    if kind == "tournament":
+        from marketsim.config.tournament import parse_tournament
+
+        parse_tournament(text, source, base_dir=base.parent)
+    else:
+        from marketsim.config.family import read_family
+
+        read_family(text, source, registry=default_registry(), base_dir=base.parent)
+    return None

@@ -12,15 +12,10 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from marketsim import seeds
-from marketsim.config.paths import set_value
-from marketsim.config.scenario import Scenario
-from marketsim.config.sweep import LoadedSweep
+from marketsim.config.sweep import LoadedSweep, checked_point, point_source, point_text
 from marketsim.tournament.matches import Fault, MatchResult, MatchTask
 
 Values = tuple[tuple[str, Any], ...]
@@ -63,14 +58,6 @@ def point_key(values: dict[str, Any]) -> str:
     return "p" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def point_text(base: Path, values: dict[str, Any]) -> str:
-    """The base file's YAML with each value set at its path (the file's parser validates it where it runs)."""
-    data = yaml.safe_load(base.read_text())
-    for path, value in values.items():
-        set_value(data, path, value)
-    return yaml.safe_dump(data, sort_keys=False)
-
-
 def schedule(sweep: LoadedSweep, design: list[dict[str, Any]] | None = None, start: int = 0) -> list[PointTask]:
     """The points of the design (default: the sweep's own) as tasks, in design order from index ``start``, each
     with its own seed."""
@@ -78,7 +65,12 @@ def schedule(sweep: LoadedSweep, design: list[dict[str, Any]] | None = None, sta
     for index, values in enumerate(design if design is not None else sweep.spec.points(), start):
         key = point_key(values)
         text = point_text(sweep.base_path, values)
-        scenario = checked_point(sweep.base_kind, text, point_source(sweep.base_path, key), sweep.base_path)
+        source = point_source(sweep.base_path, key)
+        scenario = checked_point(sweep.base_kind, text, source, sweep.base_path)
+        if sweep.base_kind == "family":  # and its drawn tasks are markets with known strategies
+            from marketsim.meta.tasks import parse_family
+
+            parse_family(text, source, base_dir=sweep.base_path.parent)
         seed = seeds.derive(sweep.spec.seed, "sweep-point", key)
         tasks.append(
             PointTask(
@@ -89,28 +81,6 @@ def schedule(sweep: LoadedSweep, design: list[dict[str, Any]] | None = None, sta
             )
         )  # fmt: skip
     return tasks
-
-
-def point_source(base: str | Path, key: str) -> str:
-    """How a point's file is named in its problems: the base file and the point's key."""
-    return f"{Path(base).name} at point {key}"
-
-
-def checked_point(kind: str, text: str, source: str, base: Path) -> Scenario | None:
-    """Validate a point's file with its kind's own parser (SourceError naming the point); its market for a scenario."""
-    if kind == "scenario":
-        from marketsim.config.validate import parse_scenario
-
-        return parse_scenario(text, source, base_dir=base.parent)
-    if kind == "tournament":
-        from marketsim.config.tournament import parse_tournament
-
-        parse_tournament(text, source, base_dir=base.parent)
-    else:
-        from marketsim.meta.tasks import parse_family
-
-        parse_family(text, source, base_dir=base.parent)
-    return None
 
 
 def point_to_json(result: PointResult | MatchResult) -> str:

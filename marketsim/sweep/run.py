@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from marketsim import seeds
-from marketsim.sweep.points import CODEC, PointResult, PointTask, checked_point, point_source
+from marketsim.config.sweep import checked_point, point_source
+from marketsim.sweep.points import CODEC, PointResult, PointTask
 from marketsim.tournament.executors import Executor, Tracker
 
 
