@@ -96,3 +96,20 @@ def test_meta_training_lowers_the_regret_on_held_aside_tasks(family) -> None:
     trained = run_meta_training(run)
     first, last = trained.curve[0]["val_regret_25"], trained.curve[-1]["val_regret_25"]
     assert last < 0.6 * first, trained.curve
+
+
+@pytest.mark.slow  # 60 test tasks, two learners and the oracle: about 30 s on 2 cores
+def test_the_bundled_meta_q_beats_reptile_at_r25_paired_over_the_same_tasks(family) -> None:
+    from scipy import stats
+
+    from marketsim.meta.evaluate import evaluate
+
+    data = ROOT / "tests" / "data"
+    agents = {
+        "meta_q": ("meta_q", {"checkpoint": str(data / "meta_q_meta_pricing.pt")}),
+        "reptile_dqn": ("reptile_dqn", {"checkpoint": str(data / "reptile_dqn_meta_pricing.pt"), "mode": "eval"}),
+    }
+    tasks = evaluate(family, agents, 60, "test", default_registry(), workers=2).tasks_table()
+    ours, theirs = tasks["meta_q.regret_25"], tasks["reptile_dqn.regret_25"]
+    assert stats.wilcoxon(ours, theirs, alternative="less").pvalue < 0.01
+    assert ours.mean() < 0.5 * theirs.mean()
