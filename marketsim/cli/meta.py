@@ -40,6 +40,15 @@ def _check_meta_train(args: argparse.Namespace, registry: Registry) -> Family:
         raise MetaTrainError(f"--iterations must be >= 1, got {args.iterations}")
     if args.seed < 0:
         raise MetaTrainError(f"--seed must be >= 0, got {args.seed}")
+    if args.workers < 1 or args.checkpoint_every < 1:
+        raise MetaTrainError("--workers and --checkpoint-every must be >= 1")
+    alone = [flag for flag, given in (("--backend", args.backend != "process"), ("--address", args.address),
+                                      ("--resume", args.resume)) if given]  # fmt: skip
+    if args.workers == 1 and alone:
+        verb = "needs" if len(alone) == 1 else "need"
+        raise MetaTrainError(f"{' and '.join(alone)} {verb} a distributed run: pass --workers N with N > 1")
+    if args.address is not None and args.backend != "ray":
+        raise MetaTrainError("--address is a Ray cluster's: pass it with --backend ray")
     check_kind(args.family, "meta-train")
     family = load_family(args.family, registry)
     learners = meta_learners(registry)
@@ -56,9 +65,9 @@ def _print_meta_train(
 ) -> None:
     its = result.info.get("iterations")
     device = result.info.get("device", "cpu")
-    out.print(
-        f"meta-trained [bold]{args.strategy}[/] on {family.name}: {its} iterations in {seconds:,.1f} s ({device})"
-    )
+    actors = result.info.get("actors")
+    where = f"{device}; {actors} actors on {result.info.get('backend')}" if actors else device
+    out.print(f"meta-trained [bold]{args.strategy}[/] on {family.name}: {its} iterations in {seconds:,.1f} s ({where})")
     last = result.curve[-1] if result.curve else {}
     for key, value in last.items():
         if key not in ("iteration", "seconds"):  # seconds measure the machine, not the learner
@@ -72,10 +81,28 @@ def _print_meta_train(
 
 
 def cmd_meta_train(args: argparse.Namespace) -> int:
-    """Meta-train, write the folder, print a summary; bad input is one line on stderr and exit 2."""
+    """Meta-train, write the folder, print a summary; bad input is one line on stderr and exit 2.
+
+    ``--workers N`` (N > 1) runs N actor processes for a learner with an off-policy correction
+    (``marketsim.meta.distributed``): its folder fills in place with a resumable state that ``--resume``
+    continues; an actor that dies stops the run with exit 1 and the state kept.
+    """
+    from marketsim.meta.distributed import ActorError, Checkpointing, Distributed
+    from marketsim.meta.distributed.resume import STATE
+    from marketsim.meta.train import family_record
+    from marketsim.tournament.executors import ExecutorUnavailable
+
+    spread = {"workers": 1, "backend": "process", "address": None, "resume": False, "checkpoint_every": 50}
+    args = argparse.Namespace(**{**spread, **vars(args)})  # a namespace built by hand may leave them out
     registry = default_registry()
     try:
         family = _check_meta_train(args, registry)
+        seed = f"-seed{args.seed}" if args.seed else ""
+        out_dir = Path(args.out or default_folder(family.name, f"-{args.strategy}{seed}"))
+        if not args.resume and (out_dir / STATE).is_file() and not args.force:
+            raise OutputError(f"{out_dir}: holds a stopped meta-training run; pass --resume to continue it, or --force")
+        if not args.resume:
+            check_output_folder(out_dir, args.force)
     except SourceError as exc:
         print(f"error: {exc.problems[0] if exc.problems else exc}", file=sys.stderr)
         return 2
@@ -85,19 +112,36 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
     except KindError as exc:
         print(exc, file=sys.stderr)
         return 2
-    seed = f"-seed{args.seed}" if args.seed else ""
-    out_dir = check_output_folder(args.out or default_folder(family.name, f"-{args.strategy}{seed}"), args.force)
+    distributed = None
+    if args.workers > 1:
+        kept = Checkpointing(folder=out_dir, every=args.checkpoint_every, resume=args.resume, force=args.force,
+                             inputs=(family_record(family),))  # fmt: skip
+        distributed = Distributed(workers=args.workers, backend=args.backend, address=args.address, checkpoints=kept)
     with counting_progress(f"meta-train {args.strategy} on {family.name}", "iterations", args.quiet) as bar:
         task = bar.add_task("meta-train", total=None)
 
         def progress(done: int, total: int, metrics: Mapping[str, float]) -> None:
             bar.update(task, completed=done, total=total)
 
-        result, seconds = meta_train(
-            family, args.strategy, args.iterations, args.seed, registry,
-            progress=None if args.quiet else progress, device=args.device,
-        )  # fmt: skip
-    folder = write_meta_train(result, family, args.strategy, seconds, out_dir, args.seed, args.force)
+        try:
+            result, seconds = meta_train(
+                family, args.strategy, args.iterations, args.seed, registry,
+                progress=None if args.quiet else progress, device=args.device, distributed=distributed,
+            )  # fmt: skip
+        except (MetaTrainError, ExecutorUnavailable) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except ActorError as exc:
+            print(f"error: {exc}; continue from the last checkpoint with --resume", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            if distributed is None:
+                raise
+            print(f"interrupted; continue from the last checkpoint in {out_dir} with --resume", file=sys.stderr)
+            return 130
+    folder = write_meta_train(
+        result, family, args.strategy, seconds, out_dir, args.seed, args.force, in_place=distributed is not None
+    )
     if not args.quiet:
         _print_meta_train(args, family, result, seconds, folder)
     return 0

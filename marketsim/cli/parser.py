@@ -263,7 +263,17 @@ def _add_meta(top: _Parser, sub: Any) -> None:
     mtr.add_argument("--iterations", type=_positive_int, help="meta-iterations (default: the strategy's)")
     mtr.add_argument("--seed", type=_non_negative_int, default=0, help="training seed")
     mtr.add_argument("--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda[:N]")
+    _add_executor(mtr, "the actors of a distributed run (--workers > 1)", "distributed meta-training")
+    mtr.add_argument(
+        "--checkpoint-every", type=_positive_int, default=50, metavar="N",
+        help="updates between two saves of a distributed run's resumable state (what --resume continues from)",
+    )  # fmt: skip
     _add_output(mtr, "runs/<family>-<strategy>, with -seed<S> for a seed other than 0")
+    mtr.epilog = (
+        "--workers N > 1: N actor processes play episodes for a learner that corrects for their slightly older "
+        "weights (V-trace, IMPALA; rl2), the same result for every N > 1 and backend; --workers 1 (the default) "
+        "trains in one process."
+    )
     mev = top.command(
         sub, "meta-eval", Handler("marketsim.cli.meta", "cmd_meta_eval"),
         "evaluate the meta-learning baselines (and a checkpoint) on held-out tasks of a family",

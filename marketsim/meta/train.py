@@ -4,7 +4,9 @@ A meta-learning strategy class has the capability ``marketsim.strategy.MetaTrain
 through the registry (the core never imports a strategy module), runs the host's loop
 (``marketsim.meta.loop``) on the family's batched task markets (``marketsim.meta.batch``), and writes the
 checkpoint with ``marketsim.learning.checkpoint.save_checkpoint`` — sidecar: strategy, params, family name and
-hash, iterations, training seconds — and the training curve (``curve.csv``, ``curve.png``).
+hash, iterations, training seconds — and the training curve (``curve.csv``, ``curve.png``). With
+``distributed`` the experience comes from actor processes (``marketsim.meta.distributed``) and the output
+folder fills in place, resumable, as the run goes.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
+import os
+import shutil
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -26,6 +32,9 @@ from marketsim.meta.tasks import Family
 from marketsim.outputs import InputRecord
 from marketsim.registry import Registry, default_registry
 from marketsim.strategy import MetaTrainable
+
+if TYPE_CHECKING:
+    from marketsim.meta.distributed import Distributed
 
 __all__ = [
     "MetaTrainError",
@@ -95,9 +104,14 @@ def meta_train(
     registry: Registry | None = None,
     progress: Progress | None = None,
     device: str = "auto",
+    *,
+    distributed: Distributed | None = None,
     **options: Any,
 ) -> tuple[MetaTrained, float]:
-    """Train ``strategy`` (a registered ``MetaTrainable`` class) on ``family``; return (result, seconds)."""
+    """Train ``strategy`` (a registered ``MetaTrainable`` class) on ``family``; return (result, seconds).
+
+    ``distributed`` spreads the run over actor processes; its seconds include a resumed run's earlier parts.
+    """
     registry = registry if registry is not None else default_registry()
     cls = registry.get(strategy).cls if strategy in registry else None
     if not isinstance(cls, MetaTrainable):
@@ -118,7 +132,13 @@ def meta_train(
         progress=progress,
         options=options,
     )
-    return run_meta_training(run), time.perf_counter() - began
+    if distributed is not None:
+        from marketsim.meta.distributed import run_distributed
+
+        result = run_distributed(run, distributed)
+    else:
+        result = run_meta_training(run)
+    return result, time.perf_counter() - began + result.earlier_seconds
 
 
 def write_meta_train(
@@ -129,8 +149,13 @@ def write_meta_train(
     out_dir: str | Path,
     seed: int = 0,
     force: bool = False,
+    in_place: bool = False,
 ) -> Path:
-    """Write ``checkpoint.pt/.json``, extra checkpoints, ``curve.csv`` and ``curve.png`` into ``out_dir``."""
+    """Write ``checkpoint.pt/.json``, extra checkpoints, ``curve.csv`` and ``curve.png`` into ``out_dir``.
+
+    ``in_place``: ``out_dir`` is a distributed run's resumable folder (``marketsim.meta.distributed``): each
+    file is moved into it whole, then its resumable state is removed; nothing else there is touched.
+    """
     import pandas as pd
 
     from marketsim.learning.checkpoint import save_checkpoint
@@ -148,14 +173,33 @@ def write_meta_train(
         "seed": seed,
         **{k: v for k, v in result.info.items() if k != "iterations"},
     }
-    with output_folder(out_dir, "meta-train", force, [family_record(family)]) as tmp:
+    into = (
+        _files_into(Path(out_dir)) if in_place else output_folder(out_dir, "meta-train", force, [family_record(family)])
+    )
+    with into as tmp:
         save_checkpoint(tmp / "checkpoint.pt", result.state, meta)
         for name, (state, extra_meta) in result.extra.items():
             save_checkpoint(tmp / f"{name}.pt", state, {**meta, **extra_meta})
         curve = pd.DataFrame(result.curve)
         write_csv(curve, tmp / "curve.csv")
         _plot_curve(curve, tmp / "curve.png", f"{strategy} on {family.name} ({seconds:,.0f} s)")
+    if in_place:
+        from marketsim.meta.distributed import resume
+
+        resume.clear(Path(out_dir))
     return Path(out_dir)
+
+
+@contextmanager
+def _files_into(folder: Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder inside ``folder``; on success move each file it holds into ``folder``."""
+    tmp = Path(tempfile.mkdtemp(prefix=".meta-train-outputs-", dir=folder))
+    try:
+        yield tmp
+        for path in sorted(tmp.iterdir()):
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _plot_curve(curve: Any, path: Path, title: str) -> None:

@@ -17,7 +17,6 @@ the run and kills the workers. No task is ever run twice: a match that faulted i
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import logging
 import math
@@ -26,7 +25,6 @@ import multiprocessing as mp
 import os
 import signal
 import struct
-import sys
 import tempfile
 import threading
 import time
@@ -39,6 +37,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from marketsim.processes import die_with_parent
 from marketsim.registry import default_registry
 from marketsim.tournament.matches import (
     CpuBudgetExceeded,
@@ -247,29 +246,6 @@ def _user_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
-# --------------------------------------------------------------------------------------------------
-# Workers die with their coordinator
-
-
-def _die_with_parent(parent: int) -> None:
-    """Make this worker die when its coordinator does: PR_SET_PDEATHSIG on Linux, a watching thread elsewhere."""
-    armed = False
-    if sys.platform.startswith("linux"):
-        with suppress(OSError, AttributeError):
-            armed = ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0) == 0  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the coordinator died before we could ask
-        os._exit(1)
-    if not armed:
-        threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="marketsim-orphan-watch").start()
-
-
-def _watch_parent(parent: int) -> None:
-    """Exit as soon as this process's parent is no longer ``parent`` (it died and we were re-parented)."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
-
-
 def _no_core_dumps() -> None:
     """A worker killed by its CPU backstop (SIGXCPU) must not leave core files in the user's folder."""
     if resource is not None:
@@ -330,7 +306,7 @@ def _prepare_worker(imports: Sequence[str]) -> None:
 
 def _worker_main(conn: Connection, progress: Any, runner: Runner, parent: int, imports: tuple[str, ...] = ()) -> None:
     """A pool worker: receive a task, play it under its guard, send the result back; stop on ``None`` or EOF."""
-    _die_with_parent(parent)
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     _no_core_dumps()
 

@@ -16,6 +16,11 @@ reinforcement learning", and Wang, Kurth-Nelson, Tirumala et al. (2016), "Learni
   (Schulman et al. 2016) on batches of sampled training tasks the host's meta-training loop steps in lockstep
   (sampled sales, rivals' reactions), full backpropagation through the H steps of each task; CUDA when
   present, CPU otherwise.
+* Distributed (``marketsim meta-train --workers N``, capability ``DistributedMetaLearner`` of
+  ``marketsim.meta.distributed``): ``RL2Actor`` plays episodes in actor processes with the weights it is sent
+  (no gradients) and returns ``Trajectories``; ``RL2MetaLearner.learn`` replays them through the network and
+  takes an actor-critic step with V-trace targets and importance weights (Espeholt et al. 2018, "IMPALA",
+  ρ̄ = c̄ = 1), since the actors act with weights a version or two old.
 
 This module imports torch only where it is used (``RL2Net``, which subclasses ``nn.Module``, lives in
 ``rl2_net`` and is still importable from here), so discovering the plugin loads no torch.
@@ -325,21 +330,77 @@ class RL2MetaLearner:
 
     def update(self, iteration: int, iterations: int, env: Any, rng: np.random.Generator) -> dict[str, float]:
         """One A2C step on a batch of tasks drawn from ``env``."""
-        from torch import nn
-
-        frac = (iteration - 1) / max(iterations - 1, 1)
-        ent_coef = self.entropy[0] + (self.entropy[1] - self.entropy[0]) * frac
-        for group in self.opt.param_groups:
-            group["lr"] = self.lr * (1.0 - 0.9 * frac)
+        ent_coef = self._anneal(iteration, iterations)
         sub = env.subset(rng.integers(0, len(env), self.batch))
         how = Rollout(noise=True, train=True, reward_scale=self.reward_scale)
         roll = rollout(self.net, sub, self.cfg, rng, self.gen, self.dev, how)
         loss, stats = a2c_loss(roll, self.gamma, self.lam, self.value_coef, ent_coef)
+        self._step(loss)
+        return {"batch_profit": float(roll["profit_np"].mean()), "entropy": stats["entropy"]}
+
+    def _anneal(self, iteration: int, iterations: int) -> float:
+        """Set this iteration's learning rate (down to a tenth, linearly); return its entropy coefficient."""
+        frac = (iteration - 1) / max(iterations - 1, 1)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr * (1.0 - 0.9 * frac)
+        return self.entropy[0] + (self.entropy[1] - self.entropy[0]) * frac
+
+    def _step(self, loss: torch.Tensor) -> None:
+        """A gradient step on ``loss`` with the gradient norm clipped to ``max_grad_norm``."""
+        from torch import nn
+
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.net.parameters(), self.max_grad_norm)
         self.opt.step()
-        return {"batch_profit": float(roll["profit_np"].mean()), "entropy": stats["entropy"]}
+
+    # --- distributed meta-training (capability ``marketsim.meta.distributed.DistributedMetaLearner``) ---
+
+    @property
+    def episodes(self) -> int:
+        """Episodes (tasks) in the batch of one update: the actors' trajectories ``learn`` takes at a time."""
+        return self.batch
+
+    def actor(self) -> RL2Actor:
+        """What each actor process runs: the network's config, rebuilt there (weights come with every piece)."""
+        return RL2Actor(self.cfg)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The network's weights as numpy arrays (cheap to send to actor processes)."""
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.net.state_dict().items()}
+
+    def learn(self, iteration: int, iterations: int, experience: Sequence[Trajectories]) -> dict[str, float]:
+        """One V-trace actor-critic step on the actors' trajectories (acted by weights up to a few updates old)."""
+        import torch
+        from torch.nn import functional
+
+        ent_coef = self._anneal(iteration, iterations)
+        batch = Trajectories.concat(experience)
+        x = torch.as_tensor(batch.features, device=self.dev)
+        logits, value = replay(self.net, x)
+        logp_all = functional.log_softmax(logits, dim=2)
+        actions = torch.as_tensor(batch.actions, device=self.dev)
+        played = {
+            "logp": logp_all.gather(2, actions[..., None]).squeeze(2),
+            "behaviour_logp": torch.as_tensor(batch.logp, device=self.dev),
+            "value": value,
+            "entropy": -(logp_all.exp() * logp_all).sum(dim=2),
+            "reward": torch.as_tensor(batch.profit / self.reward_scale, dtype=torch.float32, device=self.dev),
+        }
+        loss, stats = vtrace_loss(played, self.gamma, self.lam, self.value_coef, ent_coef)
+        self._step(loss)
+        return {"batch_profit": float(batch.profit.mean()), "entropy": stats["entropy"]}
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue identically: weights, optimiser, the validation sampler."""
+        net = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+        return {"net": net, "opt": self.opt.state_dict(), "gen": self.gen.get_state()}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``training_state()``'s output."""
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.gen.set_state(state["gen"])
 
     def validate(self, env: Any) -> np.ndarray:
         """The sampled policy's expected profits in every task of ``env``."""
@@ -393,11 +454,13 @@ def _scaled(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, kw_only=True)
 class Rollout:
-    """How ``rollout`` runs an episode: sampled sales (``noise``), keeping the loss tensors (``train``), greedy
-    actions, the ablations (``blind``, ``amnesic``) and the reward scale of the training loss."""
+    """How ``rollout`` runs an episode: sampled sales (``noise``), keeping the loss tensors (``train``) or what an
+    actor sends its learner (``record``), greedy actions, the ablations (``blind``, ``amnesic``) and the reward
+    scale of the training loss."""
 
     noise: bool = True
     train: bool = False
+    record: bool = False
     greedy: bool = False
     blind: bool = False
     amnesic: bool = False
@@ -415,7 +478,8 @@ def rollout(
 ) -> dict[str, Any]:
     """Run ``net`` through one episode of every task of ``env`` (a batched task market) in lockstep.
 
-    Returns expected profits (B, H) and, with ``how.train``, the tensors the loss needs.
+    Returns expected profits (B, H) and sampled ones (``profit_np``); with ``how.train`` the tensors the loss
+    needs; with ``how.record`` the inputs (``features``, B × H × F), ``actions`` and their ``behaviour_logp``.
     """
     import torch
     from torch.nn import functional
@@ -431,13 +495,15 @@ def rollout(
     expected = np.empty((B, H))
     got = np.empty((B, H))
     logps, values, ents = [], [], []
+    inputs, actions, behaviour = [], [], []
     for t in range(H):
         rivals = np.where(env.present[:, 1:], last[:, 1:], np.inf)
         rivals = np.sort(rivals, axis=1)[:, :r]
         if rivals.shape[1] < r:
             rivals = np.pad(rivals, ((0, 0), (0, r - rivals.shape[1])), constant_values=np.inf)
         rivals[~np.isfinite(rivals)] = np.nan
-        x = torch.as_tensor(features(last[:, 0], rivals, prev, units, profit, t, cfg, how.blind), device=dev)
+        x_np = features(last[:, 0], rivals, prev, units, profit, t, cfg, how.blind)
+        x = torch.as_tensor(x_np, device=dev)
         if how.amnesic:
             h = torch.zeros_like(h)
         logits, value, h = net(x, h)
@@ -452,6 +518,10 @@ def rollout(
             ents.append(-(logp_all.exp() * logp_all).sum(dim=1))
             values.append(value)
         a = action.cpu().numpy()
+        if how.record:
+            inputs.append(x_np)
+            actions.append(a)
+            behaviour.append(functional.log_softmax(logits.detach(), dim=1).gather(1, action[:, None]).squeeze(1))
         step = env.step(last, grid[a], rng if how.noise else None)
         expected[:, t], got[:, t] = step.expected_profit, step.profit
         last, prev, units, profit = step.prices, a, step.units, step.profit
@@ -462,6 +532,12 @@ def rollout(
             value=torch.stack(values, 1),
             entropy=torch.stack(ents, 1),
             reward=torch.as_tensor(got / how.reward_scale, dtype=torch.float32, device=dev),
+        )
+    if how.record:
+        out.update(
+            features=np.stack(inputs, 1),
+            actions=np.stack(actions, 1),
+            behaviour_logp=torch.stack(behaviour, 1).cpu().numpy(),
         )
     return out
 
@@ -498,4 +574,152 @@ def a2c_loss(
     return loss, {"policy": float(policy.detach()), "value": float(critic.detach()), "entropy": float(ent.detach())}
 
 
-__all__ = ["RL2", "RL2MetaLearner", "RL2Net", "Rollout", "a2c_loss", "features", "gae", "make_net", "rollout"]
+# --- distributed meta-training: actors' trajectories, the learner's replay, V-trace -------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trajectories:
+    """What an actor sends the learner: B episodes of H steps as the behaviour policy played them."""
+
+    features: np.ndarray  # (B, H, F) float32: the network's inputs at each step
+    actions: np.ndarray  # (B, H) int: the grid index posted
+    logp: np.ndarray  # (B, H) float32: the behaviour policy's log-probability of that action
+    profit: np.ndarray  # (B, H): sampled profits (the rewards before ``reward_scale``)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Trajectories]) -> Trajectories:
+        """The episodes of ``parts`` as one batch, in order."""
+        return cls(
+            features=np.concatenate([p.features for p in parts]),
+            actions=np.concatenate([p.actions for p in parts]),
+            logp=np.concatenate([p.logp for p in parts]),
+            profit=np.concatenate([p.profit for p in parts]),
+        )
+
+
+class RL2Actor:
+    """rl2's actor: plays episodes of a batch of tasks with the weights it is given, without gradients.
+
+    Sent (pickled) to every actor process: only the network's config travels; the network is built there on
+    first use. Its action sampling is seeded from the piece's generator, so a piece's trajectories depend only
+    on the weights and the piece, never on the process that plays it.
+    """
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        self.cfg = dict(cfg)
+        self._net: RL2Net | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cfg": self.cfg}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self.cfg, self._net = dict(state["cfg"]), None
+
+    def act(self, weights: Mapping[str, np.ndarray], env: Any, rng: np.random.Generator) -> Trajectories:
+        """One episode of every task of ``env`` under ``weights``, sales and actions drawn from ``rng``."""
+        import torch
+
+        if torch.get_num_threads() > 1:
+            torch.set_num_threads(1)  # one actor a core: small matrices gain nothing from more threads
+        if self._net is None:
+            self._net = seeded_build(0, lambda: make_net(self.cfg))  # weights come below; 0 spares global RNG
+            self._net.eval()
+        self._net.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
+        gen = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+        with torch.no_grad():
+            roll = rollout(self._net, env, self.cfg, rng, gen, torch.device("cpu"), Rollout(noise=True, record=True))
+        return Trajectories(
+            features=roll["features"], actions=roll["actions"], logp=roll["behaviour_logp"], profit=roll["profit_np"]
+        )
+
+
+def replay(net: RL2Net, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, H, m) and values (B, H) of ``net`` run through recorded inputs ``x`` (B, H, F) from a fresh
+    memory: the learner's side of an actor's episode, with gradients through all H steps."""
+    import torch
+
+    B, H, _ = x.shape
+    h = torch.zeros(B, net.gru.hidden_size, device=x.device)
+    logits, values = [], []
+    for t in range(H):
+        out, value, h = net(x[:, t], h)
+        logits.append(out)
+        values.append(value)
+    return torch.stack(logits, 1), torch.stack(values, 1)
+
+
+def vtrace(
+    logp: torch.Tensor,
+    behaviour_logp: torch.Tensor,
+    reward: torch.Tensor,
+    value: torch.Tensor,
+    gamma: float,
+    lam: float,
+    rho_bar: float = 1.0,
+    c_bar: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """V-trace targets of finite episodes (Espeholt et al. 2018, eq. 1, with λ in the traces; the value after
+    step H is 0): ``(vs, advantage, rho)``, all (B, H) and without gradients.
+
+    ρ_t = min(ρ̄, π/μ), c_t = λ·min(c̄, π/μ), δ_t = ρ_t (r_t + γ V_{t+1} − V_t),
+    v_t = V_t + δ_t + γ c_t (v_{t+1} − V_{t+1}), and the policy-gradient advantage r_t + γ v_{t+1} − V_t
+    (to be weighted by ρ_t). On-policy (π = μ) v_t − V_t is GAE(γ, λ).
+    """
+    import torch
+
+    with torch.no_grad():
+        ratio = torch.exp(logp - behaviour_logp)
+        rho, c = ratio.clamp(max=rho_bar), lam * ratio.clamp(max=c_bar)
+        zero = torch.zeros_like(value[:, :1])
+        next_value = torch.cat([value[:, 1:], zero], 1)
+        delta = rho * (reward + gamma * next_value - value)
+        correction = torch.zeros_like(value)
+        running = zero[:, 0]
+        for t in reversed(range(value.shape[1])):
+            running = delta[:, t] + gamma * c[:, t] * running
+            correction[:, t] = running
+        vs = value + correction
+        advantage = reward + gamma * torch.cat([vs[:, 1:], zero], 1) - value
+    return vs, advantage, rho
+
+
+def vtrace_loss(
+    played: Mapping[str, torch.Tensor], gamma: float, lam: float, value_coef: float, ent_coef: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """IMPALA's loss: ρ-weighted policy gradient with normalised V-trace advantages, value regression on the
+    V-trace targets and an entropy bonus. ``played``: ``logp``, ``value``, ``entropy`` (with gradients) and
+    ``behaviour_logp``, ``reward``, all (B, H)."""
+    from torch.nn import functional
+
+    value = played["value"]
+    logp = played["logp"]
+    vs, adv, rho = vtrace(logp.detach(), played["behaviour_logp"], played["reward"], value.detach(), gamma, lam)
+    norm = (adv - adv.mean()) / (adv.std() + 1e-8)
+    policy = -(rho * norm * logp).mean()
+    critic = functional.mse_loss(value, vs)
+    ent = played["entropy"].mean()
+    loss = policy + value_coef * critic - ent_coef * ent
+    return loss, {
+        "policy": float(policy.detach()),
+        "value": float(critic.detach()),
+        "entropy": float(ent.detach()),
+        "rho": float(rho.mean()),
+    }
+
+
+__all__ = [
+    "RL2",
+    "RL2Actor",
+    "RL2MetaLearner",
+    "RL2Net",
+    "Rollout",
+    "Trajectories",
+    "a2c_loss",
+    "features",
+    "gae",
+    "make_net",
+    "replay",
+    "rollout",
+    "vtrace",
+    "vtrace_loss",
+]
