@@ -87,22 +87,15 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
     (``marketsim.meta.distributed``): its folder fills in place with a resumable state that ``--resume``
     continues; an actor that dies stops the run with exit 1 and the state kept.
     """
-    from marketsim.meta.distributed import ActorError, Checkpointing, Distributed
-    from marketsim.meta.distributed.resume import STATE
+    from marketsim.meta.distributed import Checkpointing, Distributed
     from marketsim.meta.train import family_record
-    from marketsim.tournament.executors import ExecutorUnavailable
 
     spread = {"workers": 1, "backend": "process", "address": None, "resume": False, "checkpoint_every": 50}
     args = argparse.Namespace(**{**spread, **vars(args)})  # a namespace built by hand may leave them out
     registry = default_registry()
     try:
         family = _check_meta_train(args, registry)
-        seed = f"-seed{args.seed}" if args.seed else ""
-        out_dir = Path(args.out or default_folder(family.name, f"-{args.strategy}{seed}"))
-        if not args.resume and (out_dir / STATE).is_file() and not args.force:
-            raise OutputError(f"{out_dir}: holds a stopped meta-training run; pass --resume to continue it, or --force")
-        if not args.resume:
-            check_output_folder(out_dir, args.force)
+        out_dir = _meta_train_folder(args, family)
     except SourceError as exc:
         print(f"error: {exc.problems[0] if exc.problems else exc}", file=sys.stderr)
         return 2
@@ -117,6 +110,38 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
         kept = Checkpointing(folder=out_dir, every=args.checkpoint_every, resume=args.resume, force=args.force,
                              inputs=(family_record(family),))  # fmt: skip
         distributed = Distributed(workers=args.workers, backend=args.backend, address=args.address, checkpoints=kept)
+    trained = _meta_train_run(args, family, registry, distributed, out_dir)
+    if isinstance(trained, int):
+        return trained
+    result, seconds = trained
+    folder = write_meta_train(
+        result, family, args.strategy, seconds, out_dir, args.seed, args.force, in_place=distributed is not None
+    )
+    if not args.quiet:
+        _print_meta_train(args, family, result, seconds, folder)
+    return 0
+
+
+def _meta_train_folder(args: argparse.Namespace, family: Family) -> Path:
+    """The run's output folder, checked: one holding a stopped distributed run continues only with --resume."""
+    from marketsim.meta.distributed.resume import STATE
+
+    seed = f"-seed{args.seed}" if args.seed else ""
+    out_dir = Path(args.out or default_folder(family.name, f"-{args.strategy}{seed}"))
+    if not args.resume and (out_dir / STATE).is_file() and not args.force:
+        raise OutputError(f"{out_dir}: holds a stopped meta-training run; pass --resume to continue it, or --force")
+    if not args.resume:
+        check_output_folder(out_dir, args.force)
+    return out_dir
+
+
+def _meta_train_run(
+    args: argparse.Namespace, family: Family, registry: Registry, distributed: Any, out_dir: Path
+) -> tuple[MetaTrained, float] | int:
+    """(result, seconds) of the run with a progress bar, or the exit code of a run that stopped."""
+    from marketsim.meta.distributed import ActorError
+    from marketsim.tournament.executors import ExecutorUnavailable
+
     with counting_progress(f"meta-train {args.strategy} on {family.name}", "iterations", args.quiet) as bar:
         task = bar.add_task("meta-train", total=None)
 
@@ -124,7 +149,7 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
             bar.update(task, completed=done, total=total)
 
         try:
-            result, seconds = meta_train(
+            return meta_train(
                 family, args.strategy, args.iterations, args.seed, registry,
                 progress=None if args.quiet else progress, device=args.device, distributed=distributed,
             )  # fmt: skip
@@ -139,12 +164,6 @@ def cmd_meta_train(args: argparse.Namespace) -> int:
                 raise
             print(f"interrupted; continue from the last checkpoint in {out_dir} with --resume", file=sys.stderr)
             return 130
-    folder = write_meta_train(
-        result, family, args.strategy, seconds, out_dir, args.seed, args.force, in_place=distributed is not None
-    )
-    if not args.quiet:
-        _print_meta_train(args, family, result, seconds, folder)
-    return 0
 
 
 def _extra_agents(args: argparse.Namespace, family: Family, registry: Registry) -> dict[str, AgentSpec]:
