@@ -54,7 +54,12 @@ class MetaQ(Strategy):
     """
 
     name = "meta_q"
-    classifier: ClassVar[Mapping[str, Any]] = {"learns": True, "needs_torch": True, "observes": ("own", "competitors")}
+    classifier: ClassVar[Mapping[str, Any]] = {
+        "learns": True,
+        "stochastic": True,  # its untrained network, and epsilon > 0, depend on the seed
+        "needs_torch": True,
+        "observes": ("own", "competitors"),
+    }
 
     def __init__(  # noqa: PLR0913 - a strategy's parameters are its keyword arguments (the contract)
         self,
