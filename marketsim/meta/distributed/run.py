@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 
 from marketsim.meta.batch import MetaTrainError
-from marketsim.meta.distributed import resume
 from marketsim.meta.distributed.contract import DistributedMetaLearner
 from marketsim.meta.distributed.fleet import ActorSpec, Backend, Fleet, make_fleet
+from marketsim.meta.distributed.resume import Snapshot
+from marketsim.meta.distributed.resume import load as load_snapshot
+from marketsim.meta.distributed.resume import save as save_snapshot
 from marketsim.meta.distributed.schedule import acting_version, pieces
 from marketsim.meta.loop import MetaBench, MetaRun, MetaTrained, build_learner, meta_bench
 from marketsim.outputs import InputRecord, open_resumable_folder
@@ -118,7 +120,7 @@ def run_distributed(run: MetaRun, dist: Distributed) -> MetaTrained:
     if dist.checkpoints is not None:
         kept = dist.checkpoints
         folder = open_resumable_folder(kept.folder, "meta-train", kept.force, kept.resume, kept.inputs)
-        snap = resume.load(folder, key) if kept.resume else None
+        snap = load_snapshot(folder, key) if kept.resume else None
     bench = meta_bench(run, learner)
     learner.begin(bench.env)
     start, curve, earlier = 0, [], 0.0
@@ -132,9 +134,9 @@ def run_distributed(run: MetaRun, dist: Distributed) -> MetaTrained:
             if iteration % dist.checkpoints.every == 0 or iteration == total:
                 state = learner.training_state()
                 seconds = time.perf_counter() - t0
-                snapshot = resume.Snapshot(key=key, iteration=iteration, curve=curve, seconds=seconds, learner=state,
+                snapshot = Snapshot(key=key, iteration=iteration, curve=curve, seconds=seconds, learner=state,
                                            versions=dict(batches.weights))  # fmt: skip
-                resume.save(folder, snapshot)
+                save_snapshot(folder, snapshot)
 
     spec = ActorSpec(run.family, learner.pool, learner.actor())
     fleet = make_fleet(dist.backend, dist.workers, spec, dist.address, bench.env)
