@@ -20,7 +20,7 @@ import numpy as np
 from marketsim.learning.torchkit import CheckpointError, load_owned_checkpoint, pick_device, seeded_build
 from marketsim.strategy import MarketInfo, MetaCheckpoint, MetaSetup, Observation, Outcome, Strategy
 
-from .rl2 import features, n_features, sorted_rivals
+from .rl2 import batch_rivals, features, n_features, sorted_rivals
 
 if TYPE_CHECKING:
     import torch
@@ -296,10 +296,7 @@ def play(net: MetaQNet, env: Any, cfg: Mapping[str, Any], rng: np.random.Generat
     out = {"expected": np.empty((B, H)), "profit": np.empty((B, H)), "actions": np.empty((B, H), np.int64)}
     inputs = []
     for t in range(H):
-        rivals = np.sort(np.where(env.present[:, 1:], last[:, 1:], np.inf), axis=1)[:, :r]
-        rivals = np.pad(rivals, ((0, 0), (0, max(0, r - rivals.shape[1]))), constant_values=np.inf)
-        rivals[~np.isfinite(rivals)] = np.nan
-        x = features(last[:, 0], rivals, prev, units, profit, t, cfg)
+        x = features(last[:, 0], batch_rivals(last, env.present, r), prev, units, profit, t, cfg)
         with torch.no_grad():
             q, h = net(torch.as_tensor(x, device=dev), h)
         action = q.argmax(dim=1).cpu().numpy()

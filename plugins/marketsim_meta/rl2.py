@@ -101,6 +101,16 @@ def sorted_rivals(prices: Sequence[float], max_rivals: int) -> np.ndarray:
     return row
 
 
+def batch_rivals(last: np.ndarray, present: np.ndarray, max_rivals: int) -> np.ndarray:
+    """``sorted_rivals`` for a batch: (B, max_rivals) the lowest rival prices of each row (column 0 is the learner's),
+    ascending, nan-padded."""
+    rivals = np.sort(np.where(present[:, 1:], last[:, 1:], np.inf), axis=1)[:, :max_rivals]
+    if rivals.shape[1] < max_rivals:
+        rivals = np.pad(rivals, ((0, 0), (0, max_rivals - rivals.shape[1])), constant_values=np.inf)
+    rivals[~np.isfinite(rivals)] = np.nan
+    return rivals
+
+
 class RL2(Strategy):
     """RL² pricing (Duan et al. 2016; Wang et al. 2016): a GRU actor-critic meta-trained across markets.
 
@@ -497,12 +507,7 @@ def rollout(
     logps, values, ents = [], [], []
     inputs, actions, behaviour = [], [], []
     for t in range(H):
-        rivals = np.where(env.present[:, 1:], last[:, 1:], np.inf)
-        rivals = np.sort(rivals, axis=1)[:, :r]
-        if rivals.shape[1] < r:
-            rivals = np.pad(rivals, ((0, 0), (0, r - rivals.shape[1])), constant_values=np.inf)
-        rivals[~np.isfinite(rivals)] = np.nan
-        x_np = features(last[:, 0], rivals, prev, units, profit, t, cfg, how.blind)
+        x_np = features(last[:, 0], batch_rivals(last, env.present, r), prev, units, profit, t, cfg, how.blind)
         x = torch.as_tensor(x_np, device=dev)
         if how.amnesic:
             h = torch.zeros_like(h)
