@@ -360,7 +360,8 @@ def test_ray_actors_give_the_serial_run(family, registry, serial_run, local_ray)
 KILLED_RUN = """
 import os, sys, time
 import marketsim.cli.meta as cli_meta
-from marketsim.meta.distributed import fleet, resume
+from marketsim.meta.distributed import fleet
+from marketsim.meta.distributed import run as distributed_run
 options = {options!r}
 start = fleet._start_actor
 def noted_start(*args):  # each actor process notes its pid (this file runs in them too)
@@ -368,12 +369,12 @@ def noted_start(*args):  # each actor process notes its pid (this file runs in t
         f.write(f"{{os.getpid()}}\\n")
     start(*args)
 fleet._start_actor = noted_start
-original, save = cli_meta.meta_train, resume.save
+original, save = cli_meta.meta_train, distributed_run.save_snapshot
 cli_meta.meta_train = lambda *a, **kw: original(*a, **{{**kw, **options}})
 def slow_save(folder, snap):  # time for the test to kill it between two checkpoints
     save(folder, snap)
     time.sleep({pause})
-resume.save = slow_save
+distributed_run.save_snapshot = slow_save  # the name the learner's loop calls
 if __name__ == "__main__":  # actor processes are spawned: they import this file, and must not run it
     from marketsim.cli.app import main
     sys.exit(main(sys.argv[1:]))
