@@ -193,3 +193,18 @@ def test_every_public_name_resolves() -> None:
     assert {"simulate", "run_tournament", "load_tournament", "run_experiment", "train", "load_checkpoint"} <= set(
         marketsim.__all__
     )
+
+
+def test_the_wheel_lists_every_package_of_the_source_tree() -> None:
+    """pyproject's explicit package list is what a non-editable install ships: a subpackage missing from it
+    imports in the editable checkout and fails after `pip install marketsim`."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")}
+    for name, folder in setuptools["package-dir"].items():
+        base = ROOT / folder
+        if name != "marketsim" and (base / "__init__.py").is_file():
+            found |= {".".join((name, *p.parent.relative_to(base).parts)) for p in base.rglob("__init__.py")}
+    assert listed == found, {"missing": sorted(found - listed), "stale": sorted(listed - found)}
