@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SCENARIOS = ROOT / "scenarios"
 VOLATILE = frozenset({"seconds", "workers", "steps_per_second", "elapsed", "wall_seconds", "cpu_seconds"})
-TOLERANCE = 1e-9  # relative: the Nash and monopoly solvers land within ~1e-12 of each other on different CPUs (SIMD libm)
+# relative: the Nash and monopoly solvers land within ~1e-12 of each other on different CPUs (SIMD libm)
+TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,10 @@ def test_meta_learners_are_found_by_their_capability(registry: Registry) -> None
     assert not isinstance(registry.get("thompson_pricing").cls, MetaTrainable)
 
 
-@pytest.mark.parametrize("sidecar", sorted((ROOT / "tests" / "data").glob("*_meta_pricing*.json")), ids=lambda p: p.stem)
+SIDECARS = sorted((ROOT / "tests" / "data").glob("*_meta_pricing*.json"))
+
+
+@pytest.mark.parametrize("sidecar", SIDECARS, ids=lambda p: p.stem)
 def test_each_committed_checkpoint_was_trained_on_the_bundled_family_as_it_stands(sidecar: Path, family) -> None:
     """A checkpoint the tests and the docs' figures rely on is regenerated when the family file changes
     (`marketsim meta-train scenarios/meta_pricing.yaml --strategy NAME`), not left describing an older one."""

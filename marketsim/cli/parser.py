@@ -259,7 +259,9 @@ def _add_meta(top: _Parser, sub: Any) -> None:
         "meta-train a meta-learner (rl2, reptile_dqn, meta_q, meta_ts or a plugin's) on a task family",
     )  # fmt: skip
     mtr.add_argument("family", help="task family YAML file (family: + base:)")
-    mtr.add_argument("--strategy", required=True, help="meta-learner to train: rl2, reptile_dqn, meta_q, meta_ts or a plugin's")
+    mtr.add_argument(
+        "--strategy", required=True, help="meta-learner to train: rl2, reptile_dqn, meta_q, meta_ts or a plugin's"
+    )
     mtr.add_argument("--iterations", type=_positive_int, help="meta-iterations (default: the strategy's)")
     mtr.add_argument("--seed", type=_non_negative_int, default=0, help="training seed")
     mtr.add_argument("--device", default="auto", help="torch device: auto (CUDA when present), cpu, cuda[:N]")
