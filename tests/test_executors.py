@@ -424,12 +424,24 @@ def test_ray_starts_and_stops_only_its_own_session(ray_run_log, monkeypatch):
     monkeypatch.setattr(ray, "shutdown", shutdown)
     assert run_all(make_executor("ray", workers=3), [task]) == [ok_result(task)]
     assert run_all(make_executor("ray", address="ray://head:10001"), [task]) == [ok_result(task)]
-    assert [name for name, _ in calls] == ["init", "shutdown", "init", "shutdown"]
+    assert [name for name, _ in calls] == ["init", "shutdown"] + ["init", "shutdown"] * 2  # a cluster: probed first
     assert calls[0][1]["num_cpus"] == 3 and calls[0][1]["include_dashboard"] is False
-    assert calls[2][1]["address"] == "ray://head:10001"
+    assert calls[2][1]["address"] == calls[4][1]["address"] == "ray://head:10001"
 
 
 @pytest.mark.slow  # 3 s on a busy machine: the pool's test above keeps the fast suite's check
 def test_ray_workers_start_without_heavy_dependencies(ray_run_log):
     found = heavy_at_start(RayExecutor(), duopoly_tasks("cost_plus"))
     assert found == [["ray"], ["ray"]]  # a Ray worker runs on Ray, and on nothing else that is heavy
+
+
+def test_a_ray_cluster_that_cannot_be_reached_is_refused_when_the_executor_is_made(monkeypatch):
+    ray = pytest.importorskip("ray")
+
+    def unreachable(**kwargs) -> None:
+        raise ConnectionError("Could not find any running Ray instance.\nmore lines")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", unreachable)
+    with pytest.raises(ExecutorUnavailable, match=r"cannot start the Ray cluster at 'ray://head:1': Could not find"):
+        make_executor("ray", address="ray://head:1")  # before a command opens its output folder

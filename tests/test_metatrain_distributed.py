@@ -234,6 +234,37 @@ def test_a_stopped_run_resumes_exactly(tmp_path, family, registry, serial_run) -
     assert without_seconds(result.curve) == without_seconds(serial_run.curve)
 
 
+def test_a_run_stopped_before_its_first_periodic_save_resumes_from_its_start(tmp_path, family, registry, serial_run):
+    folder = tmp_path / "run"
+
+    def stop_at_1(done, total, metrics):
+        if done == 1:
+            raise KeyboardInterrupt
+
+    dist = Distributed(workers=1, backend="serial", **SPREAD, checkpoints=kept(folder, family, every=50))
+    with pytest.raises(KeyboardInterrupt):
+        meta_train(family, "rl2", 4, 5, registry, progress=stop_at_1, device="cpu", distributed=dist, **TINY)
+    assert torch.load(folder / resume.STATE, weights_only=True)["iteration"] == 0  # saved as the actors started
+    dist = Distributed(workers=2, backend="serial", **SPREAD, checkpoints=kept(folder, family, 50, resume_it=True))
+    result, _ = meta_train(family, "rl2", 4, 5, registry, device="cpu", distributed=dist, **TINY)
+    assert_same_weights(weights_of(result), weights_of(serial_run))
+
+
+def test_actors_that_cannot_start_leave_no_folder(tmp_path, family, registry, monkeypatch) -> None:
+    from marketsim.meta.distributed import run as distributed_run
+    from marketsim.tournament.executors import ExecutorUnavailable
+
+    def unavailable(*args):
+        raise ExecutorUnavailable("the ray backend needs Ray")
+
+    monkeypatch.setattr(distributed_run, "make_fleet", unavailable)
+    folder = tmp_path / "run"
+    dist = Distributed(workers=2, backend="serial", checkpoints=kept(folder, family))
+    with pytest.raises(ExecutorUnavailable):
+        meta_train(family, "rl2", 2, 5, registry, device="cpu", distributed=dist, **TINY)
+    assert not folder.exists()  # so a second try, plain or fixed, is not refused
+
+
 def test_resume_refuses_another_run(tmp_path, family, registry) -> None:
     folder = tmp_path / "run"
     dist = Distributed(workers=1, backend="serial", **SPREAD, checkpoints=kept(folder, family))
@@ -242,6 +273,11 @@ def test_resume_refuses_another_run(tmp_path, family, registry) -> None:
     other = Distributed(workers=1, backend="serial", **SPREAD, checkpoints=kept(folder, family, resume_it=True))
     with pytest.raises(MetaTrainError, match="holds another run.*seed 5 there, 6 now"):
         meta_train(family, "rl2", 2, 6, registry, device="cpu", distributed=other, **TINY)
+    saved = torch.load(folder / resume.STATE, weights_only=True)
+    saved["key"] = saved["key"].replace('"device": "cpu"', '"device": "cuda"')  # as a GPU run would have written it
+    torch.save(saved, folder / resume.STATE)
+    with pytest.raises(MetaTrainError, match="holds another run.*device 'cuda' there, 'cpu' now"):
+        meta_train(family, "rl2", 2, 5, registry, device="cpu", distributed=other, **TINY)
     with pytest.raises(MetaTrainError, match="nothing to resume"):
         dist = Distributed(workers=1, backend="serial", checkpoints=kept(tmp_path / "empty", family, resume_it=True))
         (tmp_path / "empty").mkdir()
@@ -328,6 +364,21 @@ def test_a_stopped_command_asks_for_resume_or_force(tmp_path, capsys, tiny_cli, 
     assert (out / "checkpoint.pt").is_file() and (out / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("where, hint", [("make_fleet", "wrote nothing; run it again"), ("_train", "with --resume")])
+def test_an_interrupted_command_says_how_to_go_on(tmp_path, capsys, tiny_cli, monkeypatch, where, hint) -> None:
+    from marketsim.meta.distributed import run as distributed_run
+
+    def interrupt(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed_run, where, interrupt)
+    out = tmp_path / "rl2"
+    assert cmd_meta_train(_args(out=out)) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("interrupted; ") and hint in err and len(err.splitlines()) == 1, err
+    assert (out / resume.STATE).is_file() == (where == "_train")
+
+
 # --- real processes (slow: each actor process imports torch and builds its pool) ----------------------------
 
 
@@ -373,12 +424,18 @@ original, save = cli_meta.meta_train, distributed_run.save_snapshot
 cli_meta.meta_train = lambda *a, **kw: original(*a, **{{**kw, **options}})
 def slow_save(folder, snap):  # time for the test to kill it between two checkpoints
     save(folder, snap)
-    time.sleep({pause})
+    if snap.iteration:  # (not the state saved as the actors start)
+        time.sleep({pause})
 distributed_run.save_snapshot = slow_save  # the name the learner's loop calls
 if __name__ == "__main__":  # actor processes are spawned: they import this file, and must not run it
     from marketsim.cli.app import main
     sys.exit(main(sys.argv[1:]))
 """
+
+
+def _saved_iteration(path: Path) -> int:
+    """The update a run's resumable state was saved at (-1 before the first save; the file is replaced atomically)."""
+    return torch.load(path, weights_only=True)["iteration"] if path.is_file() else -1
 
 
 def _running(pid: int, within: float) -> bool:
@@ -406,7 +463,7 @@ def test_a_killed_command_resumes_from_its_last_checkpoint(tmp_path, family, reg
     child = subprocess.Popen([sys.executable, str(script), *argv], start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not (out / resume.STATE).is_file():
+        while _saved_iteration(out / resume.STATE) < 2:
             assert child.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
             time.sleep(0.2)
         os.kill(child.pid, signal.SIGKILL)  # mid-way: 2 of 8 updates saved, the actors busy with the next
@@ -426,3 +483,16 @@ def test_a_killed_command_resumes_from_its_last_checkpoint(tmp_path, family, reg
                              distributed=Distributed(workers=1, backend="serial"), **TINY)  # fmt: skip
     assert_same_weights({k: v.numpy() for k, v in state["net"].items()}, weights_of(expected))
     assert meta["iterations"] == 8 and not (out / resume.STATE).exists()
+
+
+def test_a_ray_cluster_that_cannot_be_reached_is_one_line_and_no_folder(tmp_path, capsys, tiny_cli) -> None:
+    pytest.importorskip("ray")
+    import ray
+
+    if ray.is_initialized() or Path("/tmp/ray/ray_current_cluster").exists():
+        pytest.skip("a Ray session is open in this process, or a cluster runs on this machine ('auto' would join it)")
+    out = tmp_path / "rl2"
+    assert cmd_meta_train(_args(out=out, backend="ray", address="auto")) == 2  # no cluster runs here
+    err = capsys.readouterr().err.strip()
+    assert "cannot start the Ray cluster at 'auto'" in err and len(err.splitlines()) == 1, err
+    assert not out.exists() and not ray.is_initialized()

@@ -157,13 +157,22 @@ def _meta_train_run(
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except ActorError as exc:
-            print(f"error: {exc}; continue from the last checkpoint with --resume", file=sys.stderr)
+            print(f"error: {exc}; {_resume_hint(out_dir)}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             if distributed is None:
                 raise
-            print(f"interrupted; continue from the last checkpoint in {out_dir} with --resume", file=sys.stderr)
+            print(f"interrupted; {_resume_hint(out_dir)}", file=sys.stderr)
             return 130
+
+
+def _resume_hint(out_dir: Path) -> str:
+    """What to do after a distributed run stopped: resume its saved state, or (none saved yet) start again."""
+    from marketsim.meta.distributed import resume
+
+    if (out_dir / resume.STATE).is_file():
+        return f"continue from the last checkpoint in {out_dir} with --resume"
+    return "it stopped before its actors started and wrote nothing; run it again"
 
 
 def _extra_agents(args: argparse.Namespace, family: Family, registry: Registry) -> dict[str, AgentSpec]:

@@ -654,6 +654,24 @@ class _RayMatch:
         return math.inf if self.started is None else self.started + self.task.wall_seconds + kill_grace
 
 
+def connect_ray(ray: Any, address: str | None, num_cpus: int | None) -> bool:
+    """Join the cluster at ``address`` or start a local Ray, unless Ray is already up; True if this call started it.
+
+    A cluster that cannot be reached is ``ExecutorUnavailable`` (one line for the user), not Ray's traceback.
+    """
+    if ray.is_initialized():
+        return False
+    try:
+        if address is not None:
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+        where = f"the Ray cluster at {address!r}" if address is not None else "a local Ray"
+        raise ExecutorUnavailable(f"cannot start {where}: {shorten(str(exc))}") from None
+    return True
+
+
 class RayExecutor:
     """Runs matches as Ray tasks on the cluster at ``address``, or on a local Ray started for the run.
 
@@ -674,6 +692,11 @@ class RayExecutor:
         self.address = address
         self.num_cpus = num_cpus
         self.kill_grace = kill_grace
+
+    def probe(self) -> None:
+        """Reach the cluster at ``address`` once and let go, so a wrong address is refused before any output."""
+        if self.address is not None and connect_ray(self._ray, self.address, None):
+            self._ray.shutdown()
 
     def run(self, tasks: Sequence[MatchTask], runner: Runner, on_result: Callable[[MatchResult], None]) -> None:
         """Play the tasks on Ray, reporting results in completion order."""
@@ -722,16 +745,7 @@ class RayExecutor:
 
     def _connect(self) -> bool:
         """Join the cluster at ``address`` or start a local one, unless Ray is already up; True if we started it."""
-        ray = self._ray
-        if ray.is_initialized():
-            return False
-        if self.address is not None:
-            ray.init(address=self.address, logging_level=logging.WARNING)
-        else:
-            ray.init(
-                num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
-            )
-        return True
+        return connect_ray(self._ray, self.address, self.num_cpus)
 
     def _advance(self, generator: Any, match: _RayMatch) -> MatchResult | None:
         """Take the next item a match yielded: None for its start, else its result (or the crash that ended it)."""
@@ -770,11 +784,13 @@ def make_executor(
     backend: Literal["serial", "process", "ray"], workers: int = 2, address: str | None = None
 ) -> Executor:
     """The executor for a backend name: ``workers`` sizes the process pool (and a local Ray's CPUs);
-    ``address`` is the Ray cluster to join (a local Ray is started when it is None)."""
+    ``address`` is the Ray cluster to join (a local Ray is started when it is None), reached once here."""
     if backend == "serial":
         return SerialExecutor()
     if backend == "process":
         return ProcessExecutor(workers=workers)
     if backend == "ray":
-        return RayExecutor(address=address, num_cpus=workers if address is None else None)
+        ray = RayExecutor(address=address, num_cpus=workers if address is None else None)
+        ray.probe()
+        return ray
     raise ValueError(f"unknown executor backend {backend!r}: choose serial, process or ray")

@@ -9,7 +9,6 @@ as it is; one the fleet started is shut down when it closes, as for tournaments 
 
 from __future__ import annotations
 
-import logging
 import multiprocessing as mp
 import os
 import signal
@@ -26,7 +25,7 @@ from marketsim.meta.distributed.contract import Actor
 from marketsim.meta.distributed.schedule import Piece
 from marketsim.meta.tasks import Family, sample_tasks
 from marketsim.processes import die_with_parent
-from marketsim.tournament.executors import RAY_MISSING, ExecutorUnavailable
+from marketsim.tournament.executors import RAY_MISSING, ExecutorUnavailable, connect_ray
 
 Backend = Literal["serial", "process", "ray"]
 
@@ -171,15 +170,14 @@ class RayFleet:
             import ray
         except ImportError as exc:
             raise ExecutorUnavailable(RAY_MISSING) from exc
-        self.ray, self.workers = ray, workers
-        self.started = not ray.is_initialized()
-        if self.started and address is not None:
-            ray.init(address=address, logging_level=logging.WARNING)
-        elif self.started:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-        remote = ray.remote(num_cpus=1, max_restarts=0)(ActorWorker)
-        self.actors = [remote.remote(spec) for _ in range(workers)]
-        self.sent = 0
+        self.ray, self.workers, self.actors, self.sent = ray, workers, [], 0
+        self.started = connect_ray(ray, address, workers)
+        try:
+            remote = ray.remote(num_cpus=1, max_restarts=0)(ActorWorker)
+            self.actors = [remote.remote(spec) for _ in range(workers)]
+        except Exception as exc:  # Ray's own errors (and a spec it cannot ship): the user's line, Ray stopped
+            self.close()
+            raise ExecutorUnavailable(f"cannot start the Ray actors ({type(exc).__name__}: {exc})") from None
 
     def share(self, weights: Any) -> Any:
         return self.ray.put(weights)

@@ -5,8 +5,8 @@ processes with weights the learner broadcast, without gradients; the learner her
 ``u`` in order, makes update ``u`` with its off-policy correction, and broadcasts the new weights. The
 schedule (``schedule``) fixes which weights each batch is acted with, ``staleness`` updates old, so actors
 play the next batch while the learner works and the result is the same whatever the number of workers, the
-backend or the timing. Every ``every`` updates the run's state goes to its output folder (``resume``), from
-which ``--resume`` continues it exactly.
+backend or the timing. The output folder is created once the actors run; the run's state goes there at once and
+every ``every`` updates after (``resume``), from which ``--resume`` continues it exactly.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from marketsim.meta.distributed.resume import load as load_snapshot
 from marketsim.meta.distributed.resume import save as save_snapshot
 from marketsim.meta.distributed.schedule import acting_version, pieces
 from marketsim.meta.loop import MetaBench, MetaRun, MetaTrained, build_learner, meta_bench
-from marketsim.outputs import InputRecord, open_resumable_folder
+from marketsim.outputs import InputRecord, check_output_folder, open_resumable_folder
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,9 +67,12 @@ def single_process(strategy: str) -> str:
 def run_key(run: MetaRun, total: int, dist: Distributed) -> dict[str, Any]:
     """What must match for a run to continue another: everything that changes its numbers (as JSON data),
     the folder's recorded inputs (the family) by their hashes."""
+    from marketsim.learning.torchkit import pick_device
+
     inputs = dist.checkpoints.inputs if dist.checkpoints is not None else ()
     key = {
         "strategy": run.cls.name,
+        "device": pick_device(run.device).type,  # the learner's random state is a CPU's or a GPU's
         "inputs": {record.name: record.digest for record in inputs},
         "seed": run.seed,
         "iterations": total,
@@ -116,27 +119,27 @@ def run_distributed(run: MetaRun, dist: Distributed) -> MetaTrained:
         raise MetaTrainError(single_process(run.cls.name))
     total = run.iterations if run.iterations is not None else learner.iterations
     key = run_key(run, total, dist)
-    folder, snap = None, None
-    if dist.checkpoints is not None:
-        kept = dist.checkpoints
-        folder = open_resumable_folder(kept.folder, "meta-train", kept.force, kept.resume, kept.inputs)
-        snap = load_snapshot(folder, key) if kept.resume else None
+    kept, folder, snap = dist.checkpoints, None, None
+    if kept is not None and kept.resume:
+        folder = open_resumable_folder(kept.folder, "meta-train", resume=True)
+        snap = load_snapshot(folder, key)
+    elif kept is not None:
+        check_output_folder(kept.folder, kept.force)  # refused before any work; created once the actors run
     bench = meta_bench(run, learner)
     learner.begin(bench.env)
     start, curve, earlier = 0, [], 0.0
     if snap is not None:
-        learner.load_training_state(snap.learner)
+        _restore(learner, snap, folder)
         start, curve, earlier = snap.iteration, list(snap.curve), snap.seconds
     t0 = began - earlier  # the curve's clock runs on across resumed parts
 
     def save(iteration: int, batches: Batches) -> None:
-        if folder is not None and dist.checkpoints is not None:
-            if iteration % dist.checkpoints.every == 0 or iteration == total:
-                state = learner.training_state()
-                seconds = time.perf_counter() - t0
-                snapshot = Snapshot(key=key, iteration=iteration, curve=curve, seconds=seconds, learner=state,
-                                           versions=dict(batches.weights))  # fmt: skip
-                save_snapshot(folder, snapshot)
+        if folder is not None and kept is not None and (iteration % kept.every == 0 or iteration in (0, total)):
+            state = learner.training_state()
+            seconds = time.perf_counter() - t0
+            snapshot = Snapshot(key=key, iteration=iteration, curve=curve, seconds=seconds, learner=state,
+                                versions=dict(batches.weights))  # fmt: skip
+            save_snapshot(folder, snapshot)
 
     spec = ActorSpec(run.family, learner.pool, learner.actor())
     fleet = make_fleet(dist.backend, dist.workers, spec, dist.address, bench.env)
@@ -144,6 +147,9 @@ def run_distributed(run: MetaRun, dist: Distributed) -> MetaTrained:
         batches = Batches(fleet, run, total, learner.episodes, dist)
         for version, weights in sorted(snap.versions.items() if snap is not None else [(0, learner.weights())]):
             batches.publish(version, weights)
+        if kept is not None and snap is None:  # the actors started: from now on an interruption can be resumed
+            folder = open_resumable_folder(kept.folder, "meta-train", kept.force, inputs=kept.inputs)
+            save(0, batches)
         _train(run, bench, batches, start, curve, t0, save)
     finally:
         fleet.close()
@@ -163,6 +169,14 @@ def run_distributed(run: MetaRun, dist: Distributed) -> MetaTrained:
     return MetaTrained(
         state=done.state, params=done.params, curve=curve, extra=done.extra, info=info, earlier_seconds=earlier
     )
+
+
+def _restore(learner: DistributedMetaLearner, snap: Snapshot, folder: Path | None) -> None:
+    """Load a snapshot's learner state; a state this learner cannot take is the user's error, in one line."""
+    try:
+        learner.load_training_state(snap.learner)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise MetaTrainError(f"{folder}: its saved state does not fit this run ({type(exc).__name__}: {exc})") from None
 
 
 def _train(
