@@ -14,6 +14,7 @@ from marketsim.cli.app import main
 from marketsim.market.model import MarketModel
 from marketsim.meta.evaluate import (
     EvalResult,
+    MetaEvalError,
     baseline_agents,
     evaluate,
     fixed_price_share,
@@ -268,3 +269,13 @@ def test_meta_eval_refuses_a_split_the_family_lacks(cli_registry, tmp_path: Path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no split 'winter'" in err and "seasonal, regime_change, all" in err, err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("splits, message", [([], "at least one"), (["test", "test"], "each split once"),
+                                             (["test", "winter"], "no split 'winter'")])  # fmt: skip
+def test_evaluate_splits_checks_every_split_before_it_evaluates_any(family, registry, monkeypatch, splits, message):
+    import marketsim.meta.evaluate as evaluation
+
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **kw: pytest.fail("evaluated before checking"))
+    with pytest.raises(MetaEvalError, match=message):
+        evaluation.evaluate_splits(family, {"fixed": ("fixed_price", {"price": 2.0})}, 2, splits, registry)

@@ -404,6 +404,10 @@ def evaluate_splits(
 ) -> SplitsResult:
     """``evaluate`` on each split in turn (tasks 0 … n_tasks-1 of each); progress counts every split's tasks."""
     splits = list(splits)
+    if not splits or len(set(splits)) < len(splits):
+        raise MetaEvalError(f"name each split once, at least one: got {splits}")
+    for split in splits:  # every split checked before the first is evaluated
+        _check_request(family, agents, n_tasks, split, registry if registry is not None else default_registry())
     total = len(splits) * n_tasks
     results: dict[str, EvalResult] = {}
     for n, split in enumerate(splits):

@@ -14,7 +14,7 @@ Why it holds up off its training distribution (``docs/meta.md`` has the figures)
 * the meta-learned prior is a kernel density over the parameters fitted to training tasks, mixed with a wide
   heavy-tailed component (``robust``), so a market unlike the training ones still has prior mass and the
   likelihood takes over within a few steps;
-* old observations fade (``forget``: the likelihood of one ``k`` steps old is raised to ``forget ** k``), so a
+* old observations fade (``forget``: the likelihood of the ``n``-th latest is raised to ``forget ** (n - 1)``), so a
   market that drifts or jumps is followed. With ``hazard`` > 0 it also drops its evidence when a sale is far likelier
   under the prior than under the posterior (a one-change-point reading of Adams & MacKay 2007): that follows a
   regime change faster but mistakes seasonal swings in arrivals for changes, so it is off by default.
@@ -236,17 +236,16 @@ class MetaThompsonLearner:
     """Fits ``meta_ts``'s prior: the model fitted to each of ``pool`` training tasks' expected sales curves.
 
     One iteration does it all (there is nothing to iterate); the curve's validation regret is the strategy with
-    that prior run on the held-aside tasks in the batched market with sampled sales.
+    that prior, and its default ``forget``, ``hazard`` and ``act`` (what an evaluation of the checkpoint uses), run
+    on the held-aside tasks in the batched market with sampled sales.
     """
 
     iterations = 1
     log_every = 1
 
-    def __init__(
-        self, setup: MetaSetup, pool: int = 1024, validation: int = 64, robust: float = 0.15, **params: Any
-    ) -> None:
+    def __init__(self, setup: MetaSetup, pool: int = 1024, validation: int = 64, robust: float = 0.15) -> None:
         self.setup, self.pool, self.validation, self.robust = setup, pool, validation, float(robust)
-        self.params = {"grid": list(setup.grid), **params}
+        self.params = {"grid": list(setup.grid)}
 
     def begin(self, env: Any) -> None:
         self.prior: dict[str, np.ndarray] | None = None
