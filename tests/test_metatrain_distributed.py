@@ -21,6 +21,7 @@ import torch
 from marketsim.cli.meta import cmd_meta_train
 from marketsim.cli.parser import build_parser
 from marketsim.learning.checkpoint import load_checkpoint
+from marketsim.meta.batch import TaskBatch
 from marketsim.meta.distributed import (
     Checkpointing,
     Distributed,
@@ -32,7 +33,7 @@ from marketsim.meta.distributed import (
 )
 from marketsim.meta.distributed.fleet import ActorSpec
 from marketsim.meta.loop import MetaRun, build_learner
-from marketsim.meta.tasks import Family, load_family
+from marketsim.meta.tasks import Family, load_family, sample_tasks
 from marketsim.meta.train import MetaTrainError, family_record, meta_train
 from marketsim.registry import Registry, default_registry
 
@@ -180,6 +181,27 @@ def test_the_run_is_the_same_whoever_plays_the_pieces(family, registry, serial_r
     assert sorted(played) == [(u, p) for u in range(1, 5) for p in range(3)] and played != sorted(played)
     other_seed = train(family, registry, seed=6)
     assert not np.array_equal(weights_of(other_seed)["pi.weight"], weights_of(serial_run)["pi.weight"])
+
+
+def test_actors_build_their_pool_with_the_hosts_registry(family, registry, monkeypatch) -> None:
+    import pickle
+
+    from marketsim.meta.distributed import run as distributed_run
+
+    specs = []
+
+    def capture(backend, n, spec, address=None, env=None):
+        specs.append(spec)
+        raise KeyboardInterrupt  # enough: the spec is what the actors would get
+
+    monkeypatch.setattr(distributed_run, "make_fleet", capture)
+    with pytest.raises(KeyboardInterrupt):
+        train(family, registry, workers=2)
+    spec = pickle.loads(pickle.dumps(specs[0]))  # as a spawned actor process receives it
+    monkeypatch.setattr("marketsim.registry.default_registry", lambda: pytest.fail("the actor used another registry"))
+    assert sorted(spec.registry.names()) == sorted(registry.names())
+    pool, host = spec.build_pool(), TaskBatch.from_tasks(sample_tasks(family, "train", spec.pool), registry)
+    assert np.array_equal(pool.start, host.start) and np.array_equal(pool.cost, host.cost)
 
 
 def test_staleness_changes_what_is_learned(family, registry, serial_run) -> None:

@@ -25,6 +25,7 @@ from marketsim.meta.distributed.contract import Actor
 from marketsim.meta.distributed.schedule import Piece
 from marketsim.meta.tasks import Family, sample_tasks
 from marketsim.processes import die_with_parent
+from marketsim.registry import Registry
 from marketsim.tournament.executors import RAY_MISSING, ExecutorUnavailable, connect_ray
 
 Backend = Literal["serial", "process", "ray"]
@@ -38,17 +39,20 @@ class ActorError(RuntimeError):
 
 @dataclass(frozen=True)
 class ActorSpec:
-    """What an actor process is built from: the family and the size of its training pool, and the actor."""
+    """What an actor process is built from: the family and the size of its training pool, the actor, and the
+    host's registry (it pickles by reference to its classes), so the actors' markets are the host's."""
 
     family: Family
     pool: int
     actor: Actor
+    registry: Registry | None = None  # None: the installed plugins' (``default_registry``)
 
     def build_pool(self) -> TaskBatch:
         """The training pool, exactly the host's (task k of the train split is the same wherever it is drawn)."""
         from marketsim.registry import default_registry
 
-        return TaskBatch.from_tasks(sample_tasks(self.family, "train", self.pool), default_registry())
+        registry = self.registry if self.registry is not None else default_registry()
+        return TaskBatch.from_tasks(sample_tasks(self.family, "train", self.pool), registry)
 
 
 class ActorWorker:

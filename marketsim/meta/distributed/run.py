@@ -141,7 +141,7 @@ def run_distributed(run: MetaRun, dist: Distributed) -> MetaTrained:
                                 versions=dict(batches.weights))  # fmt: skip
             save_snapshot(folder, snapshot)
 
-    spec = ActorSpec(run.family, learner.pool, learner.actor())
+    spec = ActorSpec(run.family, learner.pool, learner.actor(), run.registry)
     fleet = make_fleet(dist.backend, dist.workers, spec, dist.address, bench.env)
     try:
         batches = Batches(fleet, run, total, learner.episodes, dist)
