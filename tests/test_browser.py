@@ -113,7 +113,8 @@ def test_the_live_page_steps_plays_and_restarts_with_a_slider_s_value(live_page_
         wait_for_step(page, STEPS)
         wait_for_points(page, "prices", STEPS)
         assert _chart_points(page, "prices") == [[s, STEPS] for s in sellers]
-        for chart in ("delta", "shares", "profits", "surplus"):
+        for chart in ("delta", "shares", "profits", "surplus"):  # each chart redraws on its own: wait for each
+            wait_for_points(page, chart, STEPS)
             assert all(n == STEPS for _, n in _chart_points(page, chart)), chart
 
         rate = playing_rate(page, PLAY_SECONDS)  # the page's own speed (criterion C)
