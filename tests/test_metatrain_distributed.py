@@ -447,17 +447,13 @@ cli_meta.meta_train = lambda *a, **kw: original(*a, **{{**kw, **options}})
 def slow_save(folder, snap):  # time for the test to kill it between two checkpoints
     save(folder, snap)
     if snap.iteration:  # (not the state saved as the actors start)
+        print(f"saved {{snap.iteration}}", flush=True)  # the test reads this line, then kills the run
         time.sleep({pause})
 distributed_run.save_snapshot = slow_save  # the name the learner's loop calls
 if __name__ == "__main__":  # actor processes are spawned: they import this file, and must not run it
     from marketsim.cli.app import main
     sys.exit(main(sys.argv[1:]))
 """
-
-
-def _saved_iteration(path: Path) -> int:
-    """The update a run's resumable state was saved at (-1 before the first save; the file is replaced atomically)."""
-    return torch.load(path, weights_only=True)["iteration"] if path.is_file() else -1
 
 
 def _running(pid: int, within: float) -> bool:
@@ -482,17 +478,17 @@ def test_a_killed_command_resumes_from_its_last_checkpoint(tmp_path, family, reg
     script = tmp_path / "run_cli.py"
     pids = tmp_path / "actors.txt"
     script.write_text(KILLED_RUN.format(options=TINY, pause=30, pids=str(pids)))
-    child = subprocess.Popen([sys.executable, str(script), *argv], start_new_session=True)
+    child = subprocess.Popen([sys.executable, str(script), *argv], stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while _saved_iteration(out / resume.STATE) < 2:
-            assert child.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
-            time.sleep(0.2)
+        saved = next((line.strip() for line in child.stdout if line.startswith("saved ")), None)  # blocks: no clock
+        assert saved == "saved 2", "the run ended before its first periodic checkpoint"  # None: stdout closed, it died
         os.kill(child.pid, signal.SIGKILL)  # mid-way: 2 of 8 updates saved, the actors busy with the next
         child.wait(timeout=30)
     finally:
         if child.poll() is None:
             os.kill(child.pid, signal.SIGKILL)
+        child.stdout.close()
     assert torch.load(out / resume.STATE, weights_only=True)["iteration"] == 2
     assert not (out / "checkpoint.pt").exists()
     actors = [int(pid) for pid in pids.read_text().split()]
